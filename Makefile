@@ -1,0 +1,84 @@
+# Quick start on a fresh machine:  make render   then   make test
+# Everything installs itself: the project virtualenv (.venv) and checkov in its own isolated
+# virtualenv (.venv-checkov), because checkov pins an old boto3 that must never reach the project.
+
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
+CHECKOV     := $(CHECKOV_VENV)/bin/checkov
+ENV         ?= dev
+ADKIT       := $(BIN)/adkit
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv tools postgres render check-render lint cfn-lint scan ruff test test-fast \
+        bootstrap pipeline deploy plan status destroy clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml $(wildcard apprunner/requirements.txt)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(if $(wildcard apprunner/requirements.txt),-r apprunner/requirements.txt)
+	@touch $@
+
+$(CHECKOV_VENV)/.installed:
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+venv: $(VENV)/.installed ## create/refresh the project virtualenv
+
+tools: $(CHECKOV_VENV)/.installed ## install checkov in its own virtualenv
+
+postgres: ## install PostgreSQL server binaries from Debian (contract tests start throwaway clusters)
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "PostgreSQL present: $$(ls -d /usr/lib/postgresql/*/bin | head -1)"; \
+	else \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql openssl; \
+	fi
+
+render: venv ## render every environment and the account-level stacks into templates/
+	$(BIN)/python -m generator render
+
+check-render: venv ## fail if templates/ differs from a fresh render
+	$(BIN)/python -m generator render --check
+
+cfn-lint: venv ## cfn-lint every rendered template (errors and warnings fail)
+	$(BIN)/cfn-lint 'templates/**/*.yaml'
+
+scan: tools ## checkov over every rendered template (any failed check fails)
+	$(CHECKOV) --quiet --compact --framework cloudformation -d templates
+
+lint: check-render cfn-lint scan ## golden check, cfn-lint and checkov
+
+ruff: venv ## Python lint
+	$(BIN)/ruff check generator tests apprunner
+
+test: venv tools postgres ruff ## lint, scans and every test (the CI command)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bootstrap: venv ## deploy the account-level bootstrap stack
+	$(ADKIT) bootstrap
+
+pipeline: venv ## deploy the account-level pipeline stack
+	$(ADKIT) pipeline
+
+deploy: venv ## deploy one environment: make deploy ENV=dev [IMAGE_TAG=<sha>]
+	$(ADKIT) deploy $(ENV) $(if $(IMAGE_TAG),--image-tag $(IMAGE_TAG))
+
+plan: venv ## show the change set for one environment, then delete it: make plan ENV=dev
+	$(ADKIT) plan $(ENV) $(if $(IMAGE_TAG),--image-tag $(IMAGE_TAG))
+
+status: venv ## stack states and outputs: make status ENV=dev
+	$(ADKIT) status $(ENV)
+
+destroy: venv ## delete a non-production environment: make destroy ENV=dev
+	$(ADKIT) destroy $(ENV)
+
+clean: ## remove virtualenvs and caches
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,294 @@
+"""Throwaway local stand-ins for what App Runner gives the service: PostgreSQL (TLS on), S3 + Secrets Manager.
+
+Used by the contract tests, the SSE benchmark, and `python apprunner/localdev.py` (run the service locally).
+Nothing here ships in the image. Everything binds to 127.0.0.1 and is deleted on exit.
+
+- `LocalPostgres`: a cluster from Debian's `postgresql` package in a temp dir, self-signed TLS, password
+  (scram) auth over TCP, a database owned by a non-superuser app role, admin over a private unix socket.
+- `LocalAws`: moto's threaded server for S3 and Secrets Manager; creates the content bucket and the
+  Aurora-style DB secret (`{"username": ..., "password": ...}`).
+- `start_service`: runs `python -m adagency_backend` (the image's entrypoint) with a given environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVICE_DIR = Path(__file__).resolve().parent / "service"
+REGION = "us-east-1"
+APP_USER = "app_user"
+DB_NAME = "app"
+BUCKET = "adagency-test-content"
+SECRET_NAME = "adagency/test/db"  # the real one is created by RDS (ManageMasterUserPassword)
+INSTALL_HINT = "apt-get install -y postgresql openssl   (Debian/Ubuntu)"
+
+
+def find_pg_bin() -> Path | None:
+    """Directory with initdb/pg_ctl from the newest installed PostgreSQL, or None."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    if candidates:
+        return Path(candidates[-1]).parent
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@dataclass
+class LocalPostgres:
+    """A throwaway PostgreSQL cluster: `with LocalPostgres() as pg: ...`."""
+
+    max_connections: int = 100
+    port: int = 0
+    password: str = field(default_factory=new_password)
+    root: Path | None = None
+    _as_user: list[str] = field(default_factory=list)
+
+    def __enter__(self) -> LocalPostgres:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def socket_dir(self) -> Path:
+        assert self.root is not None
+        return self.root / "sock"
+
+    def _run(self, *args: str | Path, **kw) -> subprocess.CompletedProcess:
+        cmd = [*self._as_user, *map(str, args)]
+        return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60, **kw)
+
+    def start(self) -> None:
+        bindir = find_pg_bin()
+        if bindir is None:
+            raise RuntimeError(f"PostgreSQL server binaries not found; install them: {INSTALL_HINT}")
+        self.root = Path(tempfile.mkdtemp(prefix="adagency-pg-"))
+        owner = None
+        if os.geteuid() == 0:  # initdb refuses to run as root: run the cluster as the `postgres` user
+            owner = pwd.getpwnam("postgres")
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+        self.socket_dir.mkdir()
+        data = self.root / "data"
+        key, cert = self.root / "server.key", self.root / "server.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True, timeout=60)
+        key.chmod(0o600)
+        if owner:
+            for p in (self.root, self.socket_dir, key, cert):
+                os.chown(p, owner.pw_uid, owner.pw_gid)
+        self._run(bindir / "initdb", "-D", data, "-U", "postgres", "--auth-local=trust",
+                  "--auth-host=scram-sha-256", "--encoding=UTF8", "--no-sync")
+        # TCP only with TLS and a password (as on Aurora with rds.force_ssl); admin only over the unix socket.
+        (data / "pg_hba.conf").write_text(
+            "local all postgres trust\n"
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        self.port = self.port or free_port()
+        opts = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c ssl=on "
+                f"-c ssl_cert_file={cert} -c ssl_key_file={key} -c fsync=off -c synchronous_commit=off "
+                f"-c full_page_writes=off -c max_connections={self.max_connections}")
+        self._run(bindir / "pg_ctl", "-D", data, "-l", self.root / "postgres.log", "-o", opts, "-w", "start")
+        self.admin_sql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{self.password}'")
+        self.admin_sql(f"CREATE DATABASE {DB_NAME} OWNER {APP_USER}")
+
+    def admin_sql(self, sql: str, db: str = "postgres") -> str:
+        """Run SQL as the superuser over the private unix socket; returns psql's unaligned output."""
+        bindir = find_pg_bin()
+        assert bindir is not None
+        out = self._run(bindir / "psql", "-h", self.socket_dir, "-p", str(self.port), "-U", "postgres",
+                        "-d", db, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql)
+        return out.stdout.strip()
+
+    def set_password(self, password: str) -> None:
+        """Rotate the app role's password the way Secrets Manager rotation does (ALTER ROLE)."""
+        self.password = password
+        self.admin_sql(f"ALTER ROLE {APP_USER} PASSWORD '{password}'")
+
+    def terminate_app_connections(self) -> int:
+        """Kill every backend of the app role (forces the service to reconnect); returns how many."""
+        out = self.admin_sql(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                             f"WHERE usename = '{APP_USER}'")
+        return int(out or 0)
+
+    def stop(self) -> None:
+        if self.root is None:
+            return
+        bindir = find_pg_bin()
+        if bindir and (self.root / "data" / "postmaster.pid").exists():
+            with contextlib.suppress(subprocess.SubprocessError):
+                self._run(bindir / "pg_ctl", "-D", self.root / "data", "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root = None
+
+
+class LocalAws:
+    """moto's server on 127.0.0.1 (free port) with the content bucket and the DB secret."""
+
+    def __init__(self) -> None:
+        self.server = None
+        self.endpoint = ""
+        self.secret_arn = ""
+
+    def __enter__(self) -> LocalAws:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def client(self, service: str):
+        import boto3
+
+        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self.client("s3").create_bucket(Bucket=BUCKET)
+
+    def create_db_secret(self, password: str) -> str:
+        resp = self.client("secretsmanager").create_secret(
+            Name=SECRET_NAME, SecretString=json.dumps({"username": APP_USER, "password": password}))
+        self.secret_arn = resp["ARN"]
+        return self.secret_arn
+
+    def rotate_db_secret(self, password: str) -> None:
+        self.client("secretsmanager").put_secret_value(
+            SecretId=self.secret_arn, SecretString=json.dumps({"username": APP_USER, "password": password}))
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+def aws_env(aws: LocalAws) -> dict[str, str]:
+    """Standard AWS SDK variables pointing boto3 at the local server (never real credentials)."""
+    return {"AWS_ENDPOINT_URL": aws.endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def contract_values(pg: LocalPostgres, aws: LocalAws, **overrides: str) -> dict[str, str]:
+    """Values for every app-contract variable, pointing at the local servers."""
+    values = {
+        "APP_ENVIRONMENT": "local",
+        "APP_REGION": REGION,
+        "DB_HOST": "127.0.0.1",
+        "DB_PORT": str(pg.port),
+        "DB_NAME": DB_NAME,
+        "DB_SECRET_ARN": aws.secret_arn,
+        "DB_SSLMODE": "require",
+        "CONTENT_BUCKET": BUCKET,
+        "CORS_ALLOWED_ORIGINS": "http://localhost:3000",
+        "SSE_MAX_STREAM_SECONDS": "100",
+        "GEMINI_API_KEY": "local-dummy-gemini-key",
+    }
+    values.update(overrides)
+    return values
+
+
+def base_process_env() -> dict[str, str]:
+    """The minimum a Python subprocess needs, without inheriting the caller's AWS or DB settings."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env["PYTHONPATH"] = str(SERVICE_DIR)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_http_ok(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"service exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as e:
+            last = e
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {timeout}s: {last}")
+
+
+def start_service(env: dict[str, str], log_path: Path, timeout: float = 30) -> tuple[subprocess.Popen, str]:
+    """Start the service exactly as the image does (`python -m adagency_backend`); returns (process, base url)."""
+    port = env.get("PORT") or str(free_port())
+    env = {**base_process_env(), **env, "PORT": port}
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child; closed when the file object is collected
+    proc = subprocess.Popen([sys.executable, "-m", "adagency_backend"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=SERVICE_DIR)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{base}/healthz", timeout, proc)
+    except Exception:
+        proc.kill()
+        proc.wait(10)
+        raise
+    return proc, base
+
+
+def stop_service(proc: subprocess.Popen, timeout: float = 15) -> int:
+    """SIGTERM (what App Runner sends), then wait; kill if it does not stop in time. Returns the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
+
+
+def main() -> int:
+    """Run the service locally against throwaway PostgreSQL + moto until Ctrl-C."""
+    port = os.environ.get("PORT", "8080")
+    with LocalPostgres() as pg, LocalAws() as aws:
+        aws.create_db_secret(pg.password)
+        env = {**aws_env(aws), **contract_values(pg, aws), "PORT": port}
+        log_path = Path(pg.root or tempfile.gettempdir()) / "service.log"
+        proc, base = start_service(env, log_path)
+        print(f"service: {base}  (docs: {base}/docs, logs: {log_path})\nCtrl-C to stop", flush=True)
+        try:
+            proc.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop_service(proc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

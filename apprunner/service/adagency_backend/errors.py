@@ -1,0 +1,65 @@
+"""One JSON error shape for every failure; clients never see a stack trace or an echoed input value.
+
+    {"error": {"code": "validation_error", "message": "...", "details": [{"field": "body.name", ...}]},
+     "request_id": "..."}
+
+Unexpected exceptions become a 500 of the same shape in middleware.RequestContextMiddleware.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .logs import request_id_var
+
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+                 415: "unsupported_media_type", 422: "validation_error", 429: "too_many_requests",
+                 503: "unavailable"}
+
+
+class ApiError(Exception):
+    """Raise in handlers for a deliberate 4xx/5xx with a stable machine-readable code."""
+
+    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": {"code": code, "message": message}, "request_id": request_id_var.get()}
+    if details:
+        body["error"]["details"] = details
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Location and message only: pydantic's `input` and `ctx` may echo what the client sent."""
+    details = []
+    for err in exc.errors()[:20]:
+        field = ".".join(str(p) for p in err.get("loc", ()))
+        details.append({"field": field, "message": str(err.get("msg", "invalid"))[:200],
+                        "type": err.get("type", "invalid")})
+    return details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "validation_error", "request validation failed", _validation_details(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))

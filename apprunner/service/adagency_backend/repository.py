@@ -1,0 +1,62 @@
+"""SQL for projects and project events (plain parameterised queries; rows come back as dicts)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from .db import Database
+
+EVENTS_CHANNEL = "project_events"  # NOTIFY channel; payload = project id
+_PROJECT_COLUMNS = "id, name, description, created_at"
+_EVENT_COLUMNS = "id, project_id, type, data, created_at"
+
+
+async def create_project(db: Database, name: str, description: str) -> dict[str, Any]:
+    async with db.pool.connection() as conn:
+        cur = await conn.execute(
+            f"INSERT INTO projects (name, description) VALUES (%s, %s) RETURNING {_PROJECT_COLUMNS}",
+            (name, description))
+        return await cur.fetchone()
+
+
+async def list_projects(db: Database, limit: int, offset: int) -> list[dict[str, Any]]:
+    async with db.pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {_PROJECT_COLUMNS} FROM projects ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
+            (limit, offset))
+        return await cur.fetchall()
+
+
+async def get_project(db: Database, project_id: UUID) -> dict[str, Any] | None:
+    async with db.pool.connection() as conn:
+        cur = await conn.execute(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = %s", (project_id,))
+        return await cur.fetchone()
+
+
+async def append_event(db: Database, project_id: UUID, type_: str, data: dict[str, Any]) -> dict[str, Any] | None:
+    """Insert an event and NOTIFY listeners; None if the project does not exist.
+
+    The project row is locked first, so one project's events commit in id order: a reader that has seen
+    id N can never later find a committed id < N (which a client resuming from N would miss).
+    """
+    async with db.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute("SELECT id FROM projects WHERE id = %s FOR UPDATE", (project_id,))
+        if await cur.fetchone() is None:
+            return None
+        cur = await conn.execute(
+            f"INSERT INTO project_events (project_id, type, data) VALUES (%s, %s, %s) RETURNING {_EVENT_COLUMNS}",
+            (project_id, type_, Jsonb(data)))
+        event = await cur.fetchone()
+        await conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, str(project_id)))
+        return event
+
+
+async def events_after(db: Database, project_id: UUID, after_id: int, limit: int) -> list[dict[str, Any]]:
+    async with db.pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM project_events WHERE project_id = %s AND id > %s ORDER BY id LIMIT %s",
+            (project_id, after_id, limit))
+        return await cur.fetchall()

@@ -1,0 +1,68 @@
+"""`adkit`: render templates, deploy them safely, restore data. Run `adkit --help`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from importlib import import_module
+
+from generator.config import ConfigError
+from generator.naming import NamingError
+
+# Each module exposes register(subparsers); its subcommands set `handler` via set_defaults.
+COMMAND_MODULES = ("generator.deploy.cli", "generator.dr.cli")
+
+EXIT_USAGE = 2
+
+
+def _render(args: argparse.Namespace) -> int:
+    from generator import render
+
+    started = time.perf_counter()
+    files = render.render_all()
+    if args.check:
+        stale = render.differences(files)
+        if stale:
+            print("templates/ differs from a fresh render (run `make render` and commit):", file=sys.stderr)
+            for relative in stale:
+                print(f"  {relative}", file=sys.stderr)
+            return 1
+        print(f"templates/ is up to date ({len(files)} files)", file=sys.stderr)
+        return 0
+    changed = render.write(files)
+    elapsed = time.perf_counter() - started
+    print(f"rendered {len(files)} files in {elapsed:.2f} s; {len(changed)} changed", file=sys.stderr)
+    for relative in changed:
+        print(f"  {relative}", file=sys.stderr)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="adkit", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    render = sub.add_parser("render", help="render every environment and the account-level stacks to templates/")
+    render.add_argument("--check", action="store_true", help="compare with templates/ instead of writing")
+    render.set_defaults(handler=_render)
+    for name in COMMAND_MODULES:
+        try:
+            module = import_module(name)
+        except ModuleNotFoundError as exc:
+            if not exc.name or not name.startswith(exc.name):  # the module itself is absent
+                raise
+            continue
+        module.register(sub)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, NamingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

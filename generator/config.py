@@ -1,0 +1,367 @@
+"""Typed, validated configuration: one TOML file per environment plus one account-level file.
+
+Everything structural is decided here, at render time. A mistake is refused before anything is
+rendered, with a message that names the file, the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "config"
+ENVIRONMENTS_DIR = CONFIG_DIR / "environments"
+ACCOUNT_FILE = CONFIG_DIR / "account.toml"
+
+# CloudWatch Logs accepts only these retention values (AWS::Logs::LogGroup RetentionInDays enum).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+MIN_LOG_RETENTION_DAYS = 30  # the kit's own floor: operators need a month of logs after an incident
+
+# App Runner's valid vCPU -> memory combinations (AWS-FACTS 1.2; cfn-lint does not check pairs).
+APP_RUNNER_SIZES: dict[str, tuple[str, ...]] = {
+    "0.25 vCPU": ("0.5 GB", "1 GB"),
+    "0.5 vCPU": ("1 GB",),
+    "1 vCPU": ("2 GB", "3 GB", "4 GB"),
+    "2 vCPU": ("4 GB", "6 GB"),
+    "4 vCPU": ("8 GB", "10 GB", "12 GB"),
+}
+
+# Aurora PostgreSQL majors with 0-ACU auto-pause and the first minor that supports it (AWS-FACTS 7).
+AURORA_PG_AUTO_PAUSE_MIN_MINOR = {16: 3, 17: 4, 18: 3}
+
+# RFC 2606 example domains: they render, but the deploy command refuses them.
+EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org")
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")]
+AccountId = Annotated[str, Field(pattern=r"^[0-9]{12}$")]
+Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")]
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", max_length=254)]
+DnsLabel = Annotated[str, Field(pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")]
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class NetworkConfig(Strict):
+    vpc_cidr: str = "10.0.0.0/16"
+    az_count: int = Field(2, ge=2, le=3)
+    nat_mode: Literal["single", "one_per_az"] = "single"
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"must be an IPv4 network such as 10.0.0.0/16 ({exc})") from None
+        if not 16 <= network.prefixlen <= 20:
+            raise ValueError("prefix length must be between /16 and /20 (room for 9 subnets of /24 or more)")
+        if not network.is_private:
+            raise ValueError("must be a private (RFC 1918) range")
+        return value
+
+
+class DatabaseConfig(Strict):
+    engine_version: str = "17.7"
+    database_name: str = Field("app", pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    min_acu: float = Field(0.5, ge=0, le=256)
+    max_acu: float = Field(4, ge=1, le=256)
+    seconds_until_auto_pause: int | None = Field(None, ge=300, le=86400)
+    reader: bool = False
+    backup_retention_days: int = Field(7, ge=1, le=35)
+    deletion_protection: bool = True
+    performance_insights_retention_days: Literal[7, 31, 62, 93, 124, 155, 186, 217, 248, 279, 310, 341, 372,
+                                                 403, 434, 465, 496, 527, 558, 589, 620, 651, 682, 713, 731] = 7
+    # UTC; RDS wants both windows >= 30 minutes and not overlapping (AWS Backup runs at backup.schedule).
+    backup_window: str = Field(
+        "02:00-03:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$")
+    maintenance_window: str = Field(
+        "sun:04:00-sun:05:00",
+        pattern=r"^(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):[0-5][0-9]-"
+                r"(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+    @field_validator("engine_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        match = re.fullmatch(r"(\d+)\.(\d+)", value)
+        if not match or int(match[1]) not in AURORA_PG_AUTO_PAUSE_MIN_MINOR:
+            majors = ", ".join(f"{m}.x" for m in AURORA_PG_AUTO_PAUSE_MIN_MINOR)
+            raise ValueError(f"must be an Aurora PostgreSQL version 'MAJOR.MINOR' on {majors}")
+        if int(match[2]) < AURORA_PG_AUTO_PAUSE_MIN_MINOR[int(match[1])]:
+            raise ValueError(
+                f"must be at least {match[1]}.{AURORA_PG_AUTO_PAUSE_MIN_MINOR[int(match[1])]} "
+                "(first minor with 0-ACU auto-pause and managed master secrets)")
+        return value
+
+    @field_validator("min_acu", "max_acu")
+    @classmethod
+    def _half_steps(cls, value: float) -> float:
+        if (value * 2) != int(value * 2):
+            raise ValueError("must be a multiple of 0.5 ACU")
+        return value
+
+    @model_validator(mode="after")
+    def _capacity(self) -> DatabaseConfig:
+        if self.max_acu < self.min_acu:
+            raise ValueError(f"max_acu ({self.max_acu}) must be >= min_acu ({self.min_acu})")
+        if self.seconds_until_auto_pause is not None and self.min_acu != 0:
+            raise ValueError("seconds_until_auto_pause is allowed only when min_acu = 0 (auto-pause)")
+        if self.min_acu == 0 and self.seconds_until_auto_pause is None:
+            raise ValueError("min_acu = 0 needs seconds_until_auto_pause (300..86400)")
+        _check_windows(self.backup_window, self.maintenance_window)
+        return self
+
+
+_WEEK_MINUTES = 7 * 24 * 60
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _window_minutes(field: str, window: str, weekly: bool) -> list[tuple[int, int]]:
+    """A window as [start, end) minute ranges of the week (daily windows repeat every day)."""
+    def minute(point: str) -> int:
+        *day, hours, minutes = point.split(":")
+        return (_DAYS.index(day[0]) * 1440 if day else 0) + int(hours) * 60 + int(minutes)
+    start, end = (minute(p) for p in window.split("-"))
+    period = _WEEK_MINUTES if weekly else 1440
+    length = (end - start) % period
+    if length < 30:
+        raise ValueError(f"{field} {window!r} must last at least 30 minutes (RDS minimum)")
+    starts = [start] if weekly else [start + day * 1440 for day in range(7)]
+    return [(s, s + length) for s in starts]
+
+
+def _check_windows(backup: str, maintenance: str) -> None:
+    """RDS refuses a backup window shorter than 30 minutes or overlapping the maintenance window."""
+    daily = _window_minutes("backup_window", backup, weekly=False)
+    weekly = _window_minutes("maintenance_window", maintenance, weekly=True)
+    for b_start, b_end in daily:
+        for m_start, m_end in weekly:
+            for shift in (-_WEEK_MINUTES, 0, _WEEK_MINUTES):
+                if b_start < m_end + shift and m_start + shift < b_end:
+                    raise ValueError(f"backup_window {backup!r} overlaps maintenance_window {maintenance!r}")
+
+
+class StorageConfig(Strict):
+    intelligent_tiering_after_days: int = Field(30, ge=0, le=3650)
+    noncurrent_version_expiration_days: int = Field(90, ge=1, le=3650)
+    abort_incomplete_upload_days: int = Field(7, ge=1, le=365)
+    access_log_expiration_days: int = Field(365, ge=1, le=3650)
+
+
+class BackupConfig(Strict):
+    retention_days: int = Field(35, ge=1, le=36500)
+    schedule: str = Field("cron(0 3 * * ? *)", pattern=r"^cron\(\S+ \S+ \* \* \? \*\)$")
+
+
+class LoggingConfig(Strict):
+    retention_days: int = 90
+
+    @field_validator("retention_days")
+    @classmethod
+    def _allowed(cls, value: int) -> int:
+        allowed = [d for d in LOG_RETENTION_DAYS if d >= MIN_LOG_RETENTION_DAYS]
+        if value not in allowed:
+            raise ValueError(f"must be one of CloudWatch's values >= {MIN_LOG_RETENTION_DAYS}: "
+                             + ", ".join(map(str, allowed)))
+        return value
+
+
+class AlertThresholds(Strict):
+    backend_5xx_rate_percent: float = Field(5, gt=0, le=100)
+    backend_p99_latency_ms: int = Field(3000, ge=100, le=120000)
+    capacity_ratio: float = Field(0.8, gt=0, le=1)
+    database_cpu_percent: float = Field(80, gt=0, le=100)
+    database_connections: int = Field(500, ge=1)
+    replica_lag_ms: int = Field(2000, ge=1)
+    frontend_5xx_count: int = Field(10, ge=1)
+    nat_port_allocation_errors: int = Field(1, ge=1)
+    waf_blocked_requests: int = Field(1000, ge=1)
+
+
+class AlertsConfig(Strict):
+    emails: list[Email] = Field(default_factory=list, max_length=10)
+    thresholds: AlertThresholds = AlertThresholds()
+
+
+class BudgetConfig(Strict):
+    monthly_usd: float = Field(gt=0, le=1_000_000)
+    forecast_threshold_percent: float = Field(100, gt=0, le=1000)
+    actual_threshold_percent: float = Field(80, gt=0, le=1000)
+
+
+class BackendConfig(Strict):
+    cpu: Literal["0.25 vCPU", "0.5 vCPU", "1 vCPU", "2 vCPU", "4 vCPU"] = "1 vCPU"
+    memory: Literal["0.5 GB", "1 GB", "2 GB", "3 GB", "4 GB", "6 GB", "8 GB", "10 GB", "12 GB"] = "2 GB"
+    min_instances: int = Field(1, ge=1, le=25)
+    max_instances: int = Field(4, ge=1, le=25)
+    max_concurrency: int = Field(80, ge=1, le=200)
+    port: int = Field(8080, ge=1, le=65535)
+    health_check_path: str = Field("/healthz", pattern=r"^/[A-Za-z0-9/_.-]*$")
+    sse_max_stream_seconds: int = Field(100, ge=10, le=110)
+    waf_rate_limit_per_5_min: int = Field(2000, ge=10, le=2_000_000_000)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> BackendConfig:
+        allowed = APP_RUNNER_SIZES[self.cpu]
+        if self.memory not in allowed:
+            pairs = "; ".join(f"{c}: {', '.join(m)}" for c, m in APP_RUNNER_SIZES.items())
+            raise ValueError(f"memory {self.memory!r} is not valid with cpu {self.cpu!r}; App Runner allows {pairs}")
+        if self.max_instances < self.min_instances:
+            raise ValueError(f"max_instances ({self.max_instances}) must be >= min_instances ({self.min_instances})")
+        return self
+
+
+class CustomDomain(Strict):
+    name: str = Field(pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", max_length=255)
+    subdomains: list[DnsLabel] = Field(default_factory=lambda: ["", "www"], min_length=1, max_length=50)
+
+    @property
+    def is_example(self) -> bool:
+        return any(self.name == d or self.name.endswith("." + d) for d in EXAMPLE_DOMAINS)
+
+    @property
+    def origins(self) -> list[str]:
+        return [f"https://{p + '.' if p else ''}{self.name}" for p in self.subdomains]
+
+
+class FrontendConfig(Strict):
+    repository: str
+    branch: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
+    custom_domain: CustomDomain | None = None
+    pull_request_previews: bool = False
+    node_version: Literal["20", "22"] = "20"
+
+    @field_validator("repository")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not re.fullmatch(r"https://[a-z0-9.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", value):
+            raise ValueError("must be an HTTPS repository URL like https://github.com/org/repo")
+        if value.endswith(".git"):
+            raise ValueError("must not end in .git (Amplify expects the plain HTTPS URL)")
+        return value
+
+
+class EnvironmentConfig(Strict):
+    """One deployable environment (dev, prod, ...)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9]{1,9}$")
+    app_name: Name
+    account_id: AccountId | None = None
+    region: Region | None = None
+    production: bool = False
+    network: NetworkConfig = NetworkConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = StorageConfig()
+    backup: BackupConfig = BackupConfig()
+    logging: LoggingConfig = LoggingConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    budget: BudgetConfig
+    backend: BackendConfig = BackendConfig()
+    frontend: FrontendConfig
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> EnvironmentConfig:
+        if self.production and not self.database.deletion_protection:
+            raise ValueError("database.deletion_protection must be true when production = true")
+        if self.database.reader and self.network.az_count < 2:
+            raise ValueError("database.reader needs network.az_count >= 2 (reader goes in another AZ)")
+        return self
+
+    @property
+    def frontend_branch_host_prefix(self) -> str:
+        """Amplify serves a branch at https://<branch with '/' as '-'>.<app default domain>."""
+        return self.frontend.branch.replace("/", "-")
+
+
+class AccountConfig(Strict):
+    """Account- and region-level settings: the bootstrap and pipeline stacks."""
+
+    app_name: Name
+    account_id: AccountId | None = None
+    region: Region | None = None
+    ecr_keep_images: int = Field(30, ge=1, le=1000)
+    artifact_expiration_days: int = Field(90, ge=1, le=3650)
+    source_repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    source_branch: str = "main"
+    source_provider: Literal["GitHub", "GitHubEnterpriseServer", "Bitbucket", "GitLab"] = "GitHub"
+    pipeline_environments: list[str] = Field(default_factory=lambda: ["dev", "prod"], min_length=2)
+    approval_emails: list[Email] = Field(default_factory=list, max_length=10)
+    logging: LoggingConfig = LoggingConfig()
+
+
+class ConfigError(Exception):
+    """A configuration file is missing or invalid; the message is ready to print."""
+
+
+def _format(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration ({error.error_count()} problem(s))"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(file)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see README 'Configuration reference')"
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) or item["type"] == "missing" else f" (got {value!r})"
+        lines.append(f"  {field}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def environment_names(directory: Path = ENVIRONMENTS_DIR) -> list[str]:
+    """Every environment is one file: config/environments/<name>.toml."""
+    return sorted(p.stem for p in directory.glob("*.toml"))
+
+
+def parse_environment(data: dict, source: Path | str = "<config>") -> EnvironmentConfig:
+    try:
+        return EnvironmentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(Path(source), exc)) from None
+
+
+def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> EnvironmentConfig:
+    path = directory / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(environment_names(directory)) or "none"
+        raise ConfigError(f"unknown environment {name!r}: no file {path} (known environments: {known})")
+    data = _read(path)
+    config = parse_environment(data, path)
+    if config.name != name:
+        raise ConfigError(f"{path}: name: must equal the file name {name!r} (got {config.name!r})")
+    return config
+
+
+def load_account(path: Path = ACCOUNT_FILE) -> AccountConfig:
+    try:
+        return AccountConfig.model_validate(_read(path))
+    except ValidationError as exc:
+        raise ConfigError(_format(path, exc)) from None
+
+
+def load_all(directory: Path = ENVIRONMENTS_DIR) -> list[EnvironmentConfig]:
+    return [load_environment(name, directory) for name in environment_names(directory)]

@@ -1,0 +1,28 @@
+"""The app contract: what the backend stack hands the container, and nothing else.
+
+The backend stack renders exactly these names; the reference service under apprunner/ reads
+exactly these names; the contract test reads them back out of the rendered template.
+"""
+
+# Plain (non-secret) environment variables
+ENVIRONMENT = "APP_ENVIRONMENT"          # dev | prod | ...
+REGION = "APP_REGION"                    # AWS region for SDK clients
+DB_HOST = "DB_HOST"                      # Aurora writer endpoint
+DB_PORT = "DB_PORT"
+DB_NAME = "DB_NAME"
+DB_SECRET_ARN = "DB_SECRET_ARN"          # Aurora-managed master secret; read at runtime (rotates every 7 days)
+DB_SSLMODE = "DB_SSLMODE"                # libpq sslmode; the cluster refuses non-TLS connections
+CONTENT_BUCKET = "CONTENT_BUCKET"        # S3 bucket for uploads (presigned URLs)
+CORS_ALLOWED_ORIGINS = "CORS_ALLOWED_ORIGINS"  # comma-separated https origins of the frontend
+SSE_MAX_STREAM_SECONDS = "SSE_MAX_STREAM_SECONDS"  # each SSE response ends before App Runner's 120 s limit
+
+PLAIN_VARIABLES = (ENVIRONMENT, REGION, DB_HOST, DB_PORT, DB_NAME, DB_SECRET_ARN, DB_SSLMODE, CONTENT_BUCKET,
+                   CORS_ALLOWED_ORIGINS, SSE_MAX_STREAM_SECONDS)
+
+# Static secrets injected by App Runner (RuntimeEnvironmentSecrets, value = secret ARN; read at deploy time)
+GEMINI_API_KEY = "GEMINI_API_KEY"
+SECRET_VARIABLES = (GEMINI_API_KEY,)
+
+# Set by App Runner from the service's port; reserved, never in RuntimeEnvironmentVariables
+PORT = "PORT"
+HEALTH_PATH = "/healthz"

@@ -1,0 +1,129 @@
+"""What a command acts on: one environment's root stack, or an account-level stack.
+
+Pure resolution from the config files and the rendered templates; no AWS calls. Deploying needs
+account_id and region pinned in the config file, so a wrong profile can never touch another account.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from generator import naming
+from generator.config import load_account, load_environment
+from generator.deploy.errors import UsageError
+
+ROOT_FILE = "root.yaml"
+ROOT_CONFIGURATION = "root.config.json"
+ACCOUNT_TEMPLATES = {"bootstrap": "bootstrap.yaml", "pipeline": "pipeline.yaml"}
+IMAGE_TAG_PARAMETER = "ImageTag"
+IMAGE_TAG_PATTERN = re.compile(r"^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str                      # "dev", "prod", "bootstrap", "pipeline"
+    kind: str                       # "environment" or "account"
+    app_name: str
+    stack_name: str
+    account_id: str
+    region: str
+    config_file: Path
+    template: Path
+    production: bool = False        # prod: always confirm by typing the name; destroy refused
+    protected: bool = False         # termination protection and a stack policy after each deploy
+    parameters: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def needs_bootstrap(self) -> bool:
+        return self.label != "bootstrap"
+
+    @property
+    def cli_name(self) -> str:
+        """How the operator names this target on the command line."""
+        return f"adkit {self.label}" if self.kind == "account" else f"adkit deploy {self.label}"
+
+
+def _pinned(value: str | None, key: str, config_file: Path, example: str) -> str:
+    if not value:
+        raise UsageError(
+            f"{config_file}: {key} is not set",
+            "deploying needs the account and region pinned in the file, so credentials for another "
+            "account or region are refused instead of used",
+            f'add `{key} = "{example}"` to {config_file}')
+    return value
+
+
+def _configuration(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Parameters and Tags from a CodePipeline TemplateConfiguration file (absent file: none)."""
+    if not path.is_file():
+        return {}, {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: not valid JSON", str(exc), "run `make render` to regenerate it") from None
+    params = {str(k): str(v) for k, v in (data.get("Parameters") or {}).items()}
+    tags = {str(k): str(v) for k, v in (data.get("Tags") or {}).items()}
+    return params, tags
+
+
+def _template(path: Path) -> Path:
+    if not path.is_file():
+        raise UsageError(f"{path}: template not found", "the templates are rendered from config, not written "
+                         "by hand", "run `make render` (or `adkit render`), then retry")
+    return path
+
+
+def environment(name: str, config_dir: Path, templates_dir: Path, *, deploying: bool = True) -> Target:
+    """Target for one environment; `deploying` adds the checks that only matter before a change."""
+    env_dir = config_dir / "environments"
+    config = load_environment(name, env_dir)
+    config_file = env_dir / f"{name}.toml"
+    account_id = _pinned(config.account_id, "account_id", config_file, "123456789012")
+    region = _pinned(config.region, "region", config_file, "eu-west-1")
+    domain = config.frontend.custom_domain
+    if deploying and domain is not None and domain.is_example:
+        raise UsageError(
+            f"{config_file}: frontend.custom_domain.name is the example domain {domain.name!r}",
+            "Amplify would try to verify a domain nobody here owns and the deploy would hang on it",
+            f"set frontend.custom_domain.name in {config_file} to your domain, or delete the "
+            "[frontend.custom_domain] table to use the Amplify default domain, then `make render`")
+    folder = templates_dir / name
+    template = _template(folder / ROOT_FILE) if deploying else folder / ROOT_FILE
+    params, tags = _configuration(folder / ROOT_CONFIGURATION)
+    return Target(label=name, kind="environment", app_name=config.app_name,
+                  stack_name=naming.root_stack_name(config), account_id=account_id, region=region,
+                  config_file=config_file, template=template, production=config.production,
+                  protected=config.production, parameters=params,
+                  tags=tags or naming.environment_tags(config))
+
+
+def account(kind: str, config_dir: Path, templates_dir: Path, *, deploying: bool = True) -> Target:
+    """Target for an account-level stack: `bootstrap` or `pipeline`."""
+    config_file = config_dir / "account.toml"
+    config = load_account(config_file)
+    account_id = _pinned(config.account_id, "account_id", config_file, "123456789012")
+    region = _pinned(config.region, "region", config_file, "eu-west-1")
+    filename = ACCOUNT_TEMPLATES[kind]
+    template = _template(templates_dir / filename) if deploying else templates_dir / filename
+    params, tags = _configuration(templates_dir / filename.replace(".yaml", ".config.json"))
+    stack_name = (naming.bootstrap_stack_name if kind == "bootstrap" else naming.pipeline_stack_name)(
+        config.app_name)
+    # The bootstrap holds the image repository and the artifact bucket every environment needs.
+    return Target(label=kind, kind="account", app_name=config.app_name, stack_name=stack_name,
+                  account_id=account_id, region=region, config_file=config_file, template=template,
+                  protected=kind == "bootstrap", parameters=params,
+                  tags=tags or naming.account_tags(config, kind))
+
+
+def check_image_tag(tag: str) -> str:
+    if tag == "latest" or not IMAGE_TAG_PATTERN.fullmatch(tag):
+        raise UsageError(
+            f"image tag {tag!r} refused",
+            "environments run immutable images tagged with the commit SHA; `latest` (or a tag outside "
+            "[A-Za-z0-9_.-], 1-128 characters) would make a deploy unrepeatable",
+            "pass --image-tag <commit sha>, e.g. --image-tag $(git rev-parse --short=12 HEAD)")
+    return tag

@@ -1,0 +1,171 @@
+"""The one place for stack names, the few physical names AWS requires, and tags.
+
+Physical names exist only where AWS requires one or where another part of the kit must know it
+before the resource exists (App Runner metric dimensions, the Amplify token secret, the ECR
+repository). Each is checked against its service's length and character rules at render time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from generator.config import AccountConfig, EnvironmentConfig
+
+MANAGED_BY = "adagency-deploy-kit"
+TAG_APPLICATION = "Application"
+TAG_ENVIRONMENT = "Environment"
+TAG_COMPONENT = "Component"
+TAG_MANAGED_BY = "ManagedBy"
+TAG_KEYS = (TAG_APPLICATION, TAG_ENVIRONMENT, TAG_COMPONENT, TAG_MANAGED_BY)
+ACCOUNT_ENVIRONMENT = "account"  # Environment tag value on account-level stacks
+
+
+class NamingError(ValueError):
+    """A derived physical name breaks a service limit."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    service: str
+    max_length: int
+    pattern: str
+    min_length: int = 1
+
+
+RULES = {
+    "cloudformation_stack": Rule("CloudFormation stack", 128, r"[A-Za-z][A-Za-z0-9-]*"),
+    "apprunner_service": Rule("App Runner service", 40, r"[A-Za-z0-9][A-Za-z0-9_-]*", 4),
+    "amplify_app": Rule("Amplify app", 255, r"[A-Za-z0-9_.-]+"),
+    "backup_vault": Rule("AWS Backup vault", 50, r"[A-Za-z0-9_.-]+", 2),
+    "backup_plan": Rule("AWS Backup plan", 50, r"[A-Za-z0-9_.-]+"),
+    "rds_cluster": Rule("Aurora DB cluster", 63, r"[a-z](?:-?[a-z0-9])*"),
+    "waf_web_acl": Rule("WAF web ACL", 128, r"[A-Za-z0-9_-]+"),
+    "ecr_repository": Rule("ECR repository", 256, r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*", 2),
+    "secret": Rule("Secrets Manager secret", 512, r"[A-Za-z0-9/_+=.@-]+"),
+    "budget": Rule("AWS Budgets budget", 100, r"[^:\\]+"),
+    "dashboard": Rule("CloudWatch dashboard", 255, r"[A-Za-z0-9_-]+"),
+    "codebuild_project": Rule("CodeBuild project", 150, r"[A-Za-z0-9][A-Za-z0-9_-]*", 2),
+    "pipeline": Rule("CodePipeline pipeline", 100, r"[A-Za-z0-9.@_-]+"),
+    "connection": Rule("CodeConnections connection", 32, r"[A-Za-z0-9_.-]+"),
+}
+
+
+def checked(kind: str, name: str) -> str:
+    """Return `name` if it satisfies the service rule `kind`, else raise NamingError naming the limit."""
+    rule = RULES[kind]
+    if not rule.min_length <= len(name) <= rule.max_length:
+        raise NamingError(f"{rule.service} name {name!r} is {len(name)} characters; "
+                          f"allowed {rule.min_length}..{rule.max_length}. Shorten app_name or the environment name.")
+    if not re.fullmatch(rule.pattern, name):
+        raise NamingError(f"{rule.service} name {name!r} must match {rule.pattern}")
+    return name
+
+
+def _prefix(config: EnvironmentConfig) -> str:
+    return f"{config.app_name}-{config.name}"
+
+
+# ---- stacks -------------------------------------------------------------------------------------
+
+def root_stack_name(config: EnvironmentConfig) -> str:
+    return checked("cloudformation_stack", _prefix(config))
+
+
+def bootstrap_stack_name(app_name: str) -> str:
+    return checked("cloudformation_stack", f"{app_name}-bootstrap")
+
+
+def pipeline_stack_name(app_name: str) -> str:
+    return checked("cloudformation_stack", f"{app_name}-pipeline")
+
+
+# ---- physical names that AWS requires or that other parts must know in advance ----------------
+
+def app_runner_service_name(config: EnvironmentConfig) -> str:
+    """Known in advance: App Runner metrics are dimensioned by ServiceName (no GetAtt exists for it)."""
+    return checked("apprunner_service", f"{_prefix(config)}-backend")
+
+
+def amplify_app_name(config: EnvironmentConfig) -> str:
+    return checked("amplify_app", _prefix(config))
+
+
+def backup_vault_name(config: EnvironmentConfig) -> str:
+    return checked("backup_vault", f"{_prefix(config)}-vault")
+
+
+def backup_plan_name(config: EnvironmentConfig) -> str:
+    return checked("backup_plan", f"{_prefix(config)}-daily")
+
+
+def db_cluster_identifier(config: EnvironmentConfig) -> str:
+    """Fixed so the RDS log-export group can be created first, with our key and retention, and so a
+    change that would replace the cluster fails loudly instead of creating a new, empty database."""
+    return checked("rds_cluster", _prefix(config))
+
+
+def web_acl_name(config: EnvironmentConfig) -> str:
+    return checked("waf_web_acl", f"{_prefix(config)}-backend")
+
+
+def budget_name(config: EnvironmentConfig) -> str:
+    return checked("budget", f"{_prefix(config)}-monthly")
+
+
+def dashboard_name(config: EnvironmentConfig) -> str:
+    return checked("dashboard", _prefix(config))
+
+
+def ecr_repository_name(app_name: str) -> str:
+    """Account-level (bootstrap) repository; environments pull `<repo>:<ImageTag>` from it."""
+    return checked("ecr_repository", f"{app_name}/backend")
+
+
+def git_token_secret_name(app_name: str) -> str:
+    """Account-level secret holding the Git provider token Amplify needs (read by dynamic reference)."""
+    return checked("secret", f"{app_name}/amplify/git-token")
+
+
+def pipeline_name(app_name: str) -> str:
+    return checked("pipeline", f"{app_name}-delivery")
+
+
+def codebuild_project_name(app_name: str, purpose: str) -> str:
+    return checked("codebuild_project", f"{app_name}-{purpose}")
+
+
+def connection_name(app_name: str) -> str:
+    return checked("connection", f"{app_name}-git")
+
+
+# ---- tags ---------------------------------------------------------------------------------------
+
+def tags(app_name: str, environment: str, component: str | None = None) -> dict[str, str]:
+    """Stable tags only: never a commit SHA or a time (App Runner tags are create-only)."""
+    result = {TAG_APPLICATION: app_name, TAG_ENVIRONMENT: environment, TAG_MANAGED_BY: MANAGED_BY}
+    if component:
+        result[TAG_COMPONENT] = component
+    return dict(sorted(result.items()))
+
+
+def environment_tags(config: EnvironmentConfig, component: str | None = None) -> dict[str, str]:
+    return tags(config.app_name, config.name, component)
+
+
+def account_tags(account: AccountConfig, component: str | None = None) -> dict[str, str]:
+    return tags(account.app_name, ACCOUNT_ENVIRONMENT, component)
+
+
+def validate_environment_names(config: EnvironmentConfig) -> None:
+    """Derive every physical name once so a limit is hit at render time, never at deploy time."""
+    for derive in (root_stack_name, app_runner_service_name, amplify_app_name, backup_vault_name,
+                   backup_plan_name, db_cluster_identifier,
+                   web_acl_name, budget_name, dashboard_name):
+        derive(config)
+
+
+def bootstrap_export(app_name: str, output: str) -> str:
+    """Export name of a bootstrap output, imported by the account-level pipeline stack only
+    (environment stacks never import: they get values as parameters or by naming)."""
+    return f"{bootstrap_stack_name(app_name)}-{output}"

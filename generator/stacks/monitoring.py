@@ -1,0 +1,21 @@
+"""STUB (being written): Alarms, dashboard, alert topic, budget and cost anomaly detection. Parameters and outputs below are the contract with the root."""
+
+from troposphere import Template, cloudformation
+
+from generator.cfn import add_output, add_parameter, new_template
+from generator.config import EnvironmentConfig
+
+COMPONENT = "monitoring"
+DESCRIPTION = "Alarms, dashboard, alert topic, budget and cost anomaly detection"
+PARAMETERS = ['OpsKeyArn', 'ServiceId', 'ClusterIdentifier', 'WriterInstanceIdentifier', 'AppId', 'NatGatewayIds']
+OUTPUTS = ['AlertTopicArn', 'DashboardUrl']
+
+
+def build(config: EnvironmentConfig) -> Template:
+    template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
+    for name in PARAMETERS:
+        add_parameter(template, name, name)
+    template.add_resource(cloudformation.WaitConditionHandle("Placeholder"))
+    for name in OUTPUTS:
+        add_output(template, name, "stub", name)
+    return template

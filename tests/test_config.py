@@ -1,0 +1,143 @@
+"""Bad configuration is refused before anything renders, naming the field, the value and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from generator.config import (
+    ENVIRONMENTS_DIR,
+    ConfigError,
+    load_all,
+    load_environment,
+    parse_environment,
+)
+
+
+def base() -> dict:
+    return tomllib.loads((ENVIRONMENTS_DIR / "dev.toml").read_text())
+
+
+def with_change(path: str, value) -> dict:
+    data = copy.deepcopy(base())
+    *parents, leaf = path.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is DELETE:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+    return data
+
+
+DELETE = object()
+
+# (field path, bad value, substrings the message must contain)
+BAD_INPUTS = [
+    ("network.az_count", 1, ["network.az_count", "greater than or equal to 2", "got 1"]),
+    ("network.nat_mode", "per_subnet", ["network.nat_mode", "'single'", "'one_per_az'"]),
+    ("network.vpc_cidr", "10.0.0.0/8", ["network.vpc_cidr", "/16 and /20"]),
+    ("network.vpc_cidr", "8.8.0.0/16", ["network.vpc_cidr", "private"]),
+    ("network.vpc_cidr", "10.0.0.1/16", ["network.vpc_cidr", "IPv4 network"]),
+    ("database.engine_version", "15.4", ["database.engine_version", "16.x, 17.x, 18.x"]),
+    ("database.engine_version", "16.1", ["database.engine_version", "at least 16.3"]),
+    ("database.min_acu", 0.3, ["database.min_acu", "multiple of 0.5"]),
+    ("database.max_acu", 300, ["database.max_acu", "less than or equal to 256"]),
+    ("database.seconds_until_auto_pause", 100, ["database.seconds_until_auto_pause", "300"]),
+    ("database.backup_retention_days", 36, ["database.backup_retention_days", "35"]),
+    ("logging.retention_days", 45, ["logging.retention_days", "30, 60, 90"]),
+    ("logging.retention_days", 14, ["logging.retention_days", ">= 30"]),
+    ("alerts.emails", ["not-an-email"], ["alerts.emails.0", "not-an-email"]),
+    ("budget.monthly_usd", 0, ["budget.monthly_usd", "greater than 0"]),
+    ("backend.cpu", "3 vCPU", ["backend.cpu", "'0.25 vCPU'", "'4 vCPU'"]),
+    ("backend.memory", "8 GB", ["backend", "'8 GB' is not valid with cpu '1 vCPU'", "1 vCPU: 2 GB, 3 GB, 4 GB"]),
+    ("backend.max_concurrency", 500, ["backend.max_concurrency", "200"]),
+    ("backend.min_instances", 0, ["backend.min_instances", "greater than or equal to 1"]),
+    ("backend.max_instances", 26, ["backend.max_instances", "25"]),
+    ("frontend.repository", "http://github.com/org/repo", ["frontend.repository", "HTTPS"]),
+    ("frontend.repository", "https://github.com/org/repo.git", ["frontend.repository", ".git"]),
+    ("frontend.branch", "bad branch", ["frontend.branch", "pattern"]),
+    ("account_id", "12345", ["account_id", "[0-9]{12}"]),
+    ("region", "Europe", ["region", "got 'Europe'"]),
+    ("app_name", "Ad_Agency", ["app_name", "got 'Ad_Agency'"]),
+    ("surprise", True, ["surprise", "unknown key"]),
+    ("network.surprise", True, ["network.surprise", "unknown key"]),
+    ("budget", DELETE, ["budget", "Field required"]),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), BAD_INPUTS, ids=[f"{f}={v!r}" for f, v, _ in BAD_INPUTS])
+def test_bad_input_is_refused_with_field_value_and_allowed(field, value, expected):
+    with pytest.raises(ConfigError) as error:
+        parse_environment(with_change(field, value), "dev.toml")
+    message = str(error.value)
+    for part in expected:
+        assert part in message, f"{part!r} missing from:\n{message}"
+
+
+def test_auto_pause_only_with_min_zero():
+    data = with_change("database.min_acu", 0.5)
+    with pytest.raises(ConfigError, match="seconds_until_auto_pause is allowed only when min_acu = 0"):
+        parse_environment(data)
+
+
+def test_min_zero_needs_auto_pause_seconds():
+    data = with_change("database.seconds_until_auto_pause", DELETE)
+    with pytest.raises(ConfigError, match="min_acu = 0 needs seconds_until_auto_pause"):
+        parse_environment(data)
+
+
+def test_max_below_min_acu_is_refused():
+    data = with_change("database.min_acu", 8)
+    data["database"].pop("seconds_until_auto_pause")
+    data["database"]["max_acu"] = 4
+    with pytest.raises(ConfigError, match=r"max_acu \(4.0\) must be >= min_acu \(8.0\)"):
+        parse_environment(data)
+
+
+def test_production_requires_deletion_protection():
+    data = with_change("production", True)
+    with pytest.raises(ConfigError, match="deletion_protection must be true when production = true"):
+        parse_environment(data)
+
+
+def test_every_problem_is_reported_at_once():
+    data = with_change("backend.cpu", "3 vCPU")
+    data["network"]["nat_mode"] = "bogus"
+    message = str(pytest.raises(ConfigError, parse_environment, data).value)
+    assert "2 problem(s)" in message and "backend.cpu" in message and "network.nat_mode" in message
+
+
+def test_unknown_environment_lists_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown environment 'staging'.*known environments: dev, prod"):
+        load_environment("staging")
+
+
+def test_file_name_must_match_name(tmp_path: Path):
+    (tmp_path / "qa.toml").write_text((ENVIRONMENTS_DIR / "dev.toml").read_text())
+    with pytest.raises(ConfigError, match="name: must equal the file name 'qa'"):
+        load_environment("qa", tmp_path)
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path):
+    (tmp_path / "qa.toml").write_text("name = \n")
+    with pytest.raises(ConfigError, match=r"qa.toml: not valid TOML"):
+        load_environment("qa", tmp_path)
+
+
+def test_a_third_environment_is_one_more_file(tmp_path: Path):
+    for name in ("dev", "prod"):
+        (tmp_path / f"{name}.toml").write_text((ENVIRONMENTS_DIR / f"{name}.toml").read_text())
+    staging = (ENVIRONMENTS_DIR / "dev.toml").read_text().replace('name = "dev"', 'name = "staging"')
+    (tmp_path / "staging.toml").write_text(staging)
+    assert [c.name for c in load_all(tmp_path)] == ["dev", "prod", "staging"]
+
+
+def test_shipped_prod_domain_is_marked_as_example():
+    prod = load_environment("prod")
+    assert prod.frontend.custom_domain is not None and prod.frontend.custom_domain.is_example
+    assert load_environment("dev").frontend.custom_domain is None

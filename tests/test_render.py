@@ -1,0 +1,129 @@
+"""Rendering: deterministic, fast, golden (committed templates equal a fresh render), wired by name."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+
+import pytest
+import yaml
+from cfn_helpers import ENVIRONMENTS, all_templates, rendered, resources_of, stack, template
+
+from generator import naming, render
+from generator.config import load_environment
+from generator.stacks import root
+
+
+def _resource_diff(path: str, committed: str, fresh: str) -> str:
+    """Name the resources (or sections) that differ, then a short text diff."""
+    old, new = yaml.safe_load(committed) or {}, yaml.safe_load(fresh) or {}
+    names = []
+    if isinstance(old, dict) and isinstance(new, dict):
+        for section in sorted(set(old) | set(new)):
+            a, b = old.get(section), new.get(section)
+            if a == b:
+                continue
+            if isinstance(a, dict) and isinstance(b, dict) and section in {"Resources", "Outputs", "Parameters"}:
+                names += [f"{section}.{key}" for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+            else:
+                names.append(section)
+    diff = "".join(list(difflib.unified_diff(committed.splitlines(True), fresh.splitlines(True),
+                                             f"committed/{path}", f"fresh/{path}"))[:40])
+    return f"{path}: differs in {', '.join(names) or 'formatting'}\n{diff}"
+
+
+def test_committed_templates_equal_a_fresh_render():
+    fresh = rendered()
+    problems = []
+    for relative, text in fresh.items():
+        path = render.TEMPLATES_DIR / relative
+        if not path.is_file():
+            problems.append(f"{relative}: missing from templates/ (run `make render`)")
+        elif path.read_text() != text:
+            problems.append(_resource_diff(relative, path.read_text(), text))
+    stale = set(render.differences(fresh)) - set(fresh)
+    problems += [f"{relative}: stale file, no longer rendered" for relative in sorted(stale)]
+    assert not problems, "templates/ is not a fresh render; run `make render` and review:\n" + "\n".join(problems)
+
+
+def test_rendering_twice_gives_identical_bytes():
+    assert render.render_all() == render.render_all()
+
+
+def test_rendering_every_environment_takes_about_a_second():
+    started = time.perf_counter()
+    render.render_all()
+    assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_root_uses_relative_template_urls_for_every_child(env):
+    stacks = resources_of(stack(env, "root"), "AWS::CloudFormation::Stack")
+    urls = sorted(res["Properties"]["TemplateURL"] for res in stacks.values())
+    assert urls == sorted(f"{child.__name__.rsplit('.', 1)[-1]}.yaml" for child in root.CHILDREN)
+    for url in urls:
+        assert f"{env}/{url}" in rendered()
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_children_get_values_only_from_root_parameters_or_sibling_outputs(env):
+    root_template = stack(env, "root")
+    assert set(root_template["Parameters"]) == {root.IMAGE_TAG}
+    for logical_id, res in resources_of(root_template, "AWS::CloudFormation::Stack").items():
+        child = template(f"{env}/{res['Properties']['TemplateURL']}")
+        passed = res["Properties"].get("Parameters", {})
+        assert set(passed) == set(child.get("Parameters", {})), logical_id
+        for value in passed.values():
+            if "Fn::GetAtt" in value:
+                source, attribute = value["Fn::GetAtt"]
+                assert attribute.startswith("Outputs.") and source in root_template["Resources"]
+                assert attribute.removeprefix("Outputs.") in template(
+                    f"{env}/{root_template['Resources'][source]['Properties']['TemplateURL']}")["Outputs"]
+            else:
+                assert value == {"Ref": root.IMAGE_TAG}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_image_tag_refuses_latest(env):
+    import re
+
+    parameter = stack(env, "root")["Parameters"][root.IMAGE_TAG]
+    assert "Default" not in parameter
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert not pattern.match("latest")
+    assert pattern.match("3f9c2ab") and pattern.match("latest-build-7") and not pattern.match("")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_console_sees_labelled_parameter_groups(env):
+    interface = stack(env, "root")["Metadata"]["AWS::CloudFormation::Interface"]
+    grouped = {p for group in interface["ParameterGroups"] for p in group["Parameters"]}
+    assert grouped == set(stack(env, "root")["Parameters"]) == set(interface["ParameterLabels"])
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_template_configuration_has_stack_tags_and_no_secrets(env):
+    config = json.loads(rendered()[f"{env}/root.config.json"])
+    assert set(config) == {"Parameters", "Tags"}
+    assert config["Tags"] == naming.environment_tags(load_environment(env))
+
+
+def test_every_resource_has_a_human_description():
+    missing = [f"{path}:{lid}" for path, tmpl in all_templates().items()
+               for lid, res in tmpl.get("Resources", {}).items()
+               if not res.get("Metadata", {}).get("Description")]
+    assert not missing, f"resources without Metadata.Description: {missing}"
+
+
+def test_bad_config_stops_before_anything_is_written(tmp_path):
+    from generator.cli import main
+
+    before = {p: p.read_bytes() for p in render.TEMPLATES_DIR.rglob("*") if p.is_file()}
+    env_dir = tmp_path / "environments"
+    env_dir.mkdir()
+    (env_dir / "dev.toml").write_text('name = "dev"\napp_name = "adagency"\n[budget]\nmonthly_usd = -1\n')
+    with pytest.raises(Exception, match=r"budget\.monthly_usd"):
+        render.render_all(env_dir)
+    assert main(["render", "--check"]) in (0, 1)
+    assert before == {p: p.read_bytes() for p in render.TEMPLATES_DIR.rglob("*") if p.is_file()}
