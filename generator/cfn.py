@@ -77,7 +77,11 @@ def apply_tags(template: Template, tags: dict[str, str]) -> Template:
     return template
 
 
-class _Dumper(yaml.SafeDumper):
+# libyaml's emitter (shipped in PyYAML's wheels) is ~10x faster than the pure-Python one; same output.
+_BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_BaseDumper):
     """Block-style YAML; long strings (policies, build specs) stay readable."""
 
 

@@ -12,7 +12,7 @@ from awacs import logs as awacs_logs
 from awacs import s3 as awacs_s3
 from awacs.aws import Allow, Bool, Condition, Deny, PolicyDocument, Principal, Statement, StringEquals
 from awacs.helpers.trust import make_simple_assume_policy
-from troposphere import AWSHelperFn, GetAtt, Join, Ref, Sub, Template, awslambda, iam, logs, s3
+from troposphere import AWSHelperFn, GetAtt, Ref, Sub, Template, awslambda, iam, logs, s3
 
 from generator.cfn import describe, skip_checkov
 
@@ -27,7 +27,7 @@ def retention_policies(resource, retain: bool):
 
 # ---- S3 -----------------------------------------------------------------------------------------
 
-def tls_only_statements(bucket_arn: AWSHelperFn) -> list[Statement]:
+def tls_only_statements(bucket_logical_id: str) -> list[Statement]:
     """Deny any request that does not use TLS (bucket and objects)."""
     return [
         Statement(
@@ -35,7 +35,7 @@ def tls_only_statements(bucket_arn: AWSHelperFn) -> list[Statement]:
             Effect=Deny,
             Principal=Principal("*"),
             Action=[awacs_s3.Action("*")],
-            Resource=[bucket_arn, Join("", [bucket_arn, "/*"])],
+            Resource=[GetAtt(bucket_logical_id, "Arn"), Sub(f"${{{bucket_logical_id}.Arn}}/*")],
             Condition=Condition(Bool("aws:SecureTransport", False)),
         )
     ]
@@ -87,7 +87,7 @@ def secure_bucket(
     retention_policies(bucket, retain)
     template.add_resource(bucket)
 
-    statements = tls_only_statements(GetAtt(bucket, "Arn")) + list(extra_policy_statements)
+    statements = tls_only_statements(logical_id) + list(extra_policy_statements)
     template.add_resource(describe(s3.BucketPolicy(
         f"{logical_id}Policy",
         Bucket=Ref(bucket),
@@ -170,6 +170,8 @@ def inline_function(
             PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[write_logs, *statements]),
         )],
     ), f"Role of: {description}"))
+    logging_config = awslambda.LoggingConfig(LogGroup=Ref(group))
+    logging_config.properties["LogFormat"] = "JSON"  # in the CFN schema; troposphere 4.11 lacks the prop
     function = awslambda.Function(
         logical_id,
         Description=description[:256],
@@ -179,7 +181,7 @@ def inline_function(
         Role=GetAtt(role, "Arn"),
         Timeout=timeout,
         MemorySize=256,
-        LoggingConfig=awslambda.LoggingConfig(LogGroup=Ref(group), LogFormat="JSON"),
+        LoggingConfig=logging_config,
     )
     describe(function, description)
     skip_checkov(function, "CKV_AWS_115", "Custom-resource handler invoked only by CloudFormation; reserving "

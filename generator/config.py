@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -170,6 +171,25 @@ class BackupConfig(Strict):
     schedule: str = Field("cron(0 3 * * ? *)", pattern=r"^cron\(\S+ \S+ \* \* \? \*\)$")
 
 
+class SecurityConfig(Strict):
+    """Audit trail of the environment (security stack). Turn `cloudtrail` off when an organization trail
+    already records this account: a second trail bills management events ($2 per 100,000)."""
+
+    cloudtrail: bool = True
+    trail_log_retention_days: int = Field(365, ge=90, le=3650)
+    trail_log_archive_after_days: int = Field(90, ge=0, le=3650)  # to Glacier Instant Retrieval; 0 = never
+
+    @model_validator(mode="after")
+    def _archive_before_expiry(self) -> SecurityConfig:
+        archive = self.trail_log_archive_after_days
+        if archive and archive + 90 > self.trail_log_retention_days:
+            raise ValueError(
+                f"trail_log_archive_after_days ({archive}) must be at least 90 days before "
+                f"trail_log_retention_days ({self.trail_log_retention_days}): Glacier Instant Retrieval bills "
+                "a 90-day minimum; use 0 to never archive")
+        return self
+
+
 class LoggingConfig(Strict):
     retention_days: int = 90
 
@@ -193,6 +213,8 @@ class AlertThresholds(Strict):
     frontend_5xx_count: int = Field(10, ge=1)
     nat_port_allocation_errors: int = Field(1, ge=1)
     waf_blocked_requests: int = Field(1000, ge=1)
+    # The 5xx rate counts only 5-minute periods with at least this many requests (1 error in 2 is not an outage).
+    backend_5xx_min_requests: int = Field(20, ge=1)
 
 
 class AlertsConfig(Strict):
@@ -204,6 +226,20 @@ class BudgetConfig(Strict):
     monthly_usd: float = Field(gt=0, le=1_000_000)
     forecast_threshold_percent: float = Field(100, gt=0, le=1000)
     actual_threshold_percent: float = Field(80, gt=0, le=1000)
+    # Cost Anomaly Detection alerts when an anomaly's total impact reaches this many USD.
+    anomaly_threshold_usd: float = Field(20, ge=1, le=1_000_000)
+    # Monthly limit per Component tag value (backend, data, ...); a component not listed gets monthly_usd.
+    component_limits_usd: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("component_limits_usd")
+    @classmethod
+    def _component_limits(cls, value: dict[str, float]) -> dict[str, float]:
+        for component, limit in value.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,30}", component):
+                raise ValueError(f"{component!r} is not a component name (lower-case, e.g. 'backend')")
+            if not 0 < limit <= 1_000_000:
+                raise ValueError(f"{component}: limit must be > 0 and <= 1000000 USD (got {limit})")
+        return dict(sorted(value.items()))
 
 
 class BackendConfig(Strict):
@@ -217,15 +253,23 @@ class BackendConfig(Strict):
     sse_max_stream_seconds: int = Field(100, ge=10, le=110)
     waf_rate_limit_per_5_min: int = Field(2000, ge=10, le=2_000_000_000)
 
-    @model_validator(mode="after")
-    def _sizes(self) -> BackendConfig:
-        allowed = APP_RUNNER_SIZES[self.cpu]
-        if self.memory not in allowed:
+    # Field validators (not a model validator) so the error names the exact field: backend.memory, ...
+    @field_validator("memory")
+    @classmethod
+    def _size_pair(cls, value: str, info: ValidationInfo) -> str:
+        cpu = info.data.get("cpu")
+        if cpu is not None and value not in APP_RUNNER_SIZES[cpu]:
             pairs = "; ".join(f"{c}: {', '.join(m)}" for c, m in APP_RUNNER_SIZES.items())
-            raise ValueError(f"memory {self.memory!r} is not valid with cpu {self.cpu!r}; App Runner allows {pairs}")
-        if self.max_instances < self.min_instances:
-            raise ValueError(f"max_instances ({self.max_instances}) must be >= min_instances ({self.min_instances})")
-        return self
+            raise ValueError(f"memory {value!r} is not valid with cpu {cpu!r}; App Runner allows {pairs}")
+        return value
+
+    @field_validator("max_instances")
+    @classmethod
+    def _instance_range(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("min_instances")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"max_instances ({value}) must be >= min_instances ({minimum})")
+        return value
 
 
 class CustomDomain(Strict):
@@ -270,6 +314,7 @@ class EnvironmentConfig(Strict):
     database: DatabaseConfig = DatabaseConfig()
     storage: StorageConfig = StorageConfig()
     backup: BackupConfig = BackupConfig()
+    security: SecurityConfig = SecurityConfig()
     logging: LoggingConfig = LoggingConfig()
     alerts: AlertsConfig = AlertsConfig()
     budget: BudgetConfig
@@ -298,12 +343,30 @@ class AccountConfig(Strict):
     region: Region | None = None
     ecr_keep_images: int = Field(30, ge=1, le=1000)
     artifact_expiration_days: int = Field(90, ge=1, le=3650)
+    access_log_expiration_days: int = Field(365, ge=1, le=3650)  # S3 access logs of the artifact bucket
     source_repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
     source_branch: str = "main"
     source_provider: Literal["GitHub", "GitHubEnterpriseServer", "Bitbucket", "GitLab"] = "GitHub"
+    # GitHub Enterprise Server connections go through a host (created once in the console); its ARN here.
+    source_host_arn: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:[0-9]{12}:host/\S+$")
     pipeline_environments: list[str] = Field(default_factory=lambda: ["dev", "prod"], min_length=2)
     approval_emails: list[Email] = Field(default_factory=list, max_length=10)
     logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("pipeline_environments")
+    @classmethod
+    def _unique_environments(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each environment may appear once (promotion order)")
+        return value
+
+    @model_validator(mode="after")
+    def _source_host(self) -> AccountConfig:
+        if (self.source_provider == "GitHubEnterpriseServer") != (self.source_host_arn is not None):
+            raise ValueError("source_host_arn is required with source_provider = 'GitHubEnterpriseServer' "
+                             "and allowed only with it")
+        return self
 
 
 class ConfigError(Exception):

@@ -26,3 +26,7 @@ SECRET_VARIABLES = (GEMINI_API_KEY,)
 # Set by App Runner from the service's port; reserved, never in RuntimeEnvironmentVariables
 PORT = "PORT"
 HEALTH_PATH = "/healthz"
+
+# Release contract: the backend image is promoted by an immutable tag (the commit SHA), never `latest`.
+IMAGE_TAG_PARAMETER = "ImageTag"
+IMAGE_TAG_PATTERN = r"^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"

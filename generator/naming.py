@@ -48,6 +48,10 @@ RULES = {
     "codebuild_project": Rule("CodeBuild project", 150, r"[A-Za-z0-9][A-Za-z0-9_-]*", 2),
     "pipeline": Rule("CodePipeline pipeline", 100, r"[A-Za-z0-9.@_-]+"),
     "connection": Rule("CodeConnections connection", 32, r"[A-Za-z0-9_.-]+"),
+    "log_group": Rule("CloudWatch Logs log group", 512, r"[A-Za-z0-9_./#-]+"),
+    "kms_alias": Rule("KMS alias", 256, r"alias/(?!aws/)[A-Za-z0-9/_-]+", 7),
+    "cloudtrail_trail": Rule("CloudTrail trail", 128, r"[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]", 3),
+    "anomaly_monitor": Rule("Cost Anomaly Detection monitor/subscription", 1024, r"[A-Za-z0-9 _.:/=+@-]+"),
 }
 
 
@@ -117,13 +121,51 @@ def dashboard_name(config: EnvironmentConfig) -> str:
     return checked("dashboard", _prefix(config))
 
 
+def component_budget_name(config: EnvironmentConfig, component: str) -> str:
+    """One budget per Component tag value (per-component cost tracking; see docs/cost.md)."""
+    return checked("budget", f"{_prefix(config)}-component-{component}")
+
+
+def anomaly_monitor_name(config: EnvironmentConfig) -> str:
+    return checked("anomaly_monitor", f"{_prefix(config)}-cost")
+
+
+def anomaly_subscription_name(config: EnvironmentConfig) -> str:
+    return checked("anomaly_monitor", f"{_prefix(config)}-cost-alerts")
+
+
+def kms_alias(config: EnvironmentConfig, purpose: str) -> str:
+    """Alias of an environment's KMS key, e.g. alias/adagency-dev-data (aliases are unique per region)."""
+    return checked("kms_alias", f"alias/{_prefix(config)}-{purpose}")
+
+
+def trail_name(config: EnvironmentConfig) -> str:
+    """Known in advance: the trail's key and bucket policies name its ARN (aws:SourceArn) before it exists."""
+    return checked("cloudtrail_trail", f"{_prefix(config)}-audit")
+
+
 def ecr_repository_name(app_name: str) -> str:
     """Account-level (bootstrap) repository; environments pull `<repo>:<ImageTag>` from it."""
     return checked("ecr_repository", f"{app_name}/backend")
 
 
+def bootstrap_key_alias(app_name: str) -> str:
+    """Alias of the account-level bootstrap key. Environment stacks never import bootstrap outputs, so the
+    App Runner access role finds this key by alias (kms:ResourceAliases) to decrypt ECR image layers."""
+    return checked("kms_alias", f"alias/{app_name}-bootstrap")
+
+
+def waf_log_group_name(config: EnvironmentConfig) -> str:
+    """WAF logs only go to log groups whose name starts with `aws-waf-logs-`."""
+    return checked("log_group", f"aws-waf-logs-{_prefix(config)}-backend")
+
+
+GIT_TOKEN_JSON_KEY = "token"  # the secret's value is JSON: {"token": "<Git provider token>"}
+
+
 def git_token_secret_name(app_name: str) -> str:
-    """Account-level secret holding the Git provider token Amplify needs (read by dynamic reference)."""
+    """Account-level secret holding the Git provider token Amplify needs (read by dynamic reference
+    `{{resolve:secretsmanager:<name>:SecretString:token}}`, JSON key GIT_TOKEN_JSON_KEY)."""
     return checked("secret", f"{app_name}/amplify/git-token")
 
 
@@ -161,7 +203,7 @@ def validate_environment_names(config: EnvironmentConfig) -> None:
     """Derive every physical name once so a limit is hit at render time, never at deploy time."""
     for derive in (root_stack_name, app_runner_service_name, amplify_app_name, backup_vault_name,
                    backup_plan_name, db_cluster_identifier,
-                   web_acl_name, budget_name, dashboard_name):
+                   web_acl_name, budget_name, dashboard_name, trail_name, waf_log_group_name):
         derive(config)
 
 

@@ -1,14 +1,163 @@
-"""STUB (being written): account-level bootstrap stack."""
+"""Account-level bootstrap stack: what must exist before the first environment deploy.
 
-from troposphere import Template, cloudformation
+- a KMS key (rotation on, Retain) with alias `alias/<app>-bootstrap`,
+- the artifact bucket for packaged nested templates and pipeline artifacts (+ its access-log bucket),
+- the ECR repository of the backend image (immutable tags, scan on push, KMS, keeps the newest N images),
+- the Git-provider token secret Amplify reads by dynamic reference, created with a random placeholder.
 
-from generator.cfn import new_template
+Its outputs are exported (`naming.bootstrap_export`) for the account-level pipeline stack only; environment
+stacks never import them (they derive the repository name and key alias from `generator.naming`).
+"""
+
+from __future__ import annotations
+
+import json
+
+from awacs import kms as awacs_kms
+from awacs.aws import Allow, ArnLike, Condition, PolicyDocument, Principal, Statement, StringEquals
+from troposphere import GetAtt, Ref, Sub, Template, ecr, kms, s3, secretsmanager
+
+from generator import naming
+from generator.cfn import add_output, describe, new_template
+from generator.components import access_log_bucket, retention_policies, secure_bucket
 from generator.config import AccountConfig, EnvironmentConfig
 
-DESCRIPTION = "account-level bootstrap"
+DESCRIPTION = "account-level bootstrap: artifact bucket, ECR repository, Git token secret and their KMS key"
+
+# The token lives under this JSON key; the frontend stack resolves
+# {{resolve:secretsmanager:<app>/amplify/git-token:SecretString:token}}.
+GIT_TOKEN_JSON_KEY = naming.GIT_TOKEN_JSON_KEY
+
+# Services through which IAM principals of this account may use the key (their IAM policies must still
+# grant it). A principal that needs the key directly (not through one of these) is refused by design.
+VIA_SERVICES = ("ecr", "s3", "secretsmanager", "sns")
+
+ACCOUNT_ROOT = Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")
+
+# Key administration for IAM principals the account authorises; no `kms:*`, no usage actions here.
+ADMIN_ACTIONS = (
+    awacs_kms.CancelKeyDeletion, awacs_kms.CreateAlias, awacs_kms.DeleteAlias, awacs_kms.DescribeKey,
+    awacs_kms.DisableKey, awacs_kms.DisableKeyRotation, awacs_kms.EnableKey, awacs_kms.EnableKeyRotation,
+    awacs_kms.GetKeyPolicy, awacs_kms.GetKeyRotationStatus, awacs_kms.ListGrants, awacs_kms.ListKeyPolicies,
+    awacs_kms.ListKeyRotations, awacs_kms.ListResourceTags, awacs_kms.PutKeyPolicy, awacs_kms.RevokeGrant,
+    awacs_kms.RotateKeyOnDemand, awacs_kms.ScheduleKeyDeletion, awacs_kms.TagResource, awacs_kms.UntagResource,
+    awacs_kms.UpdateAlias, awacs_kms.UpdateKeyDescription,
+)
+USE_ACTIONS = (
+    awacs_kms.Decrypt, awacs_kms.DescribeKey, awacs_kms.Encrypt, awacs_kms.GenerateDataKey,
+    awacs_kms.GenerateDataKeyWithoutPlaintext, awacs_kms.ReEncryptFrom, awacs_kms.ReEncryptTo,
+)
+GRANT_ACTIONS = (awacs_kms.CreateGrant, awacs_kms.RetireGrant)  # ECR grants itself use of the key per repository
+
+
+def key_policy() -> PolicyDocument:
+    """Account IAM may administer the key and use it only through the listed services; CloudWatch Logs
+    (CodeBuild log groups of the pipeline) may use it for log groups of this account and region."""
+    return PolicyDocument(Version="2012-10-17", Statement=[
+        Statement(
+            Sid="AccountAdministersKeyThroughIam",
+            Effect=Allow,
+            Principal=Principal("AWS", ACCOUNT_ROOT),
+            Action=list(ADMIN_ACTIONS),
+            Resource=["*"],  # in a key policy "*" means this key
+        ),
+        Statement(
+            Sid="AccountUsesKeyThroughServices",
+            Effect=Allow,
+            Principal=Principal("AWS", ACCOUNT_ROOT),
+            Action=list(USE_ACTIONS + GRANT_ACTIONS),
+            Resource=["*"],
+            Condition=Condition(StringEquals({
+                "kms:CallerAccount": Ref("AWS::AccountId"),
+                "kms:ViaService": [Sub(f"{service}.${{AWS::Region}}.amazonaws.com") for service in VIA_SERVICES],
+            })),
+        ),
+        Statement(
+            Sid="CloudWatchLogsEncryptsLogGroups",
+            Effect=Allow,
+            Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
+            Action=list(USE_ACTIONS),
+            Resource=["*"],
+            Condition=Condition(ArnLike(
+                "kms:EncryptionContext:aws:logs:arn",
+                Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"))),
+        ),
+    ])
+
+
+def ecr_lifecycle_policy(keep: int) -> str:
+    """ECR lifecycle policy text (deterministic JSON): expire everything beyond the newest `keep` images."""
+    return json.dumps({"rules": [{
+        "rulePriority": 1,
+        "description": f"Keep the newest {keep} images",
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep},
+        "action": {"type": "expire"},
+    }]}, sort_keys=True, separators=(",", ":"))
 
 
 def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Template:
-    template = new_template(f"{account.app_name}: {DESCRIPTION}")
-    template.add_resource(cloudformation.WaitConditionHandle("Placeholder"))
+    """`environments` is accepted for symmetry with the pipeline stack; nothing here is per environment."""
+    del environments
+    app = account.app_name
+    template = new_template(f"{app}: {DESCRIPTION} (rendered by adagency-deploy-kit; do not edit by hand)")
+
+    key = template.add_resource(retention_policies(describe(kms.Key(
+        "BootstrapKey",
+        Description=f"{app} bootstrap: artifacts, ECR images, Git token secret, pipeline logs",
+        EnableKeyRotation=True,
+        PendingWindowInDays=30,
+        KeyPolicy=key_policy(),
+    ), "KMS key for artifacts, images, the Git token secret and pipeline logs"), retain=True))
+    template.add_resource(describe(kms.Alias(
+        "BootstrapKeyAlias", AliasName=naming.bootstrap_key_alias(app), TargetKeyId=Ref(key),
+    ), "Alias of the bootstrap key (environments find the key by this alias)"))
+    key_arn = GetAtt(key, "Arn")
+
+    logs = access_log_bucket(template, "AccessLogBucket", description="S3 access logs of the artifact bucket",
+                             expiration_days=account.access_log_expiration_days, retain=True)
+    artifacts = secure_bucket(
+        template, "ArtifactBucket",
+        description="Artifact bucket: packaged nested templates and pipeline artifacts",
+        kms_key_arn=key_arn, retain=True,
+        lifecycle_rules=[s3.LifecycleRule(
+            Id="ExpireArtifacts", Status="Enabled",
+            ExpirationInDays=account.artifact_expiration_days,
+            NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(
+                NoncurrentDays=account.artifact_expiration_days),
+            AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(DaysAfterInitiation=1),
+        )],
+        access_log_bucket=Ref(logs), access_log_prefix="artifact-bucket/",
+    )
+
+    repository = template.add_resource(retention_policies(describe(ecr.Repository(
+        "BackendRepository",
+        RepositoryName=naming.ecr_repository_name(app),
+        ImageTagMutability="IMMUTABLE",
+        ImageScanningConfiguration=ecr.ImageScanningConfiguration(ScanOnPush=True),
+        EncryptionConfiguration=ecr.EncryptionConfiguration(EncryptionType="KMS", KmsKey=key_arn),
+        LifecyclePolicy=ecr.LifecyclePolicy(LifecyclePolicyText=ecr_lifecycle_policy(account.ecr_keep_images)),
+    ), "ECR repository of the backend image (tag = commit SHA)"), retain=True))
+
+    token = template.add_resource(retention_policies(describe(secretsmanager.Secret(
+        "GitTokenSecret",
+        Name=naming.git_token_secret_name(app),
+        Description=(f"Git provider token Amplify uses to read the frontend repository; JSON key "
+                     f"'{GIT_TOKEN_JSON_KEY}'. Created with a random placeholder: set it with "
+                     "`adkit secrets set account git-token`."),
+        KmsKeyId=key_arn,
+        # No value in the template: Secrets Manager generates a random placeholder under the JSON key.
+        GenerateSecretString=secretsmanager.GenerateSecretString(
+            SecretStringTemplate="{}", GenerateStringKey=GIT_TOKEN_JSON_KEY,
+            PasswordLength=40, ExcludePunctuation=True),
+    ), "Git provider token for Amplify (placeholder until the operator sets it)"), retain=True))
+
+    outputs = {
+        "ArtifactBucketName": (Ref(artifacts), "Bucket for packaged nested templates and pipeline artifacts"),
+        "ArtifactKeyArn": (key_arn, "KMS key of the bootstrap resources"),
+        "EcrRepositoryName": (Ref(repository), "ECR repository of the backend image"),
+        "EcrRepositoryUri": (GetAtt(repository, "RepositoryUri"), "URI to tag and push backend images to"),
+        "GitTokenSecretArn": (Ref(token), "Secret holding the Git provider token (JSON key 'token')"),
+    }
+    for name, (value, text) in outputs.items():
+        add_output(template, name, value, text, export=naming.bootstrap_export(app, name))
     return template

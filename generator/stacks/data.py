@@ -57,7 +57,7 @@ CLUSTER_PARAMETERS = {
     "log_lock_waits": "1",
     "log_min_duration_statement": "1000",  # ms: statements slower than a second
     "log_statement": "ddl",
-    "log_temp_files": "0",
+    "log_temp_files": "10240",  # kB: temp files of 10 MB or more (sorts/hashes spilling to disk)
 }
 
 
@@ -168,8 +168,8 @@ def _database(template: Template, config: EnvironmentConfig) -> rds.DBCluster:
             PubliclyAccessible=False,
             AutoMinorVersionUpgrade=True,
             PreferredMaintenanceWindow=db.maintenance_window,
-            # Same values as the cluster-level settings (which cover future instances); set here too
-            # so instance-level tools and scanners see them.
+            # Same values as the cluster-level settings (which also cover future instances); they
+            # must match the cluster; set here too so the instance-level view is explicit.
             EnablePerformanceInsights=True,
             PerformanceInsightsKMSKeyId=data_key,
             PerformanceInsightsRetentionPeriod=db.performance_insights_retention_days,

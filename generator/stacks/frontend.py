@@ -1,21 +1,183 @@
-"""STUB (being written): Amplify Hosting app (Next.js SSR, WEB_COMPUTE). Parameters and outputs below are the contract with the root."""
+"""Amplify Hosting app for the Next.js SSR frontend (platform WEB_COMPUTE), created before the backend.
 
-from troposphere import Template, cloudformation
+Split from `frontend_branch` to break a cycle: the backend needs the frontend's origins for CORS and
+the branch needs the backend URL. The app's default domain is known as soon as the app exists, so
+this stack outputs the origins; the branch, custom domain and first build come after the backend.
+"""
 
-from generator.cfn import add_output, add_parameter, new_template
-from generator.config import EnvironmentConfig
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from urllib.parse import urlparse
+
+import yaml
+from awacs import logs as awacs_logs
+from awacs.aws import Allow, ArnLike, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.sts import AssumeRole
+from troposphere import GetAtt, Join, Ref, Sub, Template, amplify, iam
+
+from generator import naming
+from generator.cfn import add_output, add_parameter, describe, new_template
+from generator.components import log_group
+from generator.config import REPO_ROOT, EnvironmentConfig
 
 COMPONENT = "frontend"
 DESCRIPTION = "Amplify Hosting app (Next.js SSR, WEB_COMPUTE)"
-PARAMETERS = []
-OUTPUTS = ['AppId', 'AppDefaultDomain', 'BranchUrl', 'FrontendOrigins']
+
+AMPLIFY_DIR = REPO_ROOT / "amplify"
+BUILD_SPEC_FILE = AMPLIFY_DIR / "amplify.yml"
+CUSTOM_HTTP_FILE = AMPLIFY_DIR / "customHttp.yml"
+PLATFORM = "WEB_COMPUTE"
+NODE_VERSION_VARIABLE = "NODE_VERSION"
+CSP_HEADER = "Content-Security-Policy"
+# Amplify accepts AccessToken only for GitHub; other providers take the token as OauthToken.
+GITHUB_HOST = "github.com"
+
+
+@cache
+def build_spec() -> str:
+    """The committed build spec, verbatim."""
+    return BUILD_SPEC_FILE.read_text()
+
+
+@cache
+def _committed_headers() -> dict:
+    return yaml.safe_load(CUSTOM_HTTP_FILE.read_text())
+
+
+def csp_extra_sources(config: EnvironmentConfig) -> dict[str, list[str]]:
+    """Per-environment CSP sources added to the committed policy.
+
+    connect-src: custom-domain origins (a page on www. calling the apex is cross-origin) and the
+    region's S3 endpoints, because the browser uploads and downloads content with presigned URLs.
+    img-src: the same S3 endpoints, for content shown straight from presigned URLs.
+    """
+    s3 = ["https://*.s3.amazonaws.com", "https://*.s3.${AWS::Region}.amazonaws.com"]
+    origins = config.frontend.custom_domain.origins if config.frontend.custom_domain else []
+    return {"connect-src": [*origins, *s3], "img-src": s3}
+
+
+def _extend_csp(policy: str, extra: dict[str, list[str]]) -> str:
+    directives = [d.split() for d in policy.split(";") if d.strip()]
+    names = [d[0] for d in directives]
+    missing = sorted(set(extra) - set(names))
+    if missing:
+        raise ValueError(f"{CUSTOM_HTTP_FILE}: {CSP_HEADER} has no directive(s) {missing} to extend")
+    for directive in directives:
+        for source in extra.get(directive[0], []):
+            if source not in directive:
+                directive.append(source)
+    return "; ".join(" ".join(d) for d in directives)
+
+
+def custom_headers(config: EnvironmentConfig) -> str:
+    """customHttp.yml with this environment's CSP sources added (contains ${AWS::Region}: use in Sub)."""
+    data = _committed_headers()
+    extra = csp_extra_sources(config)
+    rules = []
+    for rule in data["customHeaders"]:
+        headers = [
+            {"key": h["key"],
+             "value": _extend_csp(h["value"], extra) if h["key"] == CSP_HEADER else h["value"]}
+            for h in rule["headers"]
+        ]
+        rules.append({"pattern": rule["pattern"], "headers": headers})
+    return yaml.safe_dump({"customHeaders": rules}, sort_keys=False, width=4096)
+
+
+def settings_digest(config: EnvironmentConfig) -> str:
+    """Hash of the app-level build inputs; the branch stack rebuilds when it changes."""
+    text = "\n".join([build_spec(), custom_headers(config), config.frontend.node_version])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def token_reference(app_name: str) -> str:
+    """Dynamic reference to the bootstrap secret: resolved by CloudFormation, never in the template."""
+    secret = naming.git_token_secret_name(app_name)
+    return f"{{{{resolve:secretsmanager:{secret}:SecretString:{naming.GIT_TOKEN_JSON_KEY}}}}}"
+
+
+def _amplify_trust() -> PolicyDocument:
+    """Only Amplify, acting for an app of this account and region, may assume (confused deputy)."""
+    return PolicyDocument(Version="2012-10-17", Statement=[Statement(
+        Effect=Allow,
+        Principal=Principal("Service", "amplify.amazonaws.com"),
+        Action=[AssumeRole],
+        Condition=Condition([
+            StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
+            ArnLike("aws:SourceArn",
+                    Sub("arn:${AWS::Partition}:amplify:${AWS::Region}:${AWS::AccountId}:apps/*")),
+        ]),
+    )])
 
 
 def build(config: EnvironmentConfig) -> Template:
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
-    for name in PARAMETERS:
-        add_parameter(template, name, name)
-    template.add_resource(cloudformation.WaitConditionHandle("Placeholder"))
-    for name in OUTPUTS:
-        add_output(template, name, "stub", name)
+    add_parameter(template, "OpsKeyArn", "KMS key for operations data (the SSR runtime log group)")
+    frontend = config.frontend
+
+    service_role = template.add_resource(describe(iam.Role(
+        "AmplifyServiceRole",
+        Description="Amplify service role: writes the SSR runtime log (policy added once the app id exists)",
+        AssumeRolePolicyDocument=_amplify_trust(),
+    ), "Amplify service role (SSR runtime logging only)"))
+    compute_role = template.add_resource(describe(iam.Role(
+        "SsrComputeRole",
+        Description="Credentials of the Next.js server code; no permissions until the app needs some",
+        AssumeRolePolicyDocument=_amplify_trust(),
+    ), "SSR compute role for the Next.js server (no permissions by default)"))
+
+    token_property = "AccessToken" if urlparse(frontend.repository).hostname == GITHUB_HOST else "OauthToken"
+    app = amplify.App(
+        "App",
+        Name=naming.amplify_app_name(config),
+        Description=f"{config.app_name} {config.name} frontend (Next.js SSR)",
+        Platform=PLATFORM,
+        Repository=frontend.repository,
+        BuildSpec=build_spec(),
+        CustomHeaders=Sub(custom_headers(config)),
+        EnvironmentVariables=[
+            amplify.EnvironmentVariable(Name=NODE_VERSION_VARIABLE, Value=frontend.node_version)],
+        IAMServiceRole=GetAtt(service_role, "Arn"),
+        ComputeRoleArn=GetAtt(compute_role, "Arn"),
+        EnableBranchAutoDeletion=False,  # the environment branch is owned by CloudFormation, not by Git
+        CacheConfig=amplify.CacheConfig(Type="AMPLIFY_MANAGED"),
+        JobConfig=amplify.JobConfig(BuildComputeType="STANDARD_8GB"),
+    )
+    setattr(app, token_property, token_reference(config.app_name))
+    template.add_resource(describe(app, f"Amplify app {app.Name} ({frontend.repository})"))
+
+    # Amplify would create this group on the first SSR request, unencrypted and kept forever.
+    runtime_logs = log_group(
+        template, "SsrLogGroup", description="Next.js SSR runtime log written by Amplify Hosting",
+        kms_key_arn=Ref("OpsKeyArn"), retention_days=config.logging.retention_days,
+        retain=config.production, name=Join("", ["/aws/amplify/", GetAtt(app, "AppId")]),
+    )
+    group_arn = ("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
+                 ":log-group:/aws/amplify/${App.AppId}")
+    group_arns = [Sub(group_arn), Sub(group_arn + ":*")]  # the group itself and its log streams
+    template.add_resource(describe(iam.PolicyType(
+        "AmplifyServiceRoleLogging",
+        PolicyName="ssr-runtime-logs",
+        Roles=[Ref(service_role)],
+        PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[
+            Statement(Sid="WriteSsrRuntimeLog", Effect=Allow,
+                      Action=[awacs_logs.CreateLogGroup, awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
+                      Resource=group_arns),
+            # DescribeLogGroups supports no resource-level permission (Service Authorization Reference).
+            Statement(Sid="FindLogGroup", Effect=Allow, Action=[awacs_logs.DescribeLogGroups],
+                      Resource=["*"]),
+        ]),
+    ), "Amplify service role policy: write only this app's SSR log group"))
+
+    default_domain = GetAtt(app, "DefaultDomain")
+    branch_url = Join("", [f"https://{config.frontend_branch_host_prefix}.", default_domain])
+    custom_origins = frontend.custom_domain.origins if frontend.custom_domain else []
+    add_output(template, "AppId", GetAtt(app, "AppId"), "Amplify app id")
+    add_output(template, "AppDefaultDomain", default_domain, "Amplify default domain (<id>.amplifyapp.com)")
+    add_output(template, "BranchUrl", branch_url, "HTTPS URL of the environment's branch (default domain)")
+    add_output(template, "FrontendOrigins", Join(",", [branch_url, *custom_origins]),
+               "Comma-separated https origins of the frontend (backend CORS); pull-request previews excluded")
+    add_output(template, "FrontendLogGroupName", Ref(runtime_logs), "CloudWatch log group of the SSR runtime")
     return template

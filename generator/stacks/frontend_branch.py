@@ -1,21 +1,121 @@
-"""STUB (being written): Amplify branch, custom domain and first build. Parameters and outputs below are the contract with the root."""
+"""The environment's Amplify branch, its optional custom domain, and its first build.
 
-from troposphere import Template, cloudformation
+Created after the backend because the SSR build bakes the backend URL in (NEXT_PUBLIC_API_BASE_URL).
+CloudFormation never starts an Amplify build, so a small custom resource calls amplify:StartJob on
+create, and again whenever a build input changes (backend URL, branch variables, build spec or
+headers): otherwise the site would keep calling the old backend until the next push.
+"""
 
-from generator.cfn import add_output, add_parameter, new_template
+from __future__ import annotations
+
+from importlib import resources
+
+from awacs import amplify as awacs_amplify
+from awacs.aws import Allow, Statement
+from troposphere import GetAtt, Output, Ref, Sub, Template, amplify, cloudformation
+
+from generator.cfn import add_output, add_parameter, describe, new_template
+from generator.components import inline_function
 from generator.config import EnvironmentConfig
+from generator.stacks import frontend
 
 COMPONENT = "frontend"
 DESCRIPTION = "Amplify branch, custom domain and first build"
-PARAMETERS = ['AppId', 'ServiceUrl', 'OpsKeyArn']
-OUTPUTS = ['BranchName']
+
+FRAMEWORK = "Next.js - SSR"
+API_BASE_URL_VARIABLE = "NEXT_PUBLIC_API_BASE_URL"
+ENVIRONMENT_VARIABLE = "APP_ENVIRONMENT"
+HANDLER_FILE = "amplify_start_job.py"
+START_JOB_TIMEOUT_SECONDS = 60
+
+
+class StartJob(cloudformation.CustomResource):
+    """Custom::AmplifyStartJob: starts a RELEASE job on Create/Update; Delete does nothing."""
+
+    resource_type = "Custom::AmplifyStartJob"
+    props = {
+        **cloudformation.CustomResource.props,
+        "AppId": (str, True),
+        "BranchName": (str, True),
+        "BuildInputs": (dict, True),
+    }
+
+
+def handler_source() -> str:
+    return resources.files("generator.stacks.handlers").joinpath(HANDLER_FILE).read_text()
+
+
+def stage(config: EnvironmentConfig) -> str:
+    return "PRODUCTION" if config.production else "DEVELOPMENT"
 
 
 def build(config: EnvironmentConfig) -> Template:
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
-    for name in PARAMETERS:
-        add_parameter(template, name, name)
-    template.add_resource(cloudformation.WaitConditionHandle("Placeholder"))
-    for name in OUTPUTS:
-        add_output(template, name, "stub", name)
+    add_parameter(template, "AppId", "Amplify app id (frontend stack)", AllowedPattern=r"^d[a-z0-9]+$")
+    add_parameter(template, "ServiceUrl", "Backend URL with https:// (backend stack)",
+                  AllowedPattern=r"^https://[A-Za-z0-9.-]+$")
+    add_parameter(template, "OpsKeyArn", "KMS key for operations data (the first-build function's logs)")
+    fe = config.frontend
+
+    branch = template.add_resource(describe(amplify.Branch(
+        "Branch",
+        AppId=Ref("AppId"),
+        BranchName=fe.branch,
+        Description=f"{config.name} environment",
+        Stage=stage(config),
+        Framework=FRAMEWORK,
+        EnableAutoBuild=True,
+        EnablePullRequestPreview=fe.pull_request_previews,
+        EnvironmentVariables=[
+            amplify.EnvironmentVariable(Name=API_BASE_URL_VARIABLE, Value=Ref("ServiceUrl")),
+            amplify.EnvironmentVariable(Name=ENVIRONMENT_VARIABLE, Value=config.name),
+        ],
+    ), f"Amplify branch {fe.branch} ({stage(config)}, auto-build on)"))
+
+    if fe.custom_domain:
+        domain = template.add_resource(describe(amplify.Domain(
+            "CustomDomain",
+            AppId=Ref("AppId"),
+            DomainName=fe.custom_domain.name,
+            SubDomainSettings=[
+                amplify.SubDomainSetting(Prefix=prefix, BranchName=GetAtt(branch, "BranchName"))
+                for prefix in fe.custom_domain.subdomains],
+            CertificateSettings=amplify.CertificateSettings(CertificateType="AMPLIFY_MANAGED"),
+            EnableAutoSubDomain=False,
+        ), f"Custom domain {fe.custom_domain.name} for branch {fe.branch} (Amplify-managed certificate)"))
+        template.add_output(Output(
+            "CustomDomainCertificateRecord", Value=GetAtt(domain, "CertificateRecord"),
+            Description="DNS record proving domain ownership (add it at a DNS provider other than Route 53)"))
+
+    function = inline_function(
+        template, "StartJobFunction",
+        description=f"Starts the Amplify build of branch {fe.branch} after create and on build-input change",
+        code=handler_source(),
+        statements=[Statement(
+            Sid="StartBuildsOfThisBranchOnly",
+            Effect=Allow,
+            Action=[awacs_amplify.StartJob],
+            Resource=[Sub(f"arn:${{AWS::Partition}}:amplify:${{AWS::Region}}:${{AWS::AccountId}}"
+                          f":apps/${{AppId}}/branches/{fe.branch}/jobs/*")],
+        )],
+        kms_key_arn=Ref("OpsKeyArn"),
+        log_retention_days=config.logging.retention_days,
+        retain_logs=config.production,
+        timeout=START_JOB_TIMEOUT_SECONDS,
+    )
+    template.add_resource(describe(StartJob(
+        "FirstBuild",
+        ServiceToken=GetAtt(function, "Arn"),
+        ServiceTimeout=START_JOB_TIMEOUT_SECONDS * 2,
+        AppId=Ref("AppId"),
+        BranchName=GetAtt(branch, "BranchName"),
+        # A change in any of these is baked into the build, so it triggers an Update (= a new build).
+        BuildInputs={
+            API_BASE_URL_VARIABLE: Ref("ServiceUrl"),
+            ENVIRONMENT_VARIABLE: config.name,
+            "AppSettingsSha256": frontend.settings_digest(config),
+        },
+    ), f"Starts the first build of {fe.branch} (CloudFormation never does)"))
+
+    add_output(template, "BranchName", GetAtt(branch, "BranchName"), "Amplify branch of this environment")
     return template

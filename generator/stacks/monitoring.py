@@ -1,21 +1,460 @@
-"""STUB (being written): Alarms, dashboard, alert topic, budget and cost anomaly detection. Parameters and outputs below are the contract with the root."""
+"""Monitoring: the alert topic, one alarm per health signal, the environment dashboard, and cost tracking
+(monthly budget, one budget per component, cost anomaly detection), all notifying the same SNS topic.
 
-from troposphere import Template, cloudformation
+Created last, so every earlier stack's identifiers arrive as parameters. Metric dimensions that have no
+CloudFormation attribute (App Runner ServiceName, WAF WebACL name) come from generator/naming.py.
+"""
 
-from generator.cfn import add_output, add_parameter, new_template
-from generator.config import EnvironmentConfig
+from __future__ import annotations
+
+import json
+
+from awacs import sns as awacs_sns
+from awacs.aws import (
+    Allow,
+    ArnLike,
+    Bool,
+    Condition,
+    Deny,
+    PolicyDocument,
+    Principal,
+    Statement,
+    StringEquals,
+)
+from troposphere import Ref, Select, Split, Sub, Template, budgets, ce, cloudwatch, sns
+
+from generator import naming
+from generator.cfn import add_output, add_parameter, describe, new_template
+from generator.config import ConfigError, EnvironmentConfig
 
 COMPONENT = "monitoring"
 DESCRIPTION = "Alarms, dashboard, alert topic, budget and cost anomaly detection"
-PARAMETERS = ['OpsKeyArn', 'ServiceId', 'ClusterIdentifier', 'WriterInstanceIdentifier', 'AppId', 'NatGatewayIds']
-OUTPUTS = ['AlertTopicArn', 'DashboardUrl']
 
+RUNBOOK = "docs/runbook.md"
+PERIOD = 300  # seconds; a valid CloudWatch alarm period (cfn-lint E3615: 10, 30, 60 or a multiple of 60)
+TOPIC = "AlertTopic"
+
+
+# ---- small builders -------------------------------------------------------------------------------
+
+def nat_count(config: EnvironmentConfig) -> int:
+    """NAT gateways the network stack creates: one, or one per AZ."""
+    return 1 if config.network.nat_mode == "single" else config.network.az_count
+
+
+def components() -> list[str]:
+    """Every Component tag value the environment's stacks carry (the root's children), sorted."""
+    from generator.stacks import root  # imported here: root imports this module
+
+    return sorted({module.COMPONENT for module in root.CHILDREN})
+
+
+def _dimensions(**values) -> list[cloudwatch.MetricDimension]:
+    return [cloudwatch.MetricDimension(Name=name, Value=value) for name, value in values.items()]
+
+
+def _alarm(template: Template, logical_id: str, *, summary: str, anchor: str, **properties) -> cloudwatch.Alarm:
+    """An alarm that notifies the topic on ALARM and on OK, enabled, with a runbook pointer."""
+    alarm = cloudwatch.Alarm(
+        logical_id,
+        AlarmDescription=f"{summary} Runbook: {RUNBOOK}#{anchor}",
+        ActionsEnabled=True,
+        AlarmActions=[Ref(TOPIC)],
+        OKActions=[Ref(TOPIC)],
+        **properties,
+    )
+    describe(alarm, f"Alarm: {summary}")
+    return template.add_resource(alarm)
+
+
+def _topic(template: Template, config: EnvironmentConfig) -> sns.Topic:
+    topic = template.add_resource(describe(sns.Topic(
+        TOPIC,
+        DisplayName=f"{config.app_name} {config.name} alerts",
+        KmsMasterKeyId=Ref("OpsKeyArn"),
+    ), "SNS topic for every alarm, budget and cost-anomaly alert (encrypted with the operations key)"))
+    account = Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId")))
+    statements = [
+        Statement(
+            Sid="CloudWatchAlarms",
+            Effect=Allow,
+            Principal=Principal("Service", "cloudwatch.amazonaws.com"),
+            Action=[awacs_sns.Publish],
+            Resource=[Ref(topic)],
+            Condition=Condition([
+                StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
+                ArnLike("aws:SourceArn",
+                        Sub("arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*")),
+            ]),
+        ),
+        Statement(Sid="Budgets", Effect=Allow, Principal=Principal("Service", "budgets.amazonaws.com"),
+                  Action=[awacs_sns.Publish], Resource=[Ref(topic)], Condition=account),
+        Statement(Sid="CostAnomalyDetection", Effect=Allow,
+                  Principal=Principal("Service", "costalerts.amazonaws.com"),
+                  Action=[awacs_sns.Publish], Resource=[Ref(topic)], Condition=account),
+        Statement(Sid="DenyInsecureTransport", Effect=Deny, Principal=Principal("*"),
+                  Action=[awacs_sns.Publish, awacs_sns.Subscribe], Resource=[Ref(topic)],
+                  Condition=Condition(Bool("aws:SecureTransport", False))),
+    ]
+    template.add_resource(describe(sns.TopicPolicy(
+        "AlertTopicPolicy",
+        Topics=[Ref(topic)],
+        PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements),
+    ), "Lets CloudWatch alarms, AWS Budgets and Cost Anomaly Detection of this account publish alerts"))
+    for index, email in enumerate(config.alerts.emails):
+        template.add_resource(describe(sns.SubscriptionResource(
+            f"AlertEmail{index}", TopicArn=Ref(topic), Protocol="email", Endpoint=email,
+        ), f"E-mail subscription of {email} to the alert topic (confirm the e-mail AWS sends)"))
+    return topic
+
+
+# ---- alarms -------------------------------------------------------------------------------------
+
+def _backend_alarms(template: Template, config: EnvironmentConfig) -> None:
+    thresholds = config.alerts.thresholds
+    service = _dimensions(ServiceName=naming.app_runner_service_name(config), ServiceID=Ref("ServiceId"))
+
+    def stat(metric: str, statistic: str = "Sum") -> cloudwatch.MetricStat:
+        return cloudwatch.MetricStat(
+            Metric=cloudwatch.Metric(Namespace="AWS/AppRunner", MetricName=metric, Dimensions=service),
+            Period=PERIOD, Stat=statistic)
+
+    minimum = thresholds.backend_5xx_min_requests
+    _alarm(
+        template, "Backend5xxRate",
+        summary=f"Backend 5xx responses above {thresholds.backend_5xx_rate_percent:g}% of requests "
+                f"(periods with at least {minimum} requests) in 2 of 3 five-minute periods.",
+        anchor="backend-5xx-rate",
+        Metrics=[
+            cloudwatch.MetricDataQuery(Id="errors", MetricStat=stat("5xxStatusResponses"), ReturnData=False),
+            cloudwatch.MetricDataQuery(Id="requests", MetricStat=stat("Requests"), ReturnData=False),
+            cloudwatch.MetricDataQuery(
+                Id="rate", Label="5xx rate (%)", ReturnData=True,
+                Expression=f"IF(requests >= {minimum}, 100 * FILL(errors, 0) / requests, 0)"),
+        ],
+        ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.backend_5xx_rate_percent,
+        EvaluationPeriods=3, DatapointsToAlarm=2, TreatMissingData="notBreaching",
+    )
+    _alarm(
+        template, "BackendLatencyP99",
+        summary=f"Backend p99 request latency above {thresholds.backend_p99_latency_ms} ms for 15 minutes.",
+        anchor="backend-latency",
+        Namespace="AWS/AppRunner", MetricName="RequestLatency", Dimensions=service,
+        ExtendedStatistic="p99", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
+        ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.backend_p99_latency_ms,
+        TreatMissingData="notBreaching",
+    )
+    ceiling = round(thresholds.capacity_ratio * config.backend.max_instances, 2)
+    _alarm(
+        template, "BackendInstancesNearMax",
+        summary=f"Backend running {ceiling:g} or more instances ({thresholds.capacity_ratio:.0%} of "
+                f"max_instances = {config.backend.max_instances}) for 15 minutes: autoscaling is near its ceiling.",
+        anchor="backend-instances-near-max",
+        Namespace="AWS/AppRunner", MetricName="ActiveInstances", Dimensions=service,
+        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
+        ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=ceiling,
+        TreatMissingData="notBreaching",
+    )
+
+
+def _database_alarms(template: Template, config: EnvironmentConfig) -> None:
+    thresholds = config.alerts.thresholds
+    database = config.database
+    cluster = _dimensions(DBClusterIdentifier=Ref("ClusterIdentifier"))
+    # Role=WRITER/READER follows the role across a failover; an instance identifier would not.
+    writer = _dimensions(DBClusterIdentifier=Ref("ClusterIdentifier"), Role="WRITER")
+    paused = " Missing data (auto-paused at 0 ACU) counts as OK." if database.min_acu == 0 else ""
+    ceiling = round(thresholds.capacity_ratio * database.max_acu, 2)
+    _alarm(
+        template, "DatabaseCapacityNearMax",
+        summary=f"Aurora capacity at or above {ceiling:g} ACU ({thresholds.capacity_ratio:.0%} of max_acu = "
+                f"{database.max_acu:g}) for 15 minutes.{paused}",
+        anchor="database-capacity-near-max",
+        Namespace="AWS/RDS", MetricName="ServerlessDatabaseCapacity", Dimensions=cluster,
+        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
+        ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=ceiling,
+        TreatMissingData="notBreaching",
+    )
+    _alarm(
+        template, "DatabaseCpu",
+        summary=f"Aurora writer CPU above {thresholds.database_cpu_percent:g}% for 15 minutes.{paused}",
+        anchor="database-cpu",
+        Namespace="AWS/RDS", MetricName="CPUUtilization", Dimensions=writer,
+        Statistic="Average", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
+        ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.database_cpu_percent,
+        TreatMissingData="notBreaching",
+    )
+    _alarm(
+        template, "DatabaseConnections",
+        summary=f"Aurora writer above {thresholds.database_connections} connections for 10 minutes.{paused}",
+        anchor="database-connections",
+        Namespace="AWS/RDS", MetricName="DatabaseConnections", Dimensions=writer,
+        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=2, DatapointsToAlarm=2,
+        ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.database_connections,
+        TreatMissingData="notBreaching",
+    )
+    if database.reader:
+        _alarm(
+            template, "DatabaseReplicaLag",
+            summary=f"Aurora reader replica lag above {thresholds.replica_lag_ms} ms for 5 minutes.",
+            anchor="database-replica-lag",
+            Namespace="AWS/RDS", MetricName="AuroraReplicaLag",
+            Dimensions=_dimensions(DBClusterIdentifier=Ref("ClusterIdentifier"), Role="READER"),
+            Statistic="Maximum", Period=60, EvaluationPeriods=5, DatapointsToAlarm=5,
+            ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.replica_lag_ms,
+            TreatMissingData="notBreaching",
+        )
+
+
+def _edge_alarms(template: Template, config: EnvironmentConfig) -> None:
+    """Frontend (Amplify), NAT gateways, WAF and AWS Backup."""
+    thresholds = config.alerts.thresholds
+    _alarm(
+        template, "Frontend5xx",
+        summary=f"Amplify frontend returned {thresholds.frontend_5xx_count} or more 5xx responses in 5 minutes.",
+        anchor="frontend-5xx",
+        Namespace="AWS/AmplifyHosting", MetricName="5xxErrors", Dimensions=_dimensions(App=Ref("AppId")),
+        Statistic="Sum", Period=PERIOD, EvaluationPeriods=1, DatapointsToAlarm=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=thresholds.frontend_5xx_count,
+        TreatMissingData="notBreaching",
+    )
+    for index in range(nat_count(config)):
+        _alarm(
+            template, f"NatPortAllocationErrors{index}",
+            summary=f"NAT gateway {index + 1} of {nat_count(config)} could not allocate source ports "
+                    f"({thresholds.nat_port_allocation_errors} or more errors in 5 minutes): outbound "
+                    "connections (Gemini API) are failing.",
+            anchor="nat-port-allocation-errors",
+            Namespace="AWS/NATGateway", MetricName="ErrorPortAllocation",
+            Dimensions=_dimensions(NatGatewayId=Select(index, Split(",", Ref("NatGatewayIds")))),
+            Statistic="Sum", Period=PERIOD, EvaluationPeriods=1, DatapointsToAlarm=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=thresholds.nat_port_allocation_errors,
+            TreatMissingData="notBreaching",
+        )
+    _alarm(
+        template, "WafBlockedSpike",
+        summary=f"WAF blocked {thresholds.waf_blocked_requests} or more backend requests in 5 minutes "
+                "(attack, scraping, or a false positive locking users out).",
+        anchor="waf-blocked-spike",
+        Namespace="AWS/WAFV2", MetricName="BlockedRequests",
+        Dimensions=_dimensions(WebACL=naming.web_acl_name(config), Region=Ref("AWS::Region"), Rule="ALL"),
+        Statistic="Sum", Period=PERIOD, EvaluationPeriods=1, DatapointsToAlarm=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=thresholds.waf_blocked_requests,
+        TreatMissingData="notBreaching",
+    )
+    _alarm(
+        template, "BackupJobsFailed",
+        summary="An AWS Backup job of this environment's vault failed in the last hour.",
+        anchor="backup-job-failed",
+        Namespace="AWS/Backup", MetricName="NumberOfBackupJobsFailed",
+        Dimensions=_dimensions(BackupVaultName=Ref("BackupVaultName")),
+        Statistic="Sum", Period=3600, EvaluationPeriods=1, DatapointsToAlarm=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=1,
+        TreatMissingData="notBreaching",
+    )
+
+
+# ---- dashboard ----------------------------------------------------------------------------------
+
+def _widget(title: str, metrics: list, *, x: int, y: int, width: int = 8, height: int = 6,
+            stat: str = "Sum", period: int = PERIOD, **extra) -> dict:
+    properties = {"title": title, "metrics": metrics, "view": "timeSeries", "stacked": False,
+                  "region": "${AWS::Region}", "stat": stat, "period": period, **extra}
+    return {"type": "metric", "x": x, "y": y, "width": width, "height": height, "properties": properties}
+
+
+def _dashboard_body(config: EnvironmentConfig, alarms: list[str]) -> tuple[str, dict]:
+    """DashboardBody as a `Sub` string (deterministic JSON) and its variable map."""
+    svc = ["ServiceName", naming.app_runner_service_name(config), "ServiceID", "${ServiceId}"]
+    app = "AWS/AppRunner"
+    cluster = ["DBClusterIdentifier", "${ClusterIdentifier}"]
+    # By role, not instance id: after a failover the reader is the writer and the labels stay true.
+    roles = ["WRITER", "READER"] if config.database.reader else ["WRITER"]
+    amplify = ["App", "${AppId}"]
+    nats = [f"${{Nat{i}}}" for i in range(nat_count(config))]
+    acl = ["WebACL", naming.web_acl_name(config), "Region", "${AWS::Region}", "Rule", "ALL"]
+    vault = ["BackupVaultName", "${BackupVaultName}"]
+
+    widgets = [
+        {"type": "text", "x": 0, "y": 0, "width": 24, "height": 2, "properties": {"markdown": (
+            f"# {config.app_name} {config.name}\n"
+            f"Backend (App Runner), database (Aurora), frontend (Amplify), network (NAT), WAF and backups. "
+            f"Every alarm notifies the alert topic; runbook: `{RUNBOOK}`.")}},
+        {"type": "alarm", "x": 0, "y": 2, "width": 24, "height": 4,
+         "properties": {"title": "Alarm status", "alarms": alarms, "sortBy": "stateUpdatedTimestamp"}},
+        # Backend
+        _widget("Backend requests and responses", [
+            [app, "Requests", *svc], [app, "2xxStatusResponses", *svc],
+            [app, "4xxStatusResponses", *svc], [app, "5xxStatusResponses", *svc]], x=0, y=6),
+        _widget("Backend latency (ms)", [
+            [app, "RequestLatency", *svc, {"stat": "p50", "label": "p50"}],
+            [app, "RequestLatency", *svc, {"stat": "p99", "label": "p99"}]], x=8, y=6, stat="p99"),
+        _widget("Backend instances, CPU and memory", [
+            [app, "ActiveInstances", *svc, {"stat": "Maximum"}],
+            [app, "CPUUtilization", *svc, {"stat": "Average", "yAxis": "right"}],
+            [app, "MemoryUtilization", *svc, {"stat": "Average", "yAxis": "right"}]], x=16, y=6,
+            stat="Average"),
+        # Database
+        _widget("Database capacity (ACU)", [
+            ["AWS/RDS", "ServerlessDatabaseCapacity", *cluster, {"stat": "Maximum"}],
+            ["AWS/RDS", "ACUUtilization", *cluster, {"stat": "Maximum", "yAxis": "right"}]], x=0, y=12,
+            stat="Maximum", annotations={"horizontal": [{"label": "max_acu", "value": config.database.max_acu}]}),
+        _widget("Database CPU (%) and connections by role", [
+            *[["AWS/RDS", "CPUUtilization", *cluster, "Role", role, {"label": f"CPU {role.lower()}"}]
+              for role in roles],
+            *[["AWS/RDS", "DatabaseConnections", *cluster, "Role", role,
+               {"label": f"connections {role.lower()}", "yAxis": "right", "stat": "Maximum"}] for role in roles],
+        ], x=8, y=12, stat="Average"),
+        _widget("Database replica lag, memory and storage", [
+            *([["AWS/RDS", "AuroraReplicaLag", *cluster, "Role", "READER", {"stat": "Maximum"}]]
+              if config.database.reader else []),
+            ["AWS/RDS", "FreeableMemory", *cluster, {"stat": "Minimum", "yAxis": "right"}],
+            ["AWS/RDS", "VolumeBytesUsed", *cluster, {"stat": "Maximum", "yAxis": "right"}]], x=16, y=12,
+            stat="Maximum"),
+        # Frontend
+        _widget("Frontend requests and errors", [
+            ["AWS/AmplifyHosting", "Requests", *amplify], ["AWS/AmplifyHosting", "4xxErrors", *amplify],
+            ["AWS/AmplifyHosting", "5xxErrors", *amplify]], x=0, y=18),
+        _widget("Frontend latency (s, time to first byte)", [
+            ["AWS/AmplifyHosting", "Latency", *amplify, {"stat": "Average", "label": "average"}],
+            ["AWS/AmplifyHosting", "Latency", *amplify, {"stat": "p90", "label": "p90"}]], x=8, y=18,
+            stat="Average"),
+        # Network
+        _widget("NAT gateways: bytes and errors", [
+            *[["AWS/NATGateway", "BytesOutToDestination", "NatGatewayId", nat, {"label": f"bytes out NAT {i + 1}"}]
+              for i, nat in enumerate(nats)],
+            *[["AWS/NATGateway", "ErrorPortAllocation", "NatGatewayId", nat,
+               {"label": f"port errors NAT {i + 1}", "yAxis": "right"}] for i, nat in enumerate(nats)],
+            *[["AWS/NATGateway", "PacketsDropCount", "NatGatewayId", nat,
+               {"label": f"dropped packets NAT {i + 1}", "yAxis": "right"}] for i, nat in enumerate(nats)],
+        ], x=16, y=18),
+        # WAF and backups
+        _widget("WAF: allowed and blocked requests", [
+            ["AWS/WAFV2", "AllowedRequests", *acl], ["AWS/WAFV2", "BlockedRequests", *acl]], x=0, y=24,
+            width=12),
+        _widget("AWS Backup jobs", [
+            ["AWS/Backup", "NumberOfBackupJobsCompleted", *vault],
+            ["AWS/Backup", "NumberOfBackupJobsFailed", *vault]], x=12, y=24, width=12, period=3600),
+    ]
+    body = json.dumps({"widgets": widgets}, sort_keys=True, separators=(",", ":"))
+    variables = {f"Nat{i}": Select(i, Split(",", Ref("NatGatewayIds"))) for i in range(nat_count(config))}
+    return body, variables
+
+
+# ---- cost tracking ------------------------------------------------------------------------------
+
+def _tag_filter(key: str, value: str) -> budgets.Expression:
+    return budgets.Expression(Tags=budgets.TagValues(Key=key, Values=[value]))
+
+
+def _notifications(config: EnvironmentConfig, *, forecast: bool) -> list[budgets.NotificationWithSubscribers]:
+    subscriber = [budgets.Subscriber(SubscriptionType="SNS", Address=Ref(TOPIC))]
+    kinds = [("ACTUAL", config.budget.actual_threshold_percent)]
+    if forecast:
+        kinds.append(("FORECASTED", config.budget.forecast_threshold_percent))
+    return [budgets.NotificationWithSubscribers(
+        Notification=budgets.Notification(NotificationType=kind, ComparisonOperator="GREATER_THAN",
+                                          Threshold=threshold, ThresholdType="PERCENTAGE"),
+        Subscribers=subscriber) for kind, threshold in kinds]
+
+
+def _resource_tags(config: EnvironmentConfig, cls):
+    return [cls(Key=key, Value=value) for key, value in naming.environment_tags(config, COMPONENT).items()]
+
+
+def _budget(template: Template, config: EnvironmentConfig, logical_id: str, *, name: str, limit: float,
+            filters: list[budgets.Expression], forecast: bool, description: str) -> budgets.Budget:
+    return template.add_resource(describe(budgets.Budget(
+        logical_id,
+        Budget=budgets.BudgetData(
+            BudgetName=name,
+            BudgetType="COST",
+            TimeUnit="MONTHLY",
+            BudgetLimit=budgets.Spend(Amount=limit, Unit="USD"),
+            FilterExpression=budgets.Expression(And=filters),
+        ),
+        NotificationsWithSubscribers=_notifications(config, forecast=forecast),
+        ResourceTags=_resource_tags(config, budgets.ResourceTag),
+    ), description))
+
+
+def _cost_tracking(template: Template, config: EnvironmentConfig) -> None:
+    """Monthly budget of the environment, one budget per component, and cost anomaly detection.
+
+    Budgets filter on the cost-allocation tags (Application, Environment, Component), which an
+    administrator must activate once (docs/cost.md). A budget per component is used instead of an
+    AWS::CE::CostCategory because cost categories can only be created in an organization's
+    management account, and workload accounts usually are member accounts.
+    """
+    known = components()
+    unknown = sorted(set(config.budget.component_limits_usd) - set(known))
+    if unknown:
+        raise ConfigError(f"budget.component_limits_usd: unknown component(s) {', '.join(unknown)}; "
+                          f"allowed: {', '.join(known)}")
+    scope = [_tag_filter(naming.TAG_APPLICATION, config.app_name), _tag_filter(naming.TAG_ENVIRONMENT, config.name)]
+    _budget(template, config, "MonthlyBudget", name=naming.budget_name(config), limit=config.budget.monthly_usd,
+            filters=scope, forecast=True,
+            description=f"Monthly cost budget of the {config.name} environment (actual and forecast alerts)")
+    for component in known:
+        limit = config.budget.component_limits_usd.get(component, config.budget.monthly_usd)
+        logical_id = "ComponentBudget" + "".join(part.capitalize() for part in component.replace("-", "_").split("_"))
+        _budget(template, config, logical_id, name=naming.component_budget_name(config, component), limit=limit,
+                filters=[*scope, _tag_filter(naming.TAG_COMPONENT, component)], forecast=False,
+                description=f"Monthly cost of the {component} component of {config.name}")
+
+    # A CUSTOM monitor per environment: AWS allows only one DIMENSIONAL (SERVICE) monitor per account,
+    # which two environments in one account cannot both create.
+    monitor = template.add_resource(describe(ce.AnomalyMonitor(
+        "CostAnomalyMonitor",
+        MonitorName=naming.anomaly_monitor_name(config),
+        MonitorType="CUSTOM",
+        MonitorSpecification=json.dumps(
+            {"Tags": {"Key": naming.TAG_ENVIRONMENT, "Values": [config.name]}},
+            sort_keys=True),
+        ResourceTags=_resource_tags(config, ce.ResourceTag),
+    ), f"Cost Anomaly Detection monitor over costs tagged {naming.TAG_ENVIRONMENT}={config.name}"))
+    threshold = config.budget.anomaly_threshold_usd
+    template.add_resource(describe(ce.AnomalySubscription(
+        "CostAnomalySubscription",
+        SubscriptionName=naming.anomaly_subscription_name(config),
+        MonitorArnList=[Ref(monitor)],
+        Frequency="IMMEDIATE",
+        Subscribers=[ce.Subscriber(Type="SNS", Address=Ref(TOPIC))],
+        ThresholdExpression=json.dumps({"Dimensions": {
+            "Key": "ANOMALY_TOTAL_IMPACT_ABSOLUTE", "MatchOptions": ["GREATER_THAN_OR_EQUAL"],
+            "Values": [f"{threshold:g}"]}}, sort_keys=True),
+        ResourceTags=_resource_tags(config, ce.ResourceTag),
+    ), f"Sends cost anomalies of {config.name} with a total impact >= {threshold:g} USD to the alert topic"))
+
+
+# ---- stack --------------------------------------------------------------------------------------
 
 def build(config: EnvironmentConfig) -> Template:
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
-    for name in PARAMETERS:
-        add_parameter(template, name, name)
-    template.add_resource(cloudformation.WaitConditionHandle("Placeholder"))
-    for name in OUTPUTS:
-        add_output(template, name, "stub", name)
+    add_parameter(template, "OpsKeyArn", "KMS key for operations data (encrypts the alert topic)")
+    add_parameter(template, "ServiceId", "App Runner service id (metric dimension ServiceID)")
+    add_parameter(template, "ClusterIdentifier", "Aurora cluster identifier")
+    add_parameter(template, "AppId", "Amplify app id (metric dimension App)")
+    add_parameter(template, "NatGatewayIds", f"Comma-separated NAT gateway ids ({nat_count(config)})")
+    add_parameter(template, "BackupVaultName", "AWS Backup vault of this environment")
+
+    _topic(template, config)
+    _backend_alarms(template, config)
+    _database_alarms(template, config)
+    _edge_alarms(template, config)
+    alarms = sorted(name for name, resource in template.resources.items() if isinstance(resource, cloudwatch.Alarm))
+
+    body, variables = _dashboard_body(config, [f"${{{name}.Arn}}" for name in alarms])
+    dashboard = template.add_resource(describe(cloudwatch.Dashboard(
+        "Dashboard",
+        DashboardName=naming.dashboard_name(config),
+        DashboardBody=Sub(body, **variables) if variables else Sub(body),
+    ), f"CloudWatch dashboard: health of every component of {config.name} and the alarm status"))
+
+    _cost_tracking(template, config)
+
+    add_output(template, "AlertTopicArn", Ref(TOPIC), "SNS topic that receives every alarm and cost alert")
+    add_output(template, "DashboardUrl", Sub(
+        "https://${AWS::Region}.console.aws.amazon.com/cloudwatch/home?region=${AWS::Region}"
+        "#dashboards:name=${Name}", Name=Ref(dashboard)), "CloudWatch dashboard of this environment")
     return template

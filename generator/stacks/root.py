@@ -12,15 +12,14 @@ from types import ModuleType
 
 from troposphere import GetAtt, Ref, Tags, Template, cloudformation
 
-from generator import naming
+from generator import contract, naming
 from generator.cfn import add_output, add_parameter, describe, new_template, skip_cfn_lint
 from generator.config import EnvironmentConfig
 from generator.stacks import backend, data, frontend, frontend_branch, monitoring, network, secrets, security
 
 ROOT_FILE = "root.yaml"
-IMAGE_TAG = "ImageTag"
-# Refuses `latest` (and any mutable-looking empty value): images are promoted by immutable tag.
-IMAGE_TAG_PATTERN = r"^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+IMAGE_TAG = contract.IMAGE_TAG_PARAMETER
+IMAGE_TAG_PATTERN = contract.IMAGE_TAG_PATTERN  # refuses `latest`: images are promoted by immutable tag
 
 # Creation order; a child may use outputs of the children before it.
 CHILDREN: tuple[ModuleType, ...] = (security, network, frontend, data, secrets, backend, frontend_branch,

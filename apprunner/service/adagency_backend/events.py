@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -79,7 +80,9 @@ class EventBroker:
             self._stop_timer.cancel()
             self._stop_timer = None
         if self._listener is None or self._listener.done():
-            self._listener = asyncio.get_running_loop().create_task(self._listen(), name="event-listener")
+            # a fresh context: the listener outlives the request that started it (and its request id)
+            self._listener = asyncio.get_running_loop().create_task(self._listen(), name="event-listener",
+                                                                     context=contextvars.Context())
 
     def _stop_if_idle(self) -> None:
         self._stop_timer = None

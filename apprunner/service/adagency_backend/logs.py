@@ -19,7 +19,8 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 _MIN_SECRET_LEN = 6
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
-_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "color_message"}
 
 
 def register_secret(value: str) -> None:

@@ -54,7 +54,7 @@ class Settings:
     sse_max_stream_seconds: float
     gemini_api_key: Secret = field(repr=False)
     port: int = 8080
-    bind_address: str = "0.0.0.0"  # App Runner reaches the container on its interface  # noqa: S104
+    bind_address: str = "0.0.0.0"  # App Runner reaches the container on its interface
     sse_heartbeat_seconds: float = 15.0
     upload_max_bytes: int = 25 * 1024 * 1024
     log_level: str = "INFO"
@@ -120,7 +120,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         sse_max_stream_seconds=_number(env, "SSE_MAX_STREAM_SECONDS", "100", 1, MAX_STREAM_SECONDS_CEILING),
         gemini_api_key=Secret(env.get("GEMINI_API_KEY", "").strip()),
         port=_number(env, PORT_VARIABLE, "8080", 1, 65535, int),
-        bind_address=env.get("BIND_ADDRESS", "0.0.0.0").strip(),  # noqa: S104
+        bind_address=env.get("BIND_ADDRESS", "0.0.0.0").strip(),
         sse_heartbeat_seconds=_number(env, "SSE_HEARTBEAT_SECONDS", "15", 0.2, 60),
         upload_max_bytes=_number(env, "UPLOAD_MAX_BYTES", str(25 * 1024 * 1024), 1, 5 * 1024**3, int),
         log_level=env.get("LOG_LEVEL", "INFO").strip().upper(),

@@ -1,0 +1,213 @@
+"""Capacity benchmark (not a test): how many concurrent SSE streams one service process holds with heartbeats on time.
+
+Starts throwaway PostgreSQL + moto + the service (one uvicorn process, as in the image) on 127.0.0.1, then
+ramps the number of open `GET /projects/{id}/events` streams. At each step it holds them for a while with a
+1 s heartbeat and measures heartbeat lateness (gap between pings minus the interval), the latency of
+ordinary requests made meanwhile, and the server's CPU and memory. It stops at the first step whose p99
+lateness reaches the threshold (or that fails to open every stream), and reports the largest good step.
+
+    .venv/bin/python apprunner/bench_sse.py                      # default ramp, ~2-3 minutes
+    .venv/bin/python apprunner/bench_sse.py --steps 100 500 --hold 5
+
+Traffic goes only to 127.0.0.1; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import localdev
+
+HEARTBEAT = 1.0
+
+
+@dataclass
+class Stream:
+    pings: list[float] = field(default_factory=list)
+    opened: bool = False
+    error: str = ""
+
+
+async def hold_stream(port: int, path: str, stream: Stream, stop: asyncio.Event, opened: asyncio.Queue) -> None:
+    writer = None
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode())
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 60)
+        if b" 200 " not in status:
+            raise RuntimeError(status.decode(errors="replace").strip())
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass  # headers
+        stream.opened = True
+        opened.put_nowait(1)
+        loop = asyncio.get_running_loop()
+        stop_wait = asyncio.ensure_future(stop.wait())
+        while not stop.is_set():
+            read = asyncio.ensure_future(reader.readline())
+            done, _ = await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if read not in done:
+                read.cancel()
+                break
+            line = read.result()
+            if not line:
+                raise RuntimeError("server closed the stream early")
+            if b": ping" in line:  # chunked framing: the ping comment sits on its own line
+                stream.pings.append(loop.time())
+        stop_wait.cancel()
+    except Exception as e:
+        stream.error = f"{type(e).__name__}: {e}"
+        if not stream.opened:
+            opened.put_nowait(0)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def proc_stats(pid: int) -> tuple[float, int]:
+    """(cpu seconds used so far, resident bytes) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    return cpu, rss
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def request_latencies(base: str, path: str, count: int, spacing: float) -> list[float]:
+    out = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        await asyncio.to_thread(lambda: urllib.request.urlopen(base + path, timeout=10).read())
+        out.append(time.perf_counter() - t0)
+        await asyncio.sleep(spacing)
+    return out
+
+
+async def run_step(n: int, port: int, base: str, project_id: str, pid: int, hold: float) -> dict:
+    stop = asyncio.Event()
+    opened: asyncio.Queue = asyncio.Queue()
+    streams = [Stream() for _ in range(n)]
+    path = f"/projects/{project_id}/events"
+    t0 = time.monotonic()
+    tasks = []
+    for i, s in enumerate(streams):
+        tasks.append(asyncio.create_task(hold_stream(port, path, s, stop, opened)))
+        if i % 50 == 49:
+            await asyncio.sleep(0.02)  # a ramp, not a SYN flood
+    results = []
+    try:
+        while len(results) < n:
+            results.append(await asyncio.wait_for(opened.get(), 90))
+    except TimeoutError:
+        pass
+    open_seconds = time.monotonic() - t0
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(HEARTBEAT * 1.5)  # settle
+    cpu0, _ = proc_stats(pid)
+    window_start = loop.time()
+    latencies = await request_latencies(base, f"/projects/{project_id}", max(5, int(hold * 4)), 0.25)
+    remaining = hold - (loop.time() - window_start)
+    if remaining > 0:
+        await asyncio.sleep(remaining)
+    window_end = loop.time()
+    cpu1, rss = proc_stats(pid)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    lateness = []
+    for s in streams:
+        pings = [t for t in s.pings if window_start - HEARTBEAT * 2 <= t <= window_end]
+        lateness += [max(0.0, (b - a) - HEARTBEAT) for a, b in itertools.pairwise(pings)]
+    errors = [s.error for s in streams if s.error]
+    await asyncio.sleep(2)  # let the server close the streams before the next step
+    return {
+        "streams": n, "opened": sum(results), "errors": len(errors), "first_error": errors[0] if errors else "",
+        "open_s": round(open_seconds, 2), "gaps": len(lateness),
+        "late_p50_ms": round(percentile(lateness, 50) * 1000, 1),
+        "late_p99_ms": round(percentile(lateness, 99) * 1000, 1),
+        "late_max_ms": round(max(lateness, default=float("nan")) * 1000, 1),
+        "req_p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "req_p99_ms": round(percentile(latencies, 99) * 1000, 1),
+        "server_cpu_pct": round((cpu1 - cpu0) / (window_end - window_start) * 100, 1),
+        "server_rss_mb": round(rss / 2**20, 1),
+    }
+
+
+async def ramp(steps: list[int], hold: float, threshold_ms: float, budget_s: float, base: str, port: int,
+               project_id: str, pid: int) -> list[dict]:
+    rows = []
+    started = time.monotonic()
+    for n in steps:
+        if time.monotonic() - started > budget_s:
+            print(f"time budget of {budget_s:.0f}s used; stopping before {n}", file=sys.stderr)
+            break
+        row = await run_step(n, port, base, project_id, pid, hold)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        if row["opened"] < n or row["late_p99_ms"] >= threshold_ms or row["errors"]:
+            break
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, nargs="+", default=[100, 250, 500, 1000, 2000, 3000, 4000])
+    parser.add_argument("--hold", type=float, default=10.0, help="seconds to hold each step's streams")
+    parser.add_argument("--threshold-ms", type=float, default=1000.0, help="p99 heartbeat lateness limit")
+    parser.add_argument("--budget", type=float, default=300.0, help="stop starting new steps after this")
+    args = parser.parse_args(argv)
+    if max(args.steps) > 10_000:
+        parser.error("steps above 10000 are not supported")
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, 2 * max(args.steps) + 1024))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # inherited by the service process
+    with localdev.LocalPostgres() as pg, localdev.LocalAws() as aws:
+        aws.create_db_secret(pg.password)
+        env = {**localdev.aws_env(aws), **localdev.contract_values(pg, aws, SSE_MAX_STREAM_SECONDS="110"),
+               "SSE_HEARTBEAT_SECONDS": str(HEARTBEAT), "BIND_ADDRESS": "127.0.0.1"}
+        log_path = Path(tempfile.gettempdir()) / "bench_sse_service.log"
+        proc, base = localdev.start_service(env, log_path)
+        try:
+            req = urllib.request.Request(base + "/projects", data=b'{"name": "bench"}',
+                                         headers={"Content-Type": "application/json"})
+            project_id = json.loads(urllib.request.urlopen(req, timeout=10).read())["id"]
+            port = int(base.rsplit(":", 1)[1])
+            rows = asyncio.run(ramp(args.steps, args.hold, args.threshold_ms, args.budget, base, port,
+                                    project_id, proc.pid))
+        finally:
+            localdev.stop_service(proc)
+    cols = ["streams", "opened", "errors", "open_s", "late_p50_ms", "late_p99_ms", "late_max_ms", "req_p50_ms",
+            "req_p99_ms", "server_cpu_pct", "server_rss_mb"]
+    print(" | ".join(cols))
+    for row in rows:
+        print(" | ".join(str(row[c]) for c in cols))
+    good = [r["streams"] for r in rows
+            if r["opened"] == r["streams"] and not r["errors"] and r["late_p99_ms"] < args.threshold_ms]
+    print(f"cpus={os.cpu_count()} heartbeat={HEARTBEAT}s hold={args.hold}s")
+    print(f"largest step with every stream open and p99 heartbeat lateness < {args.threshold_ms:.0f} ms: "
+          f"{max(good) if good else 0}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

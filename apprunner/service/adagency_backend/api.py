@@ -1,0 +1,209 @@
+"""HTTP API: health, readiness, projects, presigned uploads, project events (SSE)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from . import repository
+from .errors import ApiError
+from .events import stream_events
+from .storage import ALLOWED_CONTENT_TYPES
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+NAME_PUNCTUATION = set(" -_.,'&()!?:#+/@")
+EVENT_DATA_MAX_BYTES = 8 * 1024
+_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,199}$")
+_EVENT_ID = re.compile(r"^\d{1,18}$")
+ContentType = Literal[tuple(ALLOWED_CONTENT_TYPES)]  # type: ignore[valid-type]
+
+
+def _no_control_chars(value: str, allowed: str = "") -> str:
+    if any(unicodedata.category(ch).startswith("C") and ch not in allowed for ch in value):
+        raise ValueError("must not contain control or invisible format characters")
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ProjectIn(Strict):
+    name: str = Field(min_length=1, max_length=120)
+    description: str = Field("", max_length=2000)
+
+    @field_validator("name")
+    @classmethod
+    def _name_charset(cls, v: str) -> str:
+        _no_control_chars(v)
+        if not all(ch.isalnum() or ch in NAME_PUNCTUATION for ch in v):
+            raise ValueError(f"may contain letters, digits, spaces and {''.join(sorted(NAME_PUNCTUATION - {' '}))}")
+        return v
+
+    @field_validator("description")
+    @classmethod
+    def _description_charset(cls, v: str) -> str:
+        return _no_control_chars(v, allowed="\n\t")
+
+
+class Project(BaseModel):
+    id: UUID
+    name: str
+    description: str
+    created_at: datetime
+
+
+class ProjectList(BaseModel):
+    items: list[Project]
+    limit: int
+    offset: int
+
+
+class UploadIn(Strict):
+    filename: str = Field(min_length=1, max_length=200)
+    content_type: ContentType
+    size_bytes: int = Field(gt=0, strict=True)
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, v: str) -> str:
+        if not _FILENAME.match(v) or ".." in v:
+            raise ValueError("must be a plain file name: letters, digits, '.', '_', '-', spaces; no paths")
+        return v
+
+
+class UploadOut(BaseModel):
+    key: str
+    url: str
+    fields: dict[str, str]
+    expires_in: int
+    max_bytes: int
+
+
+class EventIn(Strict):
+    type: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("data")
+    @classmethod
+    def _data_size(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(v, separators=(",", ":")).encode()) > EVENT_DATA_MAX_BYTES:
+            raise ValueError(f"must serialise to at most {EVENT_DATA_MAX_BYTES} bytes of JSON")
+        return v
+
+
+class Event(BaseModel):
+    id: int
+    project_id: UUID
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+def _services(request: Request):
+    return request.app.state.services
+
+
+async def _require_project(request: Request, project_id: UUID) -> dict[str, Any]:
+    project = await repository.get_project(_services(request).db, project_id)
+    if project is None:
+        raise ApiError(404, "not_found", "project not found")
+    return project
+
+
+@router.get("/healthz", tags=["ops"])
+async def healthz() -> dict[str, str]:
+    """Liveness: the process serves HTTP. No dependencies, so a database blip never restarts instances."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["ops"])
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: database and bucket reachable. 503 with the failing checks otherwise."""
+    services = _services(request)
+    checks: dict[str, str] = {}
+    for name, probe in (("database", services.db.ping), ("storage", services.storage.ping)):
+        try:
+            await probe(timeout=3)
+            checks[name] = "ok"
+        except Exception as e:
+            checks[name] = "unavailable"
+            log.warning("readiness check failed", extra={"check": name, "error": type(e).__name__})
+    if services.broker.draining:
+        checks["lifecycle"] = "draining"
+    ready = all(v == "ok" for v in checks.values())
+    body = {"status": "ready" if ready else "not_ready", "checks": checks,
+            "gemini_configured": services.settings.gemini_configured}
+    if not ready:
+        body["error"] = {"code": "not_ready", "message": "dependencies unavailable: "
+                         + ", ".join(k for k, v in checks.items() if v != "ok")}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.post("/projects", status_code=201, response_model=Project, tags=["projects"])
+async def create_project(request: Request, body: ProjectIn) -> dict[str, Any]:
+    return await repository.create_project(_services(request).db, body.name, body.description)
+
+
+@router.get("/projects", response_model=ProjectList, tags=["projects"])
+async def list_projects(request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                        offset: Annotated[int, Query(ge=0, le=10_000)] = 0) -> dict[str, Any]:
+    items = await repository.list_projects(_services(request).db, limit, offset)
+    return {"items": items, "limit": limit, "offset": offset}
+
+
+@router.get("/projects/{project_id}", response_model=Project, tags=["projects"])
+async def get_project(request: Request, project_id: UUID) -> dict[str, Any]:
+    return await _require_project(request, project_id)
+
+
+@router.post("/projects/{project_id}/uploads", status_code=201, response_model=UploadOut, tags=["uploads"])
+async def create_upload(request: Request, project_id: UUID, body: UploadIn) -> dict[str, Any]:
+    """A presigned POST for one file; the browser sends the file straight to S3 with `url` and `fields`."""
+    storage = _services(request).storage
+    if body.size_bytes > storage.max_upload_bytes:
+        raise ApiError(422, "upload_too_large", f"size_bytes is over the limit of {storage.max_upload_bytes}",
+                       [{"field": "body.size_bytes", "message": "too large", "type": "too_large"}])
+    await _require_project(request, project_id)
+    upload = storage.presign_upload(project_id, body.content_type, body.size_bytes)
+    log.info("upload presigned", extra={"project_id": str(project_id), "key": upload.key,
+                                        "content_type": body.content_type, "size_bytes": body.size_bytes})
+    return upload.__dict__
+
+
+@router.post("/projects/{project_id}/events", status_code=201, response_model=Event, tags=["events"])
+async def append_event(request: Request, project_id: UUID, body: EventIn) -> dict[str, Any]:
+    """Record a project event (e.g. a generation step); every open stream of the project receives it."""
+    event = await repository.append_event(_services(request).db, project_id, body.type, body.data)
+    if event is None:
+        raise ApiError(404, "not_found", "project not found")
+    return event
+
+
+@router.get("/projects/{project_id}/events", tags=["events"],
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def project_events(request: Request, project_id: UUID,
+                         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+                         last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
+                         ) -> StreamingResponse:
+    """SSE: replays events after Last-Event-ID, then streams new ones; ends before App Runner's 120 s."""
+    raw = last_event_id if last_event_id not in (None, "") else last_event_id_query
+    if raw not in (None, "") and not _EVENT_ID.match(raw):
+        raise ApiError(400, "bad_request", "Last-Event-ID must be a non-negative integer event id")
+    await _require_project(request, project_id)
+    services = _services(request)
+    body = stream_events(services.db, services.broker, project_id, int(raw or 0),
+                         services.settings.sse_max_stream_seconds, services.settings.sse_heartbeat_seconds)
+    return StreamingResponse(body, media_type="text/event-stream", headers={
+        "Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"})

@@ -1,0 +1,130 @@
+"""Preflight, in order, before any write: credentials -> account and region -> bootstrap -> stack state."""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from generator import naming
+from generator.deploy import stacks
+from generator.deploy.errors import DeployFailed, PreflightRefused
+from generator.deploy.session import Aws
+from generator.deploy.targets import Target
+from generator.deploy.ui import Ui
+
+BOOTSTRAP_REQUIRED_OUTPUTS = ("ArtifactBucketName", "EcrRepositoryUri")
+
+
+def identity(aws: Aws, target: Target) -> str:
+    """Refuse unless the credentials are for the pinned account and the session is in the pinned region."""
+    profile = f" (profile {aws.profile})" if aws.profile else ""
+    try:
+        account = aws.client("sts").get_caller_identity()["Account"]
+    except NoCredentialsError:
+        raise PreflightRefused(
+            "no AWS credentials found",
+            f"boto3 found none in the environment, the shared config or SSO{profile}",
+            "log in (`aws sso login --profile NAME`) and pass --profile NAME or set AWS_PROFILE") from None
+    except (ClientError, BotoCoreError) as exc:
+        raise PreflightRefused(
+            "the AWS credentials were rejected", f"STS GetCallerIdentity failed: {exc}",
+            "refresh them (`aws sso login`, or new access keys) and retry") from None
+    if account != target.account_id:
+        raise PreflightRefused(
+            f"refusing to touch {target.stack_name}",
+            f"the credentials{profile} are for account {account}, but {target.config_file} pins "
+            f"account_id = {target.account_id}",
+            f"use credentials for account {target.account_id} (--profile or AWS_PROFILE), or correct "
+            f"account_id in {target.config_file}")
+    if aws.region != target.region:
+        raise PreflightRefused(
+            f"refusing to touch {target.stack_name}",
+            f"the command runs in region {aws.region}, but {target.config_file} pins region = {target.region}",
+            f"drop --region (the file decides) or correct region in {target.config_file}")
+    return account
+
+
+def bootstrap_outputs(aws: Aws, target: Target) -> dict[str, str]:
+    """Outputs of the account-level bootstrap stack, which every other stack builds on."""
+    name = naming.bootstrap_stack_name(target.app_name)
+    stack = stacks.describe(aws, name)
+    where = f"account {target.account_id}, region {target.region}"
+    if stack is None:
+        raise PreflightRefused(
+            f"bootstrap stack {name} not found ({where})",
+            "environments need its artifact bucket (for nested templates) and its ECR repository "
+            "(for the backend image)",
+            "run `adkit bootstrap` (make bootstrap) once per account and region, then retry")
+    if stack["StackStatus"] not in stacks.USABLE_STATES:
+        raise PreflightRefused(
+            f"bootstrap stack {name} is {stack['StackStatus']}",
+            "its outputs are not usable until it is created or updated successfully",
+            "run `adkit bootstrap` again and read its error, or check `adkit status` for it in the console")
+    found = stacks.outputs(stack)
+    missing = [key for key in BOOTSTRAP_REQUIRED_OUTPUTS if not found.get(key)]
+    if missing:
+        raise PreflightRefused(
+            f"bootstrap stack {name} lacks outputs {', '.join(missing)}",
+            "it was deployed from an older template",
+            "run `make render` and `adkit bootstrap` to update it, then retry")
+    return found
+
+
+def image_present(aws: Aws, repository_uri: str, tag: str) -> None:
+    """Refuse an image tag that is not in ECR: App Runner would fail only after a long wait."""
+    repository = repository_uri.split("/", 1)[1] if "/" in repository_uri else repository_uri
+    try:
+        aws.client("ecr").describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ImageNotFoundException":
+            raise
+        raise PreflightRefused(
+            f"image {repository}:{tag} not found",
+            "App Runner can only start an image that exists; the stack would roll back after many minutes",
+            f"push it first (the pipeline tags every build with its commit SHA) or pass an existing tag; "
+            f"list them with `aws ecr list-images --repository-name {repository}`") from None
+
+
+def stack_state(aws: Aws, target: Target) -> tuple[dict | None, bool]:
+    """(existing stack or None, whether it is a dead first create to delete). Refuses a busy stack."""
+    stack = stacks.describe(aws, target.stack_name)
+    if stack is None:
+        return None, False
+    status = stack["StackStatus"]
+    if status in stacks.DEAD_FIRST_CREATE:
+        return stack, True
+    if status == "REVIEW_IN_PROGRESS" and not stacks.resources(aws, stack["StackId"]):
+        return stack, True
+    if status.endswith("_IN_PROGRESS"):
+        raise PreflightRefused(
+            f"{target.stack_name} is busy ({status})",
+            "CloudFormation runs one operation per stack at a time",
+            f"wait for it to finish (`adkit status {target.label}`); to stop an update: "
+            f"`aws cloudformation cancel-update-stack --stack-name {target.stack_name} --region {target.region}`")
+    if status == "UPDATE_ROLLBACK_FAILED":
+        raise PreflightRefused(
+            f"{target.stack_name} is UPDATE_ROLLBACK_FAILED",
+            "a rollback could not restore some resources, and CloudFormation blocks updates until it completes",
+            f"fix the cause shown in its events, then `aws cloudformation continue-update-rollback "
+            f"--stack-name {target.stack_name} --region {target.region}` and retry")
+    if status in ("DELETE_FAILED", "ROLLBACK_FAILED"):
+        raise PreflightRefused(
+            f"{target.stack_name} is {status}",
+            "a deletion could not remove some resources",
+            "read the events, remove the blocker (e.g. a non-empty bucket), and delete the stack again")
+    return stack, False
+
+
+def delete_dead(aws: Aws, target: Target, stack: dict, ui: Ui, poll: float) -> None:
+    """Delete a stack whose first create failed or was never executed, so a new create can start."""
+    status = stack["StackStatus"]
+    why = ("an earlier first create was never executed" if status == "REVIEW_IN_PROGRESS"
+           else "an earlier first create failed and rolled back")
+    ui.warn(f"{target.stack_name} is {status}: {why}. A stack in this state cannot be updated, so it is "
+            "deleted first (resources it retained, if any, are kept).")
+    aws.client("cloudformation").delete_stack(StackName=stack["StackId"])
+    final = stacks.wait_settled(aws, stack["StackId"], poll)
+    if final is not None and final["StackStatus"] != "DELETE_COMPLETE":
+        raise DeployFailed(
+            f"could not delete the dead stack {target.stack_name}",
+            f"it ended in {final['StackStatus']}: {final.get('StackStatusReason') or 'no reason given'}",
+            "read its events in the CloudFormation console, delete it there (retaining what blocks), retry")

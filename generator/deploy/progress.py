@@ -1,0 +1,230 @@
+"""Watch a stack operation: poll the events of the root and every nested stack, show them, find root causes.
+
+On a terminal: a rich Live table, one row per resource (its description from template metadata, not
+its logical id), failure reasons indented under the row. Elsewhere: one plain line per event.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.console import Group
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from generator.deploy import stacks
+from generator.deploy.session import Aws
+from generator.deploy.templates import NESTED_STACK
+from generator.deploy.ui import Ui
+
+NOISE_REASONS = ("Resource creation cancelled", "Resource update cancelled", "Embedded stack",
+                 "The following resource(s) failed", "Rollback requested by user")
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    stack_label: str          # '' for the root, else the nested stack's logical-id path
+    logical_id: str
+    resource_type: str
+    status: str
+    reason: str
+    timestamp: datetime
+    description: str
+    stack_level: bool         # the event is about a stack itself, not one of its resources
+
+    @property
+    def where(self) -> str:
+        if self.stack_level:
+            return self.stack_label or self.logical_id
+        return f"{self.stack_label}/{self.logical_id}" if self.stack_label else self.logical_id
+
+    @property
+    def name(self) -> str:
+        return f"{self.description} [{self.where}]" if self.description else self.where
+
+
+def status_style(status: str) -> str:
+    if status.endswith("_FAILED") or "ROLLBACK" in status:
+        return "bold red"
+    if status.endswith("_COMPLETE"):
+        return "green"
+    return "yellow"
+
+
+class Watcher:
+    """Collects new events (after `since`) of a stack and of the nested stacks it creates or updates."""
+
+    def __init__(self, aws: Aws, stack_id: str, descriptions: dict[str, dict[str, str]],
+                 since: datetime | None, seen: set[str] | None = None) -> None:
+        self.aws = aws
+        self.root_id = stack_id
+        self.descriptions = descriptions
+        self.since = since
+        self.seen: set[str] = set(seen or ())
+        self.labels: dict[str, str] = {stack_id: ""}          # physical id -> label
+        self.active: dict[str, bool] = {stack_id: True}       # physical id -> still busy (else: one last poll)
+        self.events: list[Event] = []
+
+    def _page(self, physical_id: str) -> list[dict]:
+        cfn = self.aws.client("cloudformation")
+        found, token = [], None
+        while True:
+            try:
+                page = cfn.describe_stack_events(StackName=physical_id, **({"NextToken": token} if token else {}))
+            except Exception as exc:  # a nested stack deleted by a rollback: nothing more to read
+                if "does not exist" in str(exc):
+                    self.active.pop(physical_id, None)
+                    return found
+                raise
+            for raw in page["StackEvents"]:
+                if raw["EventId"] in self.seen or (self.since and raw["Timestamp"] < self.since):
+                    return found
+                found.append(raw)
+            token = page.get("NextToken")
+            if not token:
+                return found
+
+    def _convert(self, raw: dict, label: str) -> Event:
+        stack_level = raw.get("PhysicalResourceId") == raw.get("StackId")
+        lid = raw.get("LogicalResourceId", "")
+        return Event(id=raw["EventId"], stack_label=label, logical_id=lid,
+                     resource_type=raw.get("ResourceType", ""), status=raw.get("ResourceStatus", ""),
+                     reason=raw.get("ResourceStatusReason") or "", timestamp=raw["Timestamp"],
+                     description="" if stack_level else self.descriptions.get(label, {}).get(lid, ""),
+                     stack_level=stack_level)
+
+    def poll(self) -> list[Event]:
+        new: list[Event] = []
+        queue, polled = list(self.active), set()
+        while queue:
+            physical_id = queue.pop(0)
+            if physical_id in polled or physical_id not in self.active:
+                continue
+            polled.add(physical_id)
+            label = self.labels[physical_id]
+            for raw in reversed(self._page(physical_id)):   # oldest first: the last event wins
+                self.seen.add(raw["EventId"])
+                event = self._convert(raw, label)
+                new.append(event)
+                child = raw.get("PhysicalResourceId")
+                if event.resource_type == NESTED_STACK and not event.stack_level and child:
+                    self.labels.setdefault(child, f"{label}/{event.logical_id}" if label else event.logical_id)
+                    # poll a nested stack while its parent reports it busy, then once more
+                    self.active[child] = event.status.endswith("_IN_PROGRESS")
+                    queue.append(child)
+            if physical_id != self.root_id and self.active.get(physical_id) is False:
+                del self.active[physical_id]
+        new.sort(key=lambda e: e.timestamp)
+        self.events += new
+        return new
+
+
+def root_causes(events: list[Event], limit: int = 3) -> list[Event]:
+    """The earliest failures with a real reason (not 'cancelled' or 'embedded stack failed' echoes)."""
+    failed = sorted((e for e in events if e.status.endswith("_FAILED")), key=lambda e: e.timestamp)
+    real = [e for e in failed if e.reason and not any(n in e.reason for n in NOISE_REASONS)
+            and not e.stack_level]
+    unique: dict[tuple[str, str, str], Event] = {}
+    for event in real or failed:
+        unique.setdefault((event.where, event.status, event.reason), event)
+    return list(unique.values())[:limit]
+
+
+class PlainView:
+    """One line per event, for logs and pipes."""
+
+    def __init__(self, ui: Ui, stack_name: str) -> None:
+        self.ui = ui
+        self.stack_name = stack_name
+
+    def __enter__(self) -> PlainView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, events: list[Event], stack_status: str) -> None:
+        for e in events:
+            if e.stack_level and e.stack_label:
+                continue  # a nested stack's own events echo its row in the parent
+            where = self.stack_name if e.stack_level else e.name
+            kind = "" if e.stack_level else f" ({e.resource_type})"
+            reason = f": {e.reason}" if e.reason else ""
+            self.ui.info(f"{e.timestamp:%H:%M:%S}  {e.status:<28} {where}{kind}{reason}", status_style(e.status))
+
+
+class LiveView:
+    """A rich Live table: one row per resource, latest status, spinner while in progress."""
+
+    def __init__(self, ui: Ui, stack_name: str) -> None:
+        self.ui = ui
+        self.stack_name = stack_name
+        self.rows: dict[tuple[str, str], Event] = {}
+        self.stack_status = ""
+        self.started = time.monotonic()
+        self.live = Live(console=ui.err, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> LiveView:
+        self.live.__enter__()
+        self.live.update(self._render())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.update(self._render(final=True))
+        self.live.__exit__(None, None, None)
+
+    def update(self, events: list[Event], stack_status: str) -> None:
+        self.stack_status = stack_status or self.stack_status
+        for e in events:
+            if not e.stack_level:
+                self.rows[(e.stack_label, e.logical_id)] = e
+        self.live.update(self._render())
+
+    def _render(self, final: bool = False):
+        elapsed = int(time.monotonic() - self.started)
+        title = Text(f"{self.stack_name}  ", style="bold") + Text(self.stack_status or "starting",
+                                                                    style=status_style(self.stack_status))
+        title += Text(f"  {elapsed // 60}m{elapsed % 60:02d}s")
+        table = Table(box=None, show_header=True, header_style="dim", pad_edge=False)
+        table.add_column("stack", style="dim")
+        table.add_column("resource")
+        table.add_column("status")
+        for (label, _), e in sorted(self.rows.items(), key=lambda kv: kv[1].timestamp):
+            busy = e.status.endswith("_IN_PROGRESS") and not final
+            status = Spinner("dots", text=Text(e.status, style=status_style(e.status))) if busy else \
+                Text(e.status, style=status_style(e.status))
+            resource = Text(e.description or e.logical_id)
+            if e.reason and (e.status.endswith("_FAILED") or "ROLLBACK" in e.status):
+                resource += Text(f"\n  {e.reason}", style="red")
+            table.add_row(label or "root", resource, status)
+        return Group(title, table)
+
+
+def view_for(ui: Ui, stack_name: str) -> PlainView | LiveView:
+    return LiveView(ui, stack_name) if ui.tty else PlainView(ui, stack_name)
+
+
+def watch(aws: Aws, watcher: Watcher, view: PlainView | LiveView, poll: float) -> dict | None:
+    """Follow the operation until the root stack leaves *_IN_PROGRESS; returns the final stack (None: gone)."""
+    with view:
+        while True:
+            stack = stacks.describe(aws, watcher.root_id)
+            status = stack["StackStatus"] if stack else "DELETE_COMPLETE"
+            view.update(watcher.poll(), status)
+            if stack is None or not status.endswith("_IN_PROGRESS"):
+                view.update(watcher.poll(), status)   # events written just before the final status
+                return stack
+            time.sleep(poll)
+
+
+def latest_event(aws: Aws, stack_id: str) -> tuple[datetime | None, set[str]]:
+    """Timestamp and ids of the newest events, so a watch starting now shows only what follows."""
+    page = aws.client("cloudformation").describe_stack_events(StackName=stack_id)["StackEvents"]
+    if not page:
+        return None, set()
+    return page[0]["Timestamp"], {e["EventId"] for e in page}

@@ -1,0 +1,1 @@
+"""Disaster-recovery commands (`adkit restore`); procedures in docs/disaster-recovery.md."""

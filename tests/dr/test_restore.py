@@ -1,0 +1,215 @@
+"""`adkit restore` end to end against a local moto server: the real command, real boto3 calls.
+
+moto implements RestoreDBClusterToPointInTime, CreateDBInstance and ModifyDBCluster (managed master
+secret), so no server patch is needed. moto does not model the restore's data or timing: the tests
+cover the parameters the command sends, its validation and its messages, not RDS's behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from moto.server import ThreadedMotoServer
+
+from generator.cli import main
+from generator.dr.restore import default_target, writer_params
+
+pytestmark = pytest.mark.slow  # starts a local moto server
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+SOURCE = "adagency-dev"   # naming.db_cluster_identifier for dev
+STACK = "adagency-dev"    # naming.root_stack_name for dev
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "environments"
+
+
+@pytest.fixture(scope="module")
+def moto_url():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_url, monkeypatch):
+    requests.post(f"{moto_url}/moto-api/reset", timeout=10)
+    for key, value in {"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+                       "AWS_DEFAULT_REGION": REGION, "ADKIT_POLL_SECONDS": "0"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return lambda service: boto3.client(service, region_name=REGION)
+
+
+def _config_dir(tmp_path: Path, account: str = ACCOUNT) -> Path:
+    """The shipped dev.toml with account and region pinned (restore, like deploy, needs both)."""
+    envs = tmp_path / "config" / "environments"
+    envs.mkdir(parents=True)
+    text = (REPO_CONFIG / "dev.toml").read_text()
+    text = text.replace('app_name = "adagency"\n',
+                        f'app_name = "adagency"\naccount_id = "{account}"\nregion = "{REGION}"\n', 1)
+    (envs / "dev.toml").write_text(text)
+    return tmp_path / "config"
+
+
+@pytest.fixture
+def world(aws, tmp_path):
+    """A deployed-looking dev environment: the Aurora cluster, its writer, its KMS-encrypted log group
+    and a root stack whose output names the cluster."""
+    kms, ec2, rds, logs = aws("kms"), aws("ec2"), aws("rds"), aws("logs")
+    key = kms.create_key(Description="data key")["KeyMetadata"]["Arn"]
+    ops_key = kms.create_key(Description="ops key")["KeyMetadata"]["Arn"]
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=f"{REGION}{az}")
+               ["Subnet"]["SubnetId"] for i, az in enumerate("ab")]
+    sg = ec2.create_security_group(GroupName="db", Description="database", VpcId=vpc)["GroupId"]
+    rds.create_db_subnet_group(DBSubnetGroupName="dev-data", DBSubnetGroupDescription="data", SubnetIds=subnets)
+    rds.create_db_cluster_parameter_group(DBClusterParameterGroupName="dev-pg17", Description="tls",
+                                          DBParameterGroupFamily="aurora-postgresql17")
+    rds.create_db_cluster(
+        DBClusterIdentifier=SOURCE, Engine="aurora-postgresql", EngineVersion="17.7", DatabaseName="app",
+        MasterUsername="postgres", ManageMasterUserPassword=True, MasterUserSecretKmsKeyId=key,
+        StorageEncrypted=True, KmsKeyId=key, DBSubnetGroupName="dev-data", VpcSecurityGroupIds=[sg],
+        DBClusterParameterGroupName="dev-pg17", EnableIAMDatabaseAuthentication=True, BackupRetentionPeriod=7,
+        ServerlessV2ScalingConfiguration={"MinCapacity": 0, "MaxCapacity": 4, "SecondsUntilAutoPause": 1800},
+        EnableCloudwatchLogsExports=["postgresql"],
+        Tags=[{"Key": "Environment", "Value": "dev"}, {"Key": "Component", "Value": "data"}])
+    rds.create_db_instance(DBInstanceIdentifier="dev-writer-abc", DBClusterIdentifier=SOURCE,
+                           DBInstanceClass="db.serverless", Engine="aurora-postgresql",
+                           EnablePerformanceInsights=True, PerformanceInsightsKMSKeyId=key,
+                           PerformanceInsightsRetentionPeriod=7)
+    group = f"/aws/rds/cluster/{SOURCE}/postgresql"
+    logs.create_log_group(logGroupName=group, kmsKeyId=ops_key)
+    logs.put_retention_policy(logGroupName=group, retentionInDays=30)
+    template = {"Resources": {"Marker": {"Type": "AWS::SSM::Parameter",
+                                         "Properties": {"Name": "/adagency/dev/marker", "Type": "String",
+                                                        "Value": "root"}}},
+                "Outputs": {"DatabaseClusterIdentifier": {"Value": SOURCE}}}
+    aws("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(template))
+    cluster = rds.describe_db_clusters(DBClusterIdentifier=SOURCE)["DBClusters"][0]
+    return {"key": key, "ops_key": ops_key, "sg": sg, "cluster": cluster, "config": _config_dir(tmp_path)}
+
+
+def _restore(world, *args: str) -> int:
+    return main(["restore", "dev", "--config-dir", str(world["config"]), *args])
+
+
+def _clusters(aws) -> set[str]:
+    return {c["DBClusterIdentifier"] for c in aws("rds").describe_db_clusters()["DBClusters"]}
+
+
+def test_restore_latest_creates_a_protected_copy_with_a_serverless_writer(world, aws, capsys):
+    assert _restore(world, "--latest", "--yes", "--target-cluster", "dev-restored") == 0
+    rds = aws("rds")
+    new = rds.describe_db_clusters(DBClusterIdentifier="dev-restored")["DBClusters"][0]
+    assert new["DeletionProtection"] is True
+    assert new["DBSubnetGroup"] == "dev-data"
+    assert [g["VpcSecurityGroupId"] for g in new["VpcSecurityGroups"]] == [world["sg"]]
+    assert new["KmsKeyId"] == world["key"]
+    assert new["DBClusterParameterGroup"] == "dev-pg17"
+    assert new["IAMDatabaseAuthenticationEnabled"] is True
+    assert new["ServerlessV2ScalingConfiguration"]["MaxCapacity"] == 4
+    assert new["MasterUserSecret"]["KmsKeyId"] == world["key"]
+    tags = {t["Key"]: t["Value"] for t in rds.list_tags_for_resource(ResourceName=new["DBClusterArn"])["TagList"]}
+    assert tags["Environment"] == "dev" and tags["RestoredFrom"] == SOURCE and tags["RestoredToTime"] == "latest"
+    assert not any(key.startswith("aws:") for key in tags)
+    writer = rds.describe_db_instances(DBInstanceIdentifier="dev-restored-writer")["DBInstances"][0]
+    assert writer["DBClusterIdentifier"] == "dev-restored"
+    assert writer["DBInstanceClass"] == "db.serverless"
+    group = aws("logs").describe_log_groups(logGroupNamePrefix="/aws/rds/cluster/dev-restored/")["logGroups"][0]
+    assert group["kmsKeyId"] == world["ops_key"] and group["retentionInDays"] == 30
+    out, err = capsys.readouterr()
+    assert f"writer endpoint:    {new['Endpoint']}:5432" in out
+    assert "Cut-over" in out and "pg_dump" in out and "delete-db-cluster --db-cluster-identifier dev-restored" in out
+    assert "cluster dev-restored: available" in err and "instance dev-restored-writer: available" in err
+
+
+def test_restore_to_a_time_inside_the_window_names_the_cluster_after_it(world, aws, capsys):
+    moment = world["cluster"]["EarliestRestorableTime"].astimezone(UTC)  # the window's bounds are inclusive
+    assert _restore(world, "--to-time", moment.isoformat(), "--yes") == 0
+    stamp = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    expected = f"{SOURCE}-pitr-{moment:%Y%m%d%H%M}"
+    assert expected in _clusters(aws)
+    new = aws("rds").describe_db_clusters(DBClusterIdentifier=expected)["DBClusters"][0]
+    tags = aws("rds").list_tags_for_resource(ResourceName=new["DBClusterArn"])["TagList"]
+    assert {"Key": "RestoredToTime", "Value": stamp} in tags
+    assert f"to {stamp}" in capsys.readouterr().out
+
+
+def test_restore_refuses_a_time_outside_the_window_before_any_write(world, aws, capsys):
+    before = _clusters(aws)
+    too_old = (world["cluster"]["EarliestRestorableTime"] - timedelta(days=1)).astimezone(UTC)
+    assert _restore(world, "--to-time", too_old.strftime("%Y-%m-%dT%H:%M:%SZ"), "--yes") == 2
+    assert "outside the restorable window" in capsys.readouterr().err
+    assert _clusters(aws) == before
+
+
+def test_restore_refuses_a_time_without_a_zone(world, capsys):
+    assert _restore(world, "--to-time", "2026-05-01T12:30:00", "--yes") == 2
+    assert "has no time zone" in capsys.readouterr().err
+
+
+def test_restore_unknown_environment_is_a_usage_error(world, capsys):
+    assert main(["restore", "staging", "--latest", "--yes", "--config-dir", str(world["config"])]) == 2
+    err = capsys.readouterr().err
+    assert "unknown environment 'staging'" in err and "dev" in err
+
+
+def test_restore_unknown_source_cluster_is_refused_clearly(world, aws, capsys):
+    before = _clusters(aws)
+    assert _restore(world, "--latest", "--yes", "--source-cluster", "no-such-cluster") == 3
+    err = capsys.readouterr().err
+    assert "source cluster no-such-cluster not found" in err and "--source-cluster" in err
+    assert _clusters(aws) == before
+
+
+def test_restore_without_the_stack_says_how_to_name_the_cluster(world, aws, capsys):
+    aws("cloudformation").delete_stack(StackName=STACK)
+    assert _restore(world, "--latest", "--yes") == 3
+    err = capsys.readouterr().err
+    assert f"stack {STACK} not found" in err and "--source-cluster" in err
+
+
+def test_restore_never_overwrites_an_existing_cluster(world, aws, capsys):
+    assert _restore(world, "--latest", "--yes", "--target-cluster", SOURCE) == 3
+    assert f"cluster {SOURCE} already exists" in capsys.readouterr().err
+
+
+def test_restore_refuses_credentials_for_another_account(world, aws, tmp_path, capsys):
+    before = _clusters(aws)
+    other = _config_dir(tmp_path / "other", account="111111111111")
+    assert main(["restore", "dev", "--config-dir", str(other), "--latest", "--yes"]) == 3
+    assert "111111111111" in capsys.readouterr().err
+    assert _clusters(aws) == before
+
+
+def test_restore_without_yes_and_without_a_terminal_creates_nothing(world, aws, capsys):
+    before = _clusters(aws)
+    assert _restore(world, "--latest") == 4
+    assert "--yes" in capsys.readouterr().err
+    assert _clusters(aws) == before
+
+
+def test_restore_writer_copies_performance_insights_of_the_source_writer():
+    """moto does not model Performance Insights, so the parameters are checked directly."""
+    source = {"PerformanceInsightsEnabled": True, "PerformanceInsightsKMSKeyId": "key-arn",
+              "PerformanceInsightsRetentionPeriod": 31}
+    params = writer_params("dev-restored", "aurora-postgresql", [], source)
+    assert params["DBInstanceClass"] == "db.serverless" and params["PubliclyAccessible"] is False
+    assert (params["EnablePerformanceInsights"], params["PerformanceInsightsKMSKeyId"],
+            params["PerformanceInsightsRetentionPeriod"]) == (True, "key-arn", 31)
+    assert "EnablePerformanceInsights" not in writer_params("dev-restored", "aurora-postgresql", [], None)
+
+
+def test_restore_default_target_fits_rds_limits_for_the_writer_too():
+    from datetime import datetime
+
+    name = default_target("a" * 63, datetime(2026, 5, 1, 12, 30, tzinfo=UTC))
+    assert name.endswith("-pitr-202605011230") and len(name + "-writer") <= 63

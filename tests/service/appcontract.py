@@ -1,0 +1,76 @@
+"""The app contract as the rendered backend template states it: env var and secret names of the App Runner service.
+
+`contract_names(env)` reads `templates/<env>/backend.yaml`: the `RuntimeEnvironmentVariables` and
+`RuntimeEnvironmentSecrets` names of its `AWS::AppRunner::Service`. Until the backend stack renders that
+resource, it falls back to generator/contract.py (the names the backend stack is built from).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATES = REPO / "templates"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """SafeLoader that accepts CloudFormation short-form tags (!Ref, !Sub, !GetAtt ...) as plain data."""
+
+
+def _any_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {f"Fn::{tag_suffix}" if tag_suffix != "Ref" else "Ref": value}
+
+
+_CfnLoader.add_multi_constructor("!", _any_tag)
+
+
+@dataclass(frozen=True)
+class ContractNames:
+    variables: tuple[str, ...]
+    secrets: tuple[str, ...]
+    source: str  # the template path, or "generator/contract.py" while the template has no service
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.variables + self.secrets
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    return yaml.load(path.read_text(), Loader=_CfnLoader)  # a SafeLoader subclass
+
+
+def names_from_template(template: dict[str, Any]) -> ContractNames | None:
+    """Names from the single App Runner service in a template, or None if it has none."""
+    services = [r for r in (template.get("Resources") or {}).values()
+                if isinstance(r, dict) and r.get("Type") == "AWS::AppRunner::Service"]
+    if not services:
+        return None
+    if len(services) > 1:
+        raise AssertionError("more than one AWS::AppRunner::Service in the backend template")
+    image_config = (services[0]["Properties"]["SourceConfiguration"]["ImageRepository"]
+                    .get("ImageConfiguration", {}))
+    variables = tuple(kv["Name"] for kv in image_config.get("RuntimeEnvironmentVariables", []))
+    secrets = tuple(kv["Name"] for kv in image_config.get("RuntimeEnvironmentSecrets", []))
+    return ContractNames(variables, secrets, "")
+
+
+def contract_names(env: str) -> ContractNames:
+    path = TEMPLATES / env / "backend.yaml"
+    if path.exists():
+        found = names_from_template(load_template(path))
+        if found is not None:
+            return ContractNames(found.variables, found.secrets, str(path.relative_to(REPO)))
+    from generator import contract
+
+    return ContractNames(tuple(contract.PLAIN_VARIABLES), tuple(contract.SECRET_VARIABLES),
+                         "generator/contract.py")

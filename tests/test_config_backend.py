@@ -1,0 +1,103 @@
+"""Backend and bootstrap configuration is refused before rendering, naming the field and what is allowed
+(issue 3 item 7: cpu/memory pairs, concurrency and instance counts, service-name length, HTTPS repository)."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+
+import pytest
+
+from generator import naming
+from generator.config import (
+    APP_RUNNER_SIZES,
+    ENVIRONMENTS_DIR,
+    AccountConfig,
+    ConfigError,
+    EnvironmentConfig,
+    parse_environment,
+)
+
+
+def dev() -> dict:
+    return tomllib.loads((ENVIRONMENTS_DIR / "dev.toml").read_text())
+
+
+def with_backend(**changes) -> dict:
+    data = copy.deepcopy(dev())
+    data.setdefault("backend", {}).update(changes)
+    return data
+
+
+def refused(data: dict) -> str:
+    with pytest.raises(ConfigError) as error:
+        parse_environment(data, "dev.toml")
+    return str(error.value)
+
+
+# (backend changes, substrings the message must contain: the field, then what is allowed)
+BAD_BACKEND = [
+    ({"cpu": "0.25 vCPU", "memory": "4 GB"}, ["backend.memory", "'4 GB' is not valid with cpu '0.25 vCPU'",
+                                               "0.25 vCPU: 0.5 GB, 1 GB"]),
+    ({"cpu": "4 vCPU", "memory": "2 GB"}, ["backend.memory", "4 vCPU: 8 GB, 10 GB, 12 GB"]),
+    ({"cpu": "2 vCPU", "memory": "3 GB"}, ["backend.memory", "2 vCPU: 4 GB, 6 GB"]),
+    ({"cpu": "8 vCPU"}, ["backend.cpu", "'0.25 vCPU'", "'4 vCPU'", "got '8 vCPU'"]),
+    ({"memory": "16 GB"}, ["backend.memory", "'12 GB'", "got '16 GB'"]),
+    ({"max_concurrency": 0}, ["backend.max_concurrency", "greater than or equal to 1", "got 0"]),
+    ({"max_concurrency": 201}, ["backend.max_concurrency", "less than or equal to 200", "got 201"]),
+    ({"min_instances": 0}, ["backend.min_instances", "greater than or equal to 1"]),
+    ({"min_instances": 26, "max_instances": 26}, ["backend.min_instances", "less than or equal to 25"]),
+    ({"max_instances": 30}, ["backend.max_instances", "less than or equal to 25", "got 30"]),
+    ({"min_instances": 3, "max_instances": 2}, ["backend.max_instances", "must be >= min_instances (3)"]),
+    ({"sse_max_stream_seconds": 120}, ["backend.sse_max_stream_seconds", "less than or equal to 110"]),
+    ({"health_check_path": "healthz"}, ["backend.health_check_path", "pattern"]),
+    ({"port": 0}, ["backend.port", "greater than or equal to 1"]),
+    ({"port": 70000}, ["backend.port", "less than or equal to 65535"]),
+    ({"waf_rate_limit_per_5_min": 5}, ["backend.waf_rate_limit_per_5_min", "greater than or equal to 10"]),
+]
+
+
+@pytest.mark.parametrize(("changes", "expected"), BAD_BACKEND, ids=[repr(c) for c, _ in BAD_BACKEND])
+def test_bad_backend_settings_are_refused_naming_field_and_allowed(changes, expected):
+    message = refused(with_backend(**changes))
+    for part in expected:
+        assert part in message, f"{part!r} missing from:\n{message}"
+
+
+@pytest.mark.parametrize(("cpu", "memory"), [(c, m) for c, ms in APP_RUNNER_SIZES.items() for m in ms])
+def test_every_valid_app_runner_size_is_accepted(cpu, memory):
+    assert parse_environment(with_backend(cpu=cpu, memory=memory)).backend.memory == memory
+
+
+@pytest.mark.parametrize("url", ["http://github.com/org/repo", "git@github.com:org/repo.git",
+                                 "github.com/org/repo", "https://github.com/org"])
+def test_non_https_repository_url_is_refused(url):
+    data = copy.deepcopy(dev())
+    data["frontend"]["repository"] = url
+    message = refused(data)
+    assert "frontend.repository" in message and "HTTPS repository URL like https://github.com/org/repo" in message
+
+
+def test_longest_allowed_names_still_fit_app_runner_service_name_limit():
+    """app_name (<= 20) and the environment name (<= 10) are bounded so the service name never exceeds 40."""
+    config = parse_environment(dev() | {"app_name": "a" * 20, "name": "e" * 10})
+    assert len(naming.app_runner_service_name(config)) <= naming.RULES["apprunner_service"].max_length == 40
+    refused(dev() | {"app_name": "a" * 21})
+    refused(dev() | {"name": "e" * 11})
+
+
+def test_service_name_over_the_limit_is_refused_with_the_limit_named():
+    too_long = EnvironmentConfig.model_construct(app_name="a" * 30, name="environment")  # bypasses validation
+    with pytest.raises(naming.NamingError, match=r"App Runner service name .* is 50 characters; allowed 4..40"):
+        naming.app_runner_service_name(too_long)
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("ecr_keep_images", 0, "greater than or equal to 1"),
+    ("ecr_keep_images", 1001, "less than or equal to 1000"),
+    ("artifact_expiration_days", 0, "greater than or equal to 1"),
+    ("access_log_expiration_days", 4000, "less than or equal to 3650"),
+])
+def test_bad_bootstrap_settings_are_refused(field, value, expected):
+    with pytest.raises(ValueError, match=f"{field}[\\s\\S]*{expected}"):
+        AccountConfig.model_validate({"app_name": "adagency", "source_repository": "org/repo", field: value})

@@ -1,0 +1,37 @@
+"""The README documents every configuration field, so a new field cannot ship undocumented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from generator.config import AccountConfig, EnvironmentConfig
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def _model(annotation) -> type[BaseModel] | None:
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    paths = []
+    for name, field in model.model_fields.items():
+        nested = _model(field.annotation)
+        paths += field_paths(nested, f"{prefix}{name}.") if nested else [f"{prefix}{name}"]
+    return paths
+
+
+def test_every_environment_field_is_in_the_readme():
+    missing = [p for p in field_paths(EnvironmentConfig) if f"`{p}`" not in README]
+    assert not missing, f"document these fields in README 'Configuration reference': {missing}"
+
+
+def test_every_account_field_is_in_the_readme():
+    missing = [p for p in field_paths(AccountConfig)
+               if f"`{p}`" not in README and f"`{p.split('.')[-1]}`" not in README]
+    assert not missing, f"document these account fields in README: {missing}"
