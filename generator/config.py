@@ -44,6 +44,9 @@ APP_RUNNER_SIZES: dict[str, tuple[str, ...]] = {
 # Aurora PostgreSQL majors with 0-ACU auto-pause and the first minor that supports it (AWS-FACTS 7).
 AURORA_PG_AUTO_PAUSE_MIN_MINOR = {16: 3, 17: 4, 18: 3}
 
+# `<app>-<name>` must never collide with the account-level stack names.
+RESERVED_ENVIRONMENT_NAMES = ("account", "bootstrap", "pipeline")
+
 # RFC 2606 example domains: they render, but the deploy command refuses them.
 EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org")
 
@@ -320,6 +323,14 @@ class EnvironmentConfig(Strict):
     budget: BudgetConfig
     backend: BackendConfig = BackendConfig()
     frontend: FrontendConfig
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_ENVIRONMENT_NAMES:
+            raise ValueError(f"{value!r} is reserved for the account-level stacks; choose another name "
+                             f"(reserved: {', '.join(RESERVED_ENVIRONMENT_NAMES)})")
+        return value
 
     @model_validator(mode="after")
     def _production_rules(self) -> EnvironmentConfig:

@@ -67,6 +67,7 @@ BAD_INPUTS = [
     ("surprise", True, ["surprise", "unknown key"]),
     ("network.surprise", True, ["network.surprise", "unknown key"]),
     ("budget", DELETE, ["budget", "Field required"]),
+    ("name", "bootstrap", ["name", "reserved for the account-level stacks"]),
 ]
 
 

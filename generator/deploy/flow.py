@@ -7,8 +7,10 @@ causes, after the rollback -> prod guard rails -> outputs.
 
 from __future__ import annotations
 
+import contextlib
+
 from generator.deploy import changeset, package, preflight, progress, protect, stacks, templates
-from generator.deploy.errors import EXIT_OK, Declined, DeployFailed, Interrupted, UsageError
+from generator.deploy.errors import EXIT_OK, Declined, DeployError, DeployFailed, Interrupted, UsageError
 from generator.deploy.render_changes import render
 from generator.deploy.session import Aws, poll_seconds
 from generator.deploy.targets import IMAGE_TAG_PARAMETER, Target, check_image_tag
@@ -78,7 +80,8 @@ def _failure(target: Target, final: dict | None, watcher: progress.Watcher, ui: 
     nxt = (f"the next `adkit deploy {target.label}` deletes the rolled-back stack before creating it again"
            if status == "ROLLBACK_COMPLETE" else "the stack is back on its previous version")
     first = causes[0] if causes else None
-    why = (f"{first.where} {first.status}: {first.reason}" if first else f"the stack ended in {status}")
+    why = (f"the first failure was {first.where} ({first.status}, reason above)" if first
+           else f"the stack ended in {status} and its events name no failed resource")
     return DeployFailed(f"deploy of {target.stack_name} failed, ended in {status}", why,
                         f"fix the cause, `make render`, and deploy again; {nxt}")
 
@@ -160,17 +163,27 @@ def run(aws: Aws, target: Target, ui: Ui, *, image_tag: str | None = None, yes: 
         if not _confirmed(ui, target, yes):
             _discard(aws, ui, ref, poll)
             raise Declined("change set not executed", "the confirmation was declined; nothing was changed",
-                           "" if target.production or yes else f"to deploy without a prompt: adkit deploy "
-                           f"{target.label} --yes")
+                           "" if target.production or yes else f"to run without a prompt: {target.cli_name} --yes")
     except KeyboardInterrupt:
         _discard(aws, ui, ref, poll)
         raise Interrupted("interrupted before execution", "the change set was deleted; nothing was changed",
                           "") from None
+    except DeployError:
+        raise   # already cleaned up
+    except Exception:
+        with contextlib.suppress(Exception):   # never leave a change set (or an empty stack) behind
+            _discard(aws, ui, ref, poll)
+        raise
 
-    # ---- execute and watch ----------------------------------------------------------------------
+    return _execute(aws, target, ui, ref, loaded, per_stack, poll)
+
+
+def _execute(aws: Aws, target: Target, ui: Ui, ref: changeset.Ref, loaded: templates.Loaded,
+             per_stack: dict[str, dict[str, str]], poll: float) -> int:
+    """Execute the change set, watch it to the end, then guard rails and outputs."""
     since, seen = progress.latest_event(aws, ref.stack_id)
     aws.client("cloudformation").execute_change_set(ChangeSetName=ref.id)
-    ui.step(f"Executing {change_type.lower()} of {target.stack_name}")
+    ui.step(f"Executing {ref.change_type.lower()} of {target.stack_name}")
     watcher = progress.Watcher(aws, ref.stack_id, per_stack, since, seen)
     try:
         final = progress.watch(aws, watcher, progress.view_for(ui, target.stack_name), poll)
@@ -181,8 +194,8 @@ def run(aws: Aws, target: Target, ui: Ui, *, image_tag: str | None = None, yes: 
     ui.info(f"{target.stack_name}: {final['StackStatus']}", "bold green")
     if target.protected:
         guarded = protect.apply(aws, ref.stack_id, loaded)
-        ui.info(f"Protected: termination protection on; stack policy denies replacing or deleting the database, "
-                f"buckets and repositories in {', '.join(guarded) or 'no stack (none holds them)'}.")
+        ui.info("Protected: termination protection on; stack policies deny replacing or deleting databases, "
+                f"buckets and repositories (set on: {', '.join(guarded) or 'none, no stack holds such resources'}).")
     _print_outputs(aws, ui, ref.stack_id)
     return EXIT_OK
 

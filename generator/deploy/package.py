@@ -40,7 +40,8 @@ def _put(aws: Aws, bucket: str, key: str, data: bytes, result: Packaged, label: 
         result.reused.append(label)
         return
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+        # without s3:ListBucket a missing key answers 403, not 404: try the upload, which says what is wrong
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound", "403", "Forbidden"):
             raise
     # The bucket's default encryption (SSE-KMS with its own key) applies; no header overrides it.
     s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/x-yaml")

@@ -209,14 +209,22 @@ def view_for(ui: Ui, stack_name: str) -> PlainView | LiveView:
     return LiveView(ui, stack_name) if ui.tty else PlainView(ui, stack_name)
 
 
-def watch(aws: Aws, watcher: Watcher, view: PlainView | LiveView, poll: float) -> dict | None:
-    """Follow the operation until the root stack leaves *_IN_PROGRESS; returns the final stack (None: gone)."""
+def watch(aws: Aws, watcher: Watcher, view: PlainView | LiveView, poll: float, quiet_limit: float = 60) -> dict | None:
+    """Follow the operation until the root stack leaves *_IN_PROGRESS; returns the final stack (None: gone).
+
+    A final status only counts once the operation has visibly started (an IN_PROGRESS status or a new
+    event), so a status read just before CloudFormation picks the operation up is never taken as its end.
+    """
+    started, quiet_since = False, time.monotonic()
     with view:
         while True:
             stack = stacks.describe(aws, watcher.root_id)
             status = stack["StackStatus"] if stack else "DELETE_COMPLETE"
-            view.update(watcher.poll(), status)
-            if stack is None or not status.endswith("_IN_PROGRESS"):
+            new = watcher.poll()
+            view.update(new, status)
+            started = started or bool(new) or status.endswith("_IN_PROGRESS")
+            settled = stack is None or not status.endswith("_IN_PROGRESS")
+            if settled and (started or time.monotonic() - quiet_since > quiet_limit):
                 view.update(watcher.poll(), status)   # events written just before the final status
                 return stack
             time.sleep(poll)

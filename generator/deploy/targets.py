@@ -11,15 +11,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from generator import naming
+from generator import contract, naming
 from generator.config import load_account, load_environment
 from generator.deploy.errors import UsageError
 
 ROOT_FILE = "root.yaml"
 ROOT_CONFIGURATION = "root.config.json"
 ACCOUNT_TEMPLATES = {"bootstrap": "bootstrap.yaml", "pipeline": "pipeline.yaml"}
-IMAGE_TAG_PARAMETER = "ImageTag"
-IMAGE_TAG_PATTERN = re.compile(r"^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+IMAGE_TAG_PARAMETER = contract.IMAGE_TAG_PARAMETER
+IMAGE_TAG_PATTERN = re.compile(contract.IMAGE_TAG_PATTERN)
 
 
 @dataclass(frozen=True)

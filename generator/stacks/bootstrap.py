@@ -30,7 +30,9 @@ GIT_TOKEN_JSON_KEY = naming.GIT_TOKEN_JSON_KEY
 
 # Services through which IAM principals of this account may use the key (their IAM policies must still
 # grant it). A principal that needs the key directly (not through one of these) is refused by design.
-VIA_SERVICES = ("ecr", "s3", "secretsmanager", "sns")
+# CodeBuild and CodePipeline normally reach the key through S3; listed too so a build that encrypts its
+# artifacts or reports directly is not refused on its first real run (not verifiable offline).
+VIA_SERVICES = ("codebuild", "codepipeline", "ecr", "s3", "secretsmanager", "sns")
 
 ACCOUNT_ROOT = Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")
 

@@ -28,9 +28,16 @@ ACCOUNT = "123456789012"
 _ids = itertools.count(1)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def patched_moto():
+    """moto's CloudFormation gaps closed for this directory's tests only (other tests use moto as shipped)."""
+    deploy_moto_patch.apply()
+    yield
+    deploy_moto_patch.remove()
+
+
 @pytest.fixture(scope="session")
 def moto_server():
-    deploy_moto_patch.apply()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -32,7 +32,6 @@ CREATE_ONLY = {
 }
 SETTINGS = {"resource_seconds": 0.0}   # pause per resource, so a test can interrupt a running deploy
 _NESTED_CHANGE_SETS: dict[str, list[str]] = {}
-_applied = False
 
 
 class ResourceFailed(BaseException):  # not an Exception: moto's retry loops let it through
@@ -369,23 +368,45 @@ def _update_termination_protection(self: Any) -> ActionResult:
     return ActionResult({"StackId": stack.stack_id})
 
 
+def _patches() -> list[tuple[Any, str, Any]]:
+    return [
+        (parsing, "parse_and_create_resource", _create_with_events),
+        (parsing, "parse_and_update_resource", _update_with_events),
+        (parsing.ResourceMap, "_delete_resource", _delete_with_events),
+        (parsing.ResourceMap, "build_resource_diff", _diff_ignoring_empty_properties),
+        (Stack, "delete", _stack_delete),
+        (Stack, "update_from_cloudformation_json", classmethod(_update_nested_in_place)),
+        (Stack, "get_cfn_attribute", _nested_output),
+        (CloudFormationBackend, "execute_change_set", _execute),
+        (CloudFormationBackend, "create_change_set", _create_change_set),
+        (CloudFormationBackend, "delete_change_set", _delete_change_set),
+        (CloudFormationBackend, "delete_stack", _delete_stack),
+        # AWS answers an identical submission with a FAILED change set, not a ValidationError
+        (responses.CloudFormationResponse, "_validate_different_update", lambda self, *a, **k: None),
+        (responses.CloudFormationResponse, "update_termination_protection", _update_termination_protection),
+    ]
+
+
+_saved: list[tuple[Any, str, Any]] = []
+
+
 def apply() -> None:
-    """Patch moto (idempotent). Call before the server handles its first request."""
-    global _applied
-    if _applied:
+    """Patch moto in this process (idempotent). moto's server threads see the change at once."""
+    if _saved:
         return
-    _applied = True
-    parsing.parse_and_create_resource = _create_with_events
-    parsing.parse_and_update_resource = _update_with_events
-    parsing.ResourceMap._delete_resource = _delete_with_events
-    parsing.ResourceMap.build_resource_diff = _diff_ignoring_empty_properties
-    Stack.delete = _stack_delete
-    Stack.update_from_cloudformation_json = classmethod(_update_nested_in_place)
-    Stack.get_cfn_attribute = _nested_output
-    CloudFormationBackend.execute_change_set = _execute
-    CloudFormationBackend.create_change_set = _create_change_set
-    CloudFormationBackend.delete_change_set = _delete_change_set
-    CloudFormationBackend.delete_stack = _delete_stack
-    # AWS answers an identical submission with a FAILED change set, not a ValidationError
-    responses.CloudFormationResponse._validate_different_update = lambda self, *a, **k: None
-    responses.CloudFormationResponse.update_termination_protection = _update_termination_protection
+    for owner, name, replacement in _patches():
+        _saved.append((owner, name, owner.__dict__.get(name, _MISSING)))
+        setattr(owner, name, replacement)
+
+
+def remove() -> None:
+    """Undo `apply`, so tests elsewhere in the same process get moto as shipped."""
+    while _saved:
+        owner, name, original = _saved.pop()
+        if original is _MISSING:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, original)
+
+
+_MISSING = object()

@@ -113,3 +113,51 @@ def test_contract_template_reader_takes_names_from_the_app_runner_service():
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_contract_every_environment_renders_the_same_names(env):
     assert set(contract_names(env).all) == set(CONTRACT_VARIABLES) | set(CONTRACT_SECRETS)
+
+
+def _fake_rows(project_id, ids):
+    return [{"id": i, "project_id": project_id, "type": "t", "data": {"i": i},
+             "created_at": datetime(2026, 1, 1, tzinfo=UTC)} for i in ids]
+
+
+def test_contract_sse_generator_replays_pings_ends_and_unsubscribes(monkeypatch):
+    """The stream body without a database: replay after Last-Event-ID, heartbeats, end at the limit, cleanup."""
+    import asyncio
+    import uuid
+
+    from adagency_backend import events
+
+    pid = uuid.uuid4()
+    stored = _fake_rows(pid, range(1, 8))
+
+    async def events_after(db, project_id, after_id, limit):
+        return [r for r in stored if r["id"] > after_id][:limit]
+
+    async def never_connects():
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(events.repository, "events_after", events_after)
+
+    async def run():
+        broker = events.EventBroker(never_connects)
+        chunks, started = [], asyncio.get_running_loop().time()
+        async for chunk in events.stream_events(None, broker, pid, 4, max_seconds=0.5, heartbeat_seconds=0.1):
+            chunks.append(chunk)
+        elapsed = asyncio.get_running_loop().time() - started
+        assert broker.subscriber_count() == 0
+        # a client that goes away mid-stream: the generator is closed, the subscription released
+        gen = events.stream_events(None, broker, pid, 0, max_seconds=30, heartbeat_seconds=0.05)
+        await anext(gen)
+        await anext(gen)
+        assert broker.subscriber_count() == 1
+        await gen.aclose()
+        assert broker.subscriber_count() == 0
+        await broker.close()
+        return chunks, elapsed
+
+    chunks, elapsed = asyncio.run(run())
+    ids = [int(c.split("\n")[0][4:]) for c in chunks if c.startswith("id: ")]
+    assert ids == [5, 6, 7]
+    assert chunks[0].startswith("retry: ") and chunks[-1].startswith(": stream ends")
+    assert 3 <= chunks.count(": ping\n\n") <= 5
+    assert 0.45 <= elapsed < 1.0

@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 import yaml
 from cfn_helpers import as_list, one, props, resources_of, statements, template
+from pydantic import ValidationError
 
 from generator import deploy_permissions, naming
 from generator.cfn import to_data
-from generator.config import MIN_LOG_RETENTION_DAYS, load_account, load_all
+from generator.config import MIN_LOG_RETENTION_DAYS, AccountConfig, ConfigError, load_account, load_all
 from generator.stacks import pipeline, root
 
 REPO = Path(__file__).resolve().parents[2]
@@ -364,3 +365,28 @@ def test_smoke_script_passes_against_the_reference_service():
             localdev.stop_service(proc)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok: one SSE event arrived" in result.stdout and time.monotonic() - started < 60
+
+
+# ---- configuration --------------------------------------------------------------------------------
+
+def _account(**changes) -> AccountConfig:
+    return AccountConfig.model_validate({**ACCOUNT.model_dump(), **changes})
+
+
+def test_github_enterprise_server_connects_through_its_host():
+    host = "arn:aws:codeconnections:eu-west-1:123456789012:host/ghes-1a2b3c4d"
+    with pytest.raises(ValidationError, match="source_host_arn"):
+        _account(source_provider="GitHubEnterpriseServer")
+    with pytest.raises(ValidationError, match="source_host_arn"):
+        _account(source_host_arn=host)
+    data = to_data(pipeline.build(_account(source_provider="GitHubEnterpriseServer", source_host_arn=host),
+                                  load_all()))
+    assert props(one(data, "AWS::CodeConnections::Connection")[1]) == {
+        "ConnectionName": naming.connection_name(ACCOUNT.app_name), "HostArn": host}
+
+
+def test_pipeline_environments_must_be_known_and_unique():
+    with pytest.raises(ValidationError, match="once"):
+        _account(pipeline_environments=["dev", "dev"])
+    with pytest.raises(ConfigError, match="unknown environment"):
+        pipeline.build(_account(pipeline_environments=["dev", "staging"]), load_all())

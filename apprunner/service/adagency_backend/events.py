@@ -22,6 +22,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg_pool import PoolTimeout
 
 from . import repository
 from .db import Database
@@ -142,6 +143,18 @@ async def stream_events(db: Database, broker: EventBroker, project_id: UUID, las
     """The body of one SSE response: replay, then live events and heartbeats, then end before the limit."""
     deadline = time.monotonic() + max_seconds
     yield f"retry: {RECONNECT_DELAY_MS}\n\n"
+    try:
+        async with contextlib.aclosing(_events_until(db, broker, project_id, last_event_id, deadline,
+                                                     heartbeat_seconds)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+    except (psycopg.Error, PoolTimeout) as e:  # end cleanly: the client resumes from its Last-Event-ID
+        log.warning("event stream ended early: database unavailable", extra={"error": type(e).__name__})
+    yield ": stream ends; reconnect with Last-Event-ID\n\n"
+
+
+async def _events_until(db: Database, broker: EventBroker, project_id: UUID, last_event_id: int,
+                        deadline: float, heartbeat_seconds: float) -> AsyncIterator[str]:
     async with broker.subscribe(project_id) as wake:
         next_ping = time.monotonic() + heartbeat_seconds
         pending = True  # replay first
@@ -168,4 +181,3 @@ async def stream_events(db: Database, broker: EventBroker, project_id: UUID, las
                 async with asyncio.timeout(min(next_ping, deadline) - now):
                     await wake.wait()
                     pending = True
-    yield ": stream ends; reconnect with Last-Event-ID\n\n"
