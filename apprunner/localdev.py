@@ -81,7 +81,11 @@ class LocalPostgres:
 
     def _run(self, *args: str | Path, **kw) -> subprocess.CompletedProcess:
         cmd = [*self._as_user, *map(str, args)]
-        return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60, **kw)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, **kw)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{Path(cmd[len(self._as_user)]).name} failed ({proc.returncode}): "
+                               f"{(proc.stderr or proc.stdout).strip()[-2000:]}")
+        return proc
 
     def start(self) -> None:
         bindir = find_pg_bin()
@@ -141,7 +145,7 @@ class LocalPostgres:
             return
         bindir = find_pg_bin()
         if bindir and (self.root / "data" / "postmaster.pid").exists():
-            with contextlib.suppress(subprocess.SubprocessError):
+            with contextlib.suppress(subprocess.SubprocessError, RuntimeError):
                 self._run(bindir / "pg_ctl", "-D", self.root / "data", "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
@@ -280,7 +284,7 @@ def main() -> int:
     port = os.environ.get("PORT", "8080")
     with LocalPostgres() as pg, LocalAws() as aws:
         aws.create_db_secret(pg.password)
-        env = {**aws_env(aws), **contract_values(pg, aws), "PORT": port}
+        env = {**aws_env(aws), **contract_values(pg, aws), "PORT": port, "BIND_ADDRESS": "127.0.0.1"}
         log_path = Path(pg.root or tempfile.gettempdir()) / "service.log"
         proc, base = start_service(env, log_path)
         print(f"service: {base}  (docs: {base}/docs, logs: {log_path})\nCtrl-C to stop", flush=True)

@@ -250,7 +250,7 @@ class BackendConfig(Strict):
     memory: Literal["0.5 GB", "1 GB", "2 GB", "3 GB", "4 GB", "6 GB", "8 GB", "10 GB", "12 GB"] = "2 GB"
     min_instances: int = Field(1, ge=1, le=25)
     max_instances: int = Field(4, ge=1, le=25)
-    max_concurrency: int = Field(80, ge=1, le=200)
+    max_concurrency: int = Field(200, ge=1, le=200)  # justified by apprunner/bench_sse.py (see apprunner/README.md)
     port: int = Field(8080, ge=1, le=65535)
     health_check_path: str = Field("/healthz", pattern=r"^/[A-Za-z0-9/_.-]*$")
     sse_max_stream_seconds: int = Field(100, ge=10, le=110)

@@ -1,8 +1,8 @@
 """The app contract as the rendered backend template states it: env var and secret names of the App Runner service.
 
 `contract_names(env)` reads `templates/<env>/backend.yaml`: the `RuntimeEnvironmentVariables` and
-`RuntimeEnvironmentSecrets` names of its `AWS::AppRunner::Service`. Until the backend stack renders that
-resource, it falls back to generator/contract.py (the names the backend stack is built from).
+`RuntimeEnvironmentSecrets` names of its `AWS::AppRunner::Service`. The rendered template is the only source:
+if the backend stack stops rendering the service, the contract tests fail rather than fall back.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ _CfnLoader.add_multi_constructor("!", _any_tag)
 class ContractNames:
     variables: tuple[str, ...]
     secrets: tuple[str, ...]
-    source: str  # the template path, or "generator/contract.py" while the template has no service
+    source: str  # the template path the names were read from
 
     @property
     def all(self) -> tuple[str, ...]:
@@ -66,11 +66,9 @@ def names_from_template(template: dict[str, Any]) -> ContractNames | None:
 
 def contract_names(env: str) -> ContractNames:
     path = TEMPLATES / env / "backend.yaml"
-    if path.exists():
-        found = names_from_template(load_template(path))
-        if found is not None:
-            return ContractNames(found.variables, found.secrets, str(path.relative_to(REPO)))
-    from generator import contract
-
-    return ContractNames(tuple(contract.PLAIN_VARIABLES), tuple(contract.SECRET_VARIABLES),
-                         "generator/contract.py")
+    if not path.exists():
+        raise AssertionError(f"{path} missing: run `make render`")
+    found = names_from_template(load_template(path))
+    if found is None:
+        raise AssertionError(f"{path} has no AWS::AppRunner::Service: the app contract cannot be read")
+    return ContractNames(found.variables, found.secrets, str(path.relative_to(REPO)))

@@ -45,7 +45,8 @@ def test_contract_dockerfile_rules():
     assert len(froms) >= 2, "multi-stage build"
     for image in froms:
         ref = image.split()[0]
-        assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim(-\w+)?", ref), f"pin a slim Python by version: {ref}"
+        assert re.fullmatch(r"(public\.ecr\.aws/docker/library/)?python:\d+\.\d+\.\d+-slim(-\w+)?", ref), (
+            f"pin a slim Python by version: {ref}")
     users = [args for word, args in ins if word == "USER"]
     assert users and not users[-1].startswith(("root", "0")), "runs as a non-root user"
     entry = [args for word, args in ins if word == "ENTRYPOINT"]

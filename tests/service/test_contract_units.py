@@ -161,3 +161,15 @@ def test_contract_sse_generator_replays_pings_ends_and_unsubscribes(monkeypatch)
     assert chunks[0].startswith("retry: ") and chunks[-1].startswith(": stream ends")
     assert 3 <= chunks.count(": ping\n\n") <= 5
     assert 0.45 <= elapsed < 1.0
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", "failed"), ("", "skipped")])
+def test_contract_missing_postgres_fails_in_ci_and_skips_elsewhere(monkeypatch, ci, outcome):
+    import harness
+
+    monkeypatch.setattr(harness.localdev, "find_pg_bin", lambda: None)
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(BaseException) as caught:
+        harness.require_postgres()
+    assert type(caught.value).__name__ == {"failed": "Failed", "skipped": "Skipped"}[outcome]
+    assert "apt-get install" in str(caught.value)
