@@ -45,13 +45,7 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--check", action="store_true", help="compare with templates/ instead of writing")
     render.set_defaults(handler=_render)
     for name in COMMAND_MODULES:
-        try:
-            module = import_module(name)
-        except ModuleNotFoundError as exc:
-            if not exc.name or not name.startswith(exc.name):  # the module itself is absent
-                raise
-            continue
-        module.register(sub)
+        import_module(name).register(sub)
     return top
 
 

@@ -152,7 +152,7 @@ def build(config: EnvironmentConfig) -> Template:
     runtime_logs = log_group(
         template, "SsrLogGroup", description="Next.js SSR runtime log written by Amplify Hosting",
         kms_key_arn=Ref("OpsKeyArn"), retention_days=config.logging.retention_days,
-        retain=config.production, name=Join("", ["/aws/amplify/", GetAtt(app, "AppId")]),
+        retain=config.production, name=Sub("/aws/amplify/${App.AppId}"),
     )
     group_arn = ("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
                  ":log-group:/aws/amplify/${App.AppId}")
@@ -172,7 +172,7 @@ def build(config: EnvironmentConfig) -> Template:
     ), "Amplify service role policy: write only this app's SSR log group"))
 
     default_domain = GetAtt(app, "DefaultDomain")
-    branch_url = Join("", [f"https://{config.frontend_branch_host_prefix}.", default_domain])
+    branch_url = Sub(f"https://{config.frontend_branch_host_prefix}.${{App.DefaultDomain}}")
     custom_origins = frontend.custom_domain.origins if frontend.custom_domain else []
     add_output(template, "AppId", GetAtt(app, "AppId"), "Amplify app id")
     add_output(template, "AppDefaultDomain", default_domain, "Amplify default domain (<id>.amplifyapp.com)")

@@ -121,6 +121,10 @@ def build(config: EnvironmentConfig, children: list[Child]) -> Template:
         if parameters:
             stack.Parameters = parameters
         describe(stack, child.module.DESCRIPTION)
+        # Explicit on purpose: removing a child deletes its stack, while the stateful resources inside keep
+        # their own Retain/Snapshot policies (database snapshot, buckets, keys, vault are never lost).
+        stack.DeletionPolicy = "Delete"
+        stack.UpdateReplacePolicy = "Delete"
         skip_cfn_lint(stack, "W3002", "relative TemplateURL on purpose: `aws cloudformation package` or "
                       "`adkit deploy` uploads the child and rewrites it to an S3 URL")
         template.add_resource(stack)
