@@ -352,7 +352,7 @@ class AccountConfig(Strict):
     app_name: Name
     account_id: AccountId | None = None
     region: Region | None = None
-    ecr_keep_images: int = Field(30, ge=1, le=1000)
+    ecr_keep_images: int = Field(100, ge=1, le=1000)
     artifact_expiration_days: int = Field(90, ge=1, le=3650)
     access_log_expiration_days: int = Field(365, ge=1, le=3650)  # S3 access logs of the artifact bucket
     source_repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")

@@ -54,7 +54,9 @@ def test_rendering_twice_gives_identical_bytes():
 def test_rendering_every_environment_takes_about_a_second():
     started = time.perf_counter()
     render.render_all()
-    assert time.perf_counter() - started < 2.0
+    elapsed = time.perf_counter() - started
+    # ~0.4-0.8 s on the 2-core CI machine; the margin absorbs a loaded machine, not a 3x regression.
+    assert elapsed < 3.0, f"render_all took {elapsed:.2f} s"
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

@@ -358,6 +358,19 @@ def _notifications(config: EnvironmentConfig, *, forecast: bool) -> list[budgets
         Subscribers=subscriber) for kind, threshold in kinds]
 
 
+def budget_physical_name(config: EnvironmentConfig, base: str, *, forecast: bool) -> str:
+    """`base` plus the notification thresholds, e.g. `<app>-<env>-monthly-a80-f100`.
+
+    NotificationsWithSubscribers is create-only: a threshold change replaces the budget, and CloudFormation
+    creates the replacement before it deletes the old one, which AWS Budgets refuses for a name that still
+    exists (the update would fail and roll back). Naming the thresholds gives the replacement a new name.
+    """
+    suffix = f"a{config.budget.actual_threshold_percent:g}"
+    if forecast:
+        suffix += f"-f{config.budget.forecast_threshold_percent:g}"
+    return naming.checked("budget", f"{base}-{suffix}")
+
+
 def _resource_tags(config: EnvironmentConfig, cls):
     return [cls(Key=key, Value=value) for key, value in naming.environment_tags(config, COMPONENT).items()]
 
@@ -367,7 +380,7 @@ def _budget(template: Template, config: EnvironmentConfig, logical_id: str, *, n
     return template.add_resource(describe(budgets.Budget(
         logical_id,
         Budget=budgets.BudgetData(
-            BudgetName=name,
+            BudgetName=budget_physical_name(config, name, forecast=forecast),
             BudgetType="COST",
             TimeUnit="MONTHLY",
             BudgetLimit=budgets.Spend(Amount=limit, Unit="USD"),

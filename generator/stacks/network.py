@@ -27,10 +27,12 @@ ANYWHERE = "0.0.0.0/0"
 HTTPS = 443
 POSTGRES = 5432
 TCP = 6
-EPHEMERAL = (1024, 65535)  # NAT gateways and Linux clients use source ports in this range
-# Ephemeral ranges open to the internet skip 3389 (RDP), the only admin port above 1024 that scanners
-# (checkov CKV_AWS_229-232) look for; ports 20-22 lie below the range anyway.
-EPHEMERAL_FROM_INTERNET = ((1024, 3388), (3390, 65535))
+# NAT gateways pick the source ports of their translated connections from the whole of 1024-65535, so
+# return traffic may arrive on any port in it, 3389 included: a range with a hole (e.g. skipping RDP)
+# drops the replies of ~1 connection in 64,000, which then fails with a connect timeout. Opening the
+# range admits no new connection: NAT gateways drop unsolicited inbound traffic and the connector
+# security group (stateful) has no ingress rule.
+EPHEMERAL = (1024, 65535)
 FLOW_LOG_AGGREGATION_SECONDS = 600  # 60 or 600; 600 is the cheaper default, enough for investigations
 
 # Data-plane actions the backend may perform on S3 through the gateway endpoint (the bucket policies and
@@ -165,7 +167,7 @@ def _acl(template: Template, config: EnvironmentConfig, vpc, tier: str, text: st
 
 def _acls(template: Template, config: EnvironmentConfig, vpc, subnets: SubnetPlan, public, app, data):
     def returns(what: str):
-        return [(False, ANYWHERE, ports, f"return traffic from {what}") for ports in EPHEMERAL_FROM_INTERNET]
+        return [(False, ANYWHERE, EPHEMERAL, f"return traffic from {what}")]
 
     _acl(template, config, vpc, "public", "NACL of the public subnets (NAT gateways only)", public, [
         (False, subnets.vpc, (HTTPS, HTTPS), "HTTPS from the VPC to the NAT gateways"),
@@ -215,7 +217,12 @@ def _flow_logs(template: Template, config: EnvironmentConfig, vpc) -> None:
     ), "Role that VPC Flow Logs assumes to write into the flow-log group"))
     template.add_resource(describe(ec2.FlowLog(
         "VpcFlowLog", ResourceType="VPC", ResourceId=Ref(vpc), TrafficType="ALL",
-        LogDestinationType="cloud-watch-logs", LogDestination=GetAtt(group, "Arn"),
+        # The log group ARN without the ":*" that GetAtt Arn appends: with it, delivery targets a group whose
+        # name ends in ":*" and the flow log sits in "access error" (AWS-confirmed, aws-cloudformation-user-
+        # guide PR #306; terraform-provider-aws #6373).
+        LogDestinationType="cloud-watch-logs",
+        LogDestination=Sub(f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:"
+                           f"${{{group.title}}}"),
         DeliverLogsPermissionArn=GetAtt(role, "Arn"), MaxAggregationInterval=FLOW_LOG_AGGREGATION_SECONDS,
     ), "Flow log of the whole VPC (accepted and rejected traffic)"))
 

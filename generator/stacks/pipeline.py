@@ -77,6 +77,12 @@ INFRA_TIMEOUT_MINUTES = 30
 SMOKE_TIMEOUT_MINUTES = 10
 QUEUED_TIMEOUT_MINUTES = 60
 
+# A role or function CloudFormation names itself is `<stack>-<logical id>-<random>`; past the service's limit
+# (64 for IAM roles and Lambda functions) only the first 25 characters of the stack name are kept (observed
+# CloudFormation behaviour, not documented). The deployment role's IAM, PassRole and Lambda scopes match
+# `<root stack>-*`, which only holds while the root stack name fits in that cut.
+GENERATED_NAME_STACK_CHARS = 25
+
 ARN = "arn:${AWS::Partition}"
 REGIONAL = "${AWS::Region}:${AWS::AccountId}"
 
@@ -108,7 +114,14 @@ def _chain(account: AccountConfig, environments: list[EnvironmentConfig]) -> lis
     missing = [name for name in account.pipeline_environments if name not in by_name]
     if missing:
         raise ConfigError(f"pipeline_environments: unknown environment(s) {missing}; known: {sorted(by_name)}")
-    return [by_name[name] for name in account.pipeline_environments]
+    chain = [by_name[name] for name in account.pipeline_environments]
+    too_long = [name for name in map(naming.root_stack_name, chain) if len(name) > GENERATED_NAME_STACK_CHARS]
+    if too_long:
+        raise ConfigError(f"pipeline_environments: root stack name(s) {too_long} longer than "
+                          f"{GENERATED_NAME_STACK_CHARS} characters: CloudFormation cuts them out of the role and "
+                          "function names it generates, so the deployment role's scopes would not match; "
+                          "shorten app_name or the environment name")
+    return chain
 
 
 def _environment_templates(config: EnvironmentConfig) -> list[dict]:
@@ -227,6 +240,17 @@ def _deploy_role(template: Template, account: AccountConfig, chain: list[Environ
         AssumeRolePolicyDocument=make_simple_assume_policy("cloudformation.amazonaws.com"),
         Policies=[iam.Policy(PolicyName="scoped-deploy", PolicyDocument=_policy(*scoped))],
     ), "Role CloudFormation assumes to deploy the environments"))
+    # Nested stacks inherit the root stack's service role: creating or updating each one makes CloudFormation
+    # pass this role to itself (the AWS::CloudFormation::Stack handlers list iam:PassRole). Its own ARN cannot
+    # sit in its inline policy (circular reference), hence this separate policy.
+    template.add_resource(describe(iam.PolicyType(
+        "DeployRolePassesItself",
+        PolicyName="pass-itself-to-nested-stacks",
+        Roles=[Ref(role)],
+        PolicyDocument=_policy(_statement(
+            "PassThisRoleToNestedStacks", [awacs_iam.PassRole], [GetAtt(role, "Arn")],
+            Condition(StringEquals("iam:PassedToService", "cloudformation.amazonaws.com")))),
+    ), "Deployment role may pass itself to CloudFormation for the nested stacks"))
 
     for chunk in deploy_permissions.chunk_actions(groups.get(deploy_permissions.SCOPE_ANY, [])):
         policy = iam.ManagedPolicy(

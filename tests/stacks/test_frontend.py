@@ -157,13 +157,13 @@ class TestApp:
         group = app_tmpl(env)["Resources"]["SsrLogGroup"]
         p = props(group)
         assert (p["KmsKeyId"], p["RetentionInDays"]) == (OPS_KEY, cfg(env).logging.retention_days)
-        assert p["LogGroupName"] == {"Fn::Join": ["", ["/aws/amplify/", {"Fn::GetAtt": ["App", "AppId"]}]]}
+        assert p["LogGroupName"] == {"Fn::Sub": "/aws/amplify/${App.AppId}"}
         assert group["DeletionPolicy"] == ("Retain" if cfg(env).production else "Delete")
 
     def test_branch_url_and_origins(self, env):
         outputs = app_tmpl(env)["Outputs"]
         branch_url = outputs["BranchUrl"]["Value"]
-        assert branch_url["Fn::Join"][1][0] == f"https://{cfg(env).frontend_branch_host_prefix}."
+        assert branch_url == {"Fn::Sub": f"https://{cfg(env).frontend_branch_host_prefix}.${{App.DefaultDomain}}"}
         domain = cfg(env).frontend.custom_domain
         assert outputs["FrontendOrigins"]["Value"] == {
             "Fn::Join": [",", [branch_url, *(domain.origins if domain else [])]]}
@@ -374,3 +374,15 @@ def test_response_is_a_put_with_empty_content_type_and_the_stack_identifiers(mon
                                              "LogicalResourceId", "Data")} == {
         "Status": "SUCCESS", "PhysicalResourceId": "pid", "StackId": event("Create")["StackId"],
         "RequestId": "r-1", "LogicalResourceId": "FirstBuild", "Data": {"JobId": "1"}}
+
+
+def test_handler_answers_before_the_function_times_out(monkeypatch):
+    """Every API attempt, and the answer to CloudFormation, fit in the function's timeout (boto3's defaults,
+    60 s reads with retries, would not: the function would die without answering)."""
+    config = handler.CLIENT_CONFIG
+    worst_api = config.retries["max_attempts"] * (config.connect_timeout + config.read_timeout)
+    assert worst_api + handler.RESPONSE_TIMEOUT_SECONDS < frontend_branch.START_JOB_TIMEOUT_SECONDS
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    client = handler._client()
+    assert (client.meta.config.connect_timeout, client.meta.config.read_timeout) == (
+        config.connect_timeout, config.read_timeout)

@@ -10,6 +10,7 @@ import pytest
 from cfn_helpers import ENVIRONMENTS, all_templates, one, props, resources_of, stack
 
 from generator import naming
+from generator.cfn import to_data
 from generator.config import ConfigError, load_environment
 from generator.stacks import monitoring, root
 
@@ -202,7 +203,7 @@ def test_monthly_budget_for_the_environment_with_actual_and_forecast_alerts(env)
     data = props(main[0])["Budget"]
     assert (data["BudgetType"], data["TimeUnit"], data["BudgetLimit"]) == (
         "COST", "MONTHLY", {"Amount": config.budget.monthly_usd, "Unit": "USD"})
-    assert data["BudgetName"] == naming.budget_name(config)
+    assert data["BudgetName"] == monitoring.budget_physical_name(config, naming.budget_name(config), forecast=True)
     assert tag_filters(main[0]) == {naming.TAG_APPLICATION: [config.app_name], naming.TAG_ENVIRONMENT: [env]}
     notes = {n["Notification"]["NotificationType"]: n for n in props(main[0])["NotificationsWithSubscribers"]}
     assert notes["ACTUAL"]["Notification"]["Threshold"] == config.budget.actual_threshold_percent
@@ -230,6 +231,25 @@ def test_cost_anomaly_monitor_is_custom_per_environment_and_alerts_the_topic(env
     _, subscription = one(tmpl, "AWS::CE::AnomalySubscription")
     assert props(subscription)["Subscribers"] == [{"Address": TOPIC, "Type": "SNS"}]
     assert props(subscription)["MonitorArnList"] == [{"Ref": "CostAnomalyMonitor"}]
+
+
+def test_budget_names_change_with_their_create_only_notifications():
+    """A threshold change replaces a budget; the replacement is created first, so it needs a new name."""
+    config = load_environment("dev")
+
+    def names(cfg) -> set[str]:
+        return {props(b)["Budget"]["BudgetName"]
+                for b in resources_of(to_data(monitoring.build(cfg)), "AWS::Budgets::Budget").values()}
+
+    before = names(config)
+    for field in ("actual_threshold_percent", "forecast_threshold_percent"):
+        value = getattr(config.budget, field) + 5
+        changed = config.model_copy(update={"budget": config.budget.model_copy(update={field: value})})
+        after = names(changed)
+        assert after != before, field
+    monthly = naming.budget_name(config)
+    assert f"{monthly}-a{config.budget.actual_threshold_percent:g}-f{config.budget.forecast_threshold_percent:g}" \
+        in before
 
 
 def test_unknown_component_limit_is_a_config_error():

@@ -72,7 +72,7 @@ def allow_statements() -> list[tuple[str, dict]]:
     found = []
     for lid, res in tmpl()["Resources"].items():
         documents = [p["PolicyDocument"] for p in props(res).get("Policies", [])]
-        if res["Type"] == "AWS::IAM::ManagedPolicy":
+        if res["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
             documents.append(props(res)["PolicyDocument"])
         found += [(lid, s) for d in documents for s in statements(d) if s["Effect"] == "Allow"]
     return found
@@ -260,6 +260,28 @@ def test_deploy_role_covers_every_resource_type_of_the_environment_templates():
         for type_ in deploy_permissions.resource_types(templates):
             missing = deploy_permissions.handler_permissions(type_) - granted
             assert not missing, f"{config.name}: {type_} needs {sorted(missing)}"
+
+
+def test_deploy_role_may_pass_itself_to_cloudformation_for_the_nested_stacks():
+    """Nested stacks inherit the root's service role: CloudFormation passes the role to itself for each one."""
+    passing = [(lid, s) for lid, s in allow_statements() if "iam:PassRole" in as_list(s["Action"])
+               and {"Fn::GetAtt": ["DeployRole", "Arn"]} in as_list(s["Resource"])]
+    assert sorted(lid for lid, _ in passing) == ["DeployRolePassesItself", "PipelineRole"]
+    (own,) = [s for lid, s in passing if lid == "DeployRolePassesItself"]
+    assert own["Resource"] == [{"Fn::GetAtt": ["DeployRole", "Arn"]}]
+    assert own["Condition"] == {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
+    assert props(tmpl()["Resources"]["DeployRolePassesItself"])["Roles"] == [{"Ref": "DeployRole"}]
+
+
+def test_root_stack_names_must_survive_cloudformations_generated_name_cut():
+    """Generated role/function names keep 25 characters of the stack name; the scopes match `<root>-*`."""
+    for config in CHAIN:
+        assert len(naming.root_stack_name(config)) <= pipeline.GENERATED_NAME_STACK_CHARS
+    app = "adagency-virtual-web"  # 20 characters, the longest app_name allowed
+    envs = [c.model_copy(update={"app_name": app, "name": "staging" if c.name == FIRST.name else c.name})
+            for c in CHAIN]
+    with pytest.raises(ConfigError, match=f"{app}-staging.*longer than 25"):
+        pipeline.build(_account(app_name=app, pipeline_environments=["staging", LAST.name]), envs)
 
 
 def test_deploy_role_scopes_iam_and_nested_stacks_to_the_environments():

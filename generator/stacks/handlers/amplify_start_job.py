@@ -11,13 +11,18 @@ import logging
 import urllib.request
 
 import boto3
+from botocore.config import Config
 
 LOG = logging.getLogger()
 LOG.setLevel(logging.INFO)
+# Bounded well inside the function's 60 s timeout, so a hanging API call still ends in an answer to
+# CloudFormation (boto3's defaults, 60 s reads and legacy retries, could outlast the function).
+CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
+RESPONSE_TIMEOUT_SECONDS = 15
 
 
 def _client():
-    return boto3.client("amplify")
+    return boto3.client("amplify", config=CLIENT_CONFIG)
 
 
 def _send(event, context, status, reason, physical_id, data):
@@ -34,7 +39,7 @@ def _send(event, context, status, reason, physical_id, data):
     }).encode()
     request = urllib.request.Request(event["ResponseURL"], data=body, method="PUT",
                                      headers={"Content-Type": "", "Content-Length": str(len(body))})
-    with urllib.request.urlopen(request, timeout=30) as response:  # presigned https URL
+    with urllib.request.urlopen(request, timeout=RESPONSE_TIMEOUT_SECONDS) as response:  # presigned https URL
         LOG.info("CloudFormation response sent: %s %s", status, response.status)
 
 
