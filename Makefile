@@ -1,6 +1,6 @@
 # Quick start on a fresh machine:  make render   then   make test
-# Everything installs itself: the project virtualenv (.venv) and checkov in its own isolated
-# virtualenv (.venv-checkov), because checkov pins an old boto3 that must never reach the project.
+# Everything installs itself: the project virtualenv (.venv), and checkov (.venv-checkov) and the AWS CLI
+# (.venv-awscli) each in its own virtualenv: both pin a boto3/botocore that must never reach the project.
 
 PYTHON      ?= python3
 VENV        := .venv
@@ -8,6 +8,8 @@ BIN         := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 CHECKOV     := $(CHECKOV_VENV)/bin/checkov
+AWSCLI_VENV := .venv-awscli
+AWSCLI_VERSION := 1.46.2
 ENV         ?= dev
 ADKIT       := $(BIN)/adkit
 PYTEST_ARGS ?=
@@ -31,9 +33,16 @@ $(CHECKOV_VENV)/.installed:
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 	@touch $@
 
+# AWS CLI v1 pins botocore exactly: its own virtualenv, so the project's boto3 never moves.
+$(AWSCLI_VENV)/.installed:
+	@test -x $(AWSCLI_VENV)/bin/python || $(PYTHON) -m venv $(AWSCLI_VENV)
+	$(AWSCLI_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AWSCLI_VENV)/bin/python -m pip install --quiet awscli==$(AWSCLI_VERSION)
+	@touch $@
+
 venv: $(VENV)/.installed ## create/refresh the project virtualenv
 
-tools: $(CHECKOV_VENV)/.installed ## install checkov in its own virtualenv
+tools: $(CHECKOV_VENV)/.installed $(AWSCLI_VENV)/.installed ## install checkov and the AWS CLI, each in its own virtualenv
 
 postgres: ## install PostgreSQL server binaries from Debian (contract tests start throwaway clusters)
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
@@ -81,4 +90,4 @@ destroy: venv ## delete a non-production environment: make destroy ENV=dev
 	$(ADKIT) destroy $(ENV)
 
 clean: ## remove virtualenvs and caches
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) $(AWSCLI_VENV) .pytest_cache .ruff_cache *.egg-info

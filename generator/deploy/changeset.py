@@ -2,10 +2,13 @@
 
 "No changes" is not an error: CloudFormation marks such a change set FAILED with a known reason
 (or refuses it up front); both come back as `None` from `create_and_wait`, with the change set gone.
+A FAILED root change set of a nested hierarchy only says "Nested change set <arn> was not
+successfully created"; `failure_reason` follows those arns down to the change set that says why.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +21,8 @@ from generator.deploy.templates import NESTED_STACK
 
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
+CREATING = ("CREATE_PENDING", "CREATE_IN_PROGRESS")
+_NESTED_FAILED = re.compile(r"Nested change set (arn:\S+?) was not successfully created")
 STATEFUL_TYPES = frozenset({
     "AWS::RDS::DBCluster", "AWS::RDS::DBInstance", "AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Logs::LogGroup",
     "AWS::Backup::BackupVault", "AWS::SecretsManager::Secret", "AWS::ECR::Repository",
@@ -41,6 +46,7 @@ class Change:
     replacement: str = ""            # True, False, Conditional ('' when not applicable)
     description: str = ""            # Metadata.Description, if the template has one
     properties: tuple[str, ...] = ()  # names of changed properties
+    dynamic: bool = False            # every recreating detail is Evaluation=Dynamic (known only during the deploy)
 
     @property
     def replaces(self) -> bool:
@@ -106,14 +112,43 @@ def create(aws: Aws, *, stack_name: str, change_type: str, body: str, url: str |
 
 
 def wait(aws: Aws, ref: Ref, poll: float, timeout: float = 1800) -> dict:
-    """Poll until the change set is created (or failed); returns its description."""
+    """Poll until the change set is created (or failed); returns its description (still CREATING on timeout)."""
+    return _wait_created(aws, ref.id, poll, timeout)
+
+
+def _wait_created(aws: Aws, change_set_id: str, poll: float, timeout: float) -> dict:
     cfn = aws.client("cloudformation")
     deadline = time.monotonic() + timeout
     while True:
-        described = cfn.describe_change_set(ChangeSetName=ref.id)
-        if described["Status"] not in ("CREATE_PENDING", "CREATE_IN_PROGRESS") or time.monotonic() > deadline:
+        described = cfn.describe_change_set(ChangeSetName=change_set_id)
+        if described["Status"] not in CREATING or time.monotonic() > deadline:
             return described
         time.sleep(poll)
+
+
+def failure_reason(aws: Aws, described: dict, depth: int = 0) -> str:
+    """StatusReason of a FAILED change set; for "Nested change set <arn> was not successfully created",
+    the reason of that nested change set instead (recursively), prefixed with its stack's name."""
+    reason = described.get("StatusReason") or described.get("Status", "")
+    found = _NESTED_FAILED.search(reason)
+    if not found or depth > 5:
+        return reason
+    try:
+        nested = aws.client("cloudformation").describe_change_set(ChangeSetName=found.group(1))
+    except ClientError:
+        return reason
+    inner = failure_reason(aws, nested, depth + 1)
+    return f"nested stack {nested.get('StackName', '?')}: {inner}" if inner else reason
+
+
+def not_executable(described: dict) -> str | None:
+    """Why a created change set cannot be executed (None if it can)."""
+    status = described.get("ExecutionStatus", "AVAILABLE")
+    if status == "AVAILABLE":
+        return None
+    if status == "OBSOLETE":
+        return "the stack was updated by someone else after this change set was created (ExecutionStatus OBSOLETE)"
+    return f"its ExecutionStatus is {status}, not AVAILABLE"
 
 
 def has_no_changes(described: dict) -> bool:
@@ -121,13 +156,21 @@ def has_no_changes(described: dict) -> bool:
     return described["Status"] == "FAILED" and any(marker in reason for marker in NO_CHANGES)
 
 
-def delete(aws: Aws, ref: Ref, *, delete_empty_stack: bool) -> None:
-    """Delete the change set and, for a first create, the empty REVIEW_IN_PROGRESS stack it made."""
+def delete(aws: Aws, ref: Ref, *, delete_empty_stack: bool, poll: float = 5.0, timeout: float = 600) -> None:
+    """Delete the change set and, for a first create, the empty REVIEW_IN_PROGRESS stack it made.
+
+    CloudFormation refuses (InvalidChangeSetStatus) to delete a change set it is still creating, which
+    is where a Ctrl-C during the wait lands: wait (bounded) for the creation to end, then delete.
+    """
     cfn = aws.client("cloudformation")
     try:
         cfn.delete_change_set(ChangeSetName=ref.id)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("ChangeSetNotFound", "ChangeSetNotFoundException"):
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "InvalidChangeSetStatus":
+            _wait_created(aws, ref.id, poll, timeout)
+            cfn.delete_change_set(ChangeSetName=ref.id)
+        elif code not in ("ChangeSetNotFound", "ChangeSetNotFoundException"):
             raise
     if delete_empty_stack and ref.change_type == "CREATE":
         cfn.delete_stack(StackName=ref.stack_id)
@@ -151,11 +194,17 @@ def tree(aws: Aws, change_set_id: str, descriptions: dict[str, dict[str, str]], 
     for item in _all_changes(aws, change_set_id):
         rc = item.get("ResourceChange") or {}
         lid = rc.get("LogicalResourceId", "?")
-        props = tuple(sorted({d["Target"]["Name"] for d in rc.get("Details") or []
+        details = rc.get("Details") or []
+        props = tuple(sorted({d["Target"]["Name"] for d in details
                               if d.get("Target", {}).get("Attribute") == "Properties" and d["Target"].get("Name")}))
+        # Values passed between nested stacks (GetAtt of outputs) are only known during the deploy:
+        # CloudFormation then says Replacement=Conditional with Evaluation=Dynamic, often a false alarm.
+        recreating = [d for d in details
+                      if (d.get("Target") or {}).get("RequiresRecreation") in ("Always", "Conditionally")]
         result.changes.append(Change(
             action=rc.get("Action", "?"), logical_id=lid, resource_type=rc.get("ResourceType", ""),
-            replacement=rc.get("Replacement") or "", description=texts.get(lid, ""), properties=props))
+            replacement=rc.get("Replacement") or "", description=texts.get(lid, ""), properties=props,
+            dynamic=bool(recreating) and all(d.get("Evaluation") == "Dynamic" for d in recreating)))
         if rc.get("ResourceType") == NESTED_STACK and rc.get("ChangeSetId"):
             result.children.append(tree(aws, rc["ChangeSetId"], descriptions, _path(label, lid)))
     return result

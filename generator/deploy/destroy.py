@@ -98,6 +98,10 @@ def run(aws: Aws, target: Target, ui: Ui, *, yes: bool = False) -> int:
         raise Interrupted(f"stopped watching; {target.stack_name} keeps deleting",
                            "CloudFormation carries on without this command",
                            f"follow it with `adkit status {target.label}`") from None
+    except progress.WatchTimeout as exc:
+        raise DeployFailed(f"stopped watching the deletion of {target.stack_name}: it is {exc}",
+                           "CloudFormation carries on without this command",
+                           f"follow it with `adkit status {target.label}`") from None
     if final is not None and final["StackStatus"] != "DELETE_COMPLETE":
         for event in progress.root_causes(watcher.events):
             ui.info(f"  {event.where} ({event.resource_type}) {event.status}: {event.reason}", "bold red")

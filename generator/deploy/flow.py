@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from generator.deploy import changeset, package, preflight, progress, protect, stacks, templates
 from generator.deploy.errors import EXIT_OK, Declined, DeployError, DeployFailed, Interrupted, UsageError
 from generator.deploy.render_changes import render
@@ -60,12 +62,41 @@ def _print_outputs(aws: Aws, ui: Ui, stack_id: str) -> None:
 
 
 def _discard(aws: Aws, ui: Ui, ref: changeset.Ref, poll: float) -> None:
-    changeset.delete(aws, ref, delete_empty_stack=True)
+    changeset.delete(aws, ref, delete_empty_stack=True, poll=poll)
     if ref.change_type == "CREATE":
         stacks.wait_settled(aws, ref.stack_id, poll)
         ui.info("Deleted the change set and the empty stack created for it (REVIEW_IN_PROGRESS).")
     else:
         ui.info("Deleted the change set; the stack is unchanged.")
+
+
+def next_steps(target: Target, status: str, stuck: list[progress.Event]) -> str:
+    """What the operator does after a failed operation ended in `status` (stuck: resources that failed
+    during the rollback). UPDATE_ROLLBACK_FAILED and ROLLBACK_FAILED need a hand; the others do not."""
+    where = f"--stack-name {target.stack_name} --region {target.region}"
+    if status == "ROLLBACK_COMPLETE":
+        return (f"fix the cause, `make render`, and deploy again; the next `adkit deploy {target.label}` deletes "
+                "the rolled-back stack before creating it again")
+    if status == "UPDATE_ROLLBACK_COMPLETE":
+        return "fix the cause, `make render`, and deploy again; the stack is back on its previous version"
+    if status == "UPDATE_ROLLBACK_FAILED":
+        skip = " ".join(e.where.replace("/", ".") for e in stuck) or "<NestedStack.LogicalId ...>"
+        return ("the rollback itself failed, so the stack is stuck and CloudFormation refuses every update. "
+                "Fix what stopped the resources listed above from rolling back (read their reasons), then, on the "
+                f"ROOT stack (never a nested one): `aws cloudformation continue-update-rollback {where}`. Only if a "
+                "resource cannot be restored, skip it (it is left as it is, check it by hand): add "
+                f"`--resources-to-skip {skip}`. Wait for UPDATE_ROLLBACK_COMPLETE (`adkit status "
+                f"{target.label}`), then fix the original cause and deploy again")
+    if status == "ROLLBACK_FAILED":
+        return ("the failed first create could not be rolled back; such a stack can only be deleted: "
+                f"`aws cloudformation delete-stack {where}` (add `--retain-resources <LogicalId ...>` for resources "
+                "that refuse deletion, then remove them by hand), then fix the cause and deploy again")
+    if status in ("CREATE_FAILED", "UPDATE_FAILED"):
+        return (f"rollback was disabled for this operation: roll back with `aws cloudformation rollback-stack "
+                f"{where}`, or fix the cause and deploy again")
+    if status == "DELETE_COMPLETE":
+        return "the stack is gone; fix the cause and deploy again (a first create starts from scratch)"
+    return f"check `adkit status {target.label}` and the CloudFormation console before deploying again"
 
 
 def _failure(target: Target, final: dict | None, watcher: progress.Watcher, ui: Ui) -> DeployFailed:
@@ -77,13 +108,17 @@ def _failure(target: Target, final: dict | None, watcher: progress.Watcher, ui: 
             what = f"{event.description} " if event.description else ""
             ui.info(f"  {event.where}: {what}({event.resource_type}) {event.status}", "bold red")
             ui.info(f"      {event.reason or 'no reason given'}", "red")
-    nxt = (f"the next `adkit deploy {target.label}` deletes the rolled-back stack before creating it again"
-           if status == "ROLLBACK_COMPLETE" else "the stack is back on its previous version")
+    stuck = progress.rollback_failures(watcher.events) if status.endswith("ROLLBACK_FAILED") else []
+    if stuck:
+        ui.error("these resources failed to roll back:")
+        for event in stuck:
+            ui.info(f"  {event.where} ({event.resource_type}) {event.status}: {event.reason or 'no reason given'}",
+                    "bold red")
     first = causes[0] if causes else None
     why = (f"the first failure was {first.where} ({first.status}, reason above)" if first
            else f"the stack ended in {status} and its events name no failed resource")
     return DeployFailed(f"deploy of {target.stack_name} failed, ended in {status}", why,
-                        f"fix the cause, `make render`, and deploy again; {nxt}")
+                        next_steps(target, status, stuck))
 
 
 def _interrupted(aws: Aws, target: Target, stack_id: str) -> Interrupted:
@@ -135,21 +170,30 @@ def run(aws: Aws, target: Target, ui: Ui, *, image_tag: str | None = None, yes: 
                            description=f"adkit {'plan' if plan_only else 'deploy'} {target.label}{tag_note}")
     if ref is None:
         ui.info(f"No changes: {target.stack_name} already matches the templates and parameters.", "bold green")
+        if not plan_only:
+            _protect(aws, target, ui, target.stack_name, loaded)
         _print_outputs(aws, ui, target.stack_name)
         return EXIT_OK
     try:
         described = changeset.wait(aws, ref, poll)
         if changeset.has_no_changes(described):
-            changeset.delete(aws, ref, delete_empty_stack=False)
+            changeset.delete(aws, ref, delete_empty_stack=False, poll=poll)
             ui.info(f"No changes: {target.stack_name} already matches the templates and parameters "
                     "(change set deleted).", "bold green")
+            if not plan_only:   # guard rails a previous run could not finish are put back here
+                _protect(aws, target, ui, ref.stack_id, loaded)
             _print_outputs(aws, ui, ref.stack_id)
             return EXIT_OK
+        if described["Status"] in changeset.CREATING:
+            raise DeployFailed(f"CloudFormation is still creating the change set for {target.stack_name} after "
+                               "30 minutes", "this command stopped waiting; nothing was executed",
+                               f"delete it when it is done: aws cloudformation delete-change-set --change-set-name "
+                               f"{ref.id} --region {target.region}; then retry")
         if described["Status"] != "CREATE_COMPLETE":
+            reason = changeset.failure_reason(aws, described)
             _discard(aws, ui, ref, poll)
             raise DeployFailed(f"CloudFormation could not create a change set for {target.stack_name}",
-                               described.get("StatusReason") or described["Status"],
-                               "fix what it names in the templates (`make render`) and retry")
+                               reason, "fix what it names in the templates (`make render`) and retry")
         per_stack, titles = _descriptions(loaded)
         tree = changeset.tree(aws, ref.id, per_stack)
         if existing and any(c.action == "Remove" and c.resource_type == templates.NESTED_STACK
@@ -178,26 +222,81 @@ def run(aws: Aws, target: Target, ui: Ui, *, image_tag: str | None = None, yes: 
     return _execute(aws, target, ui, ref, loaded, per_stack, poll)
 
 
+def _start(aws: Aws, target: Target, ui: Ui, ref: changeset.Ref, poll: float):
+    """Check the change set is still executable (the confirmation may have taken a while), execute it.
+    Returns the (timestamp, ids) of the events before it. A Ctrl-C or a refusal before CloudFormation took
+    the change set deletes it, so nothing is left half-done."""
+    cfn = aws.client("cloudformation")
+    try:
+        blocked = changeset.not_executable(cfn.describe_change_set(ChangeSetName=ref.id))
+        if blocked:
+            _discard(aws, ui, ref, poll)
+            raise DeployFailed(f"change set for {target.stack_name} not executed", blocked,
+                               f"run `{target.cli_name}` again to build a fresh change set")
+        before = progress.latest_event(aws, ref.stack_id)
+        cfn.execute_change_set(ChangeSetName=ref.id)
+        return before
+    except KeyboardInterrupt:
+        described = cfn.describe_change_set(ChangeSetName=ref.id)
+        if described.get("ExecutionStatus") != "AVAILABLE":   # CloudFormation took it: it is running
+            raise _interrupted(aws, target, ref.stack_id) from None
+        _discard(aws, ui, ref, poll)
+        raise Interrupted("interrupted before execution", "the change set was deleted; nothing was changed",
+                          "") from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        with contextlib.suppress(Exception):
+            _discard(aws, ui, ref, poll)
+        raise DeployFailed(f"CloudFormation refused to execute the change set for {target.stack_name}",
+                           f"{error.get('Code')}: {error.get('Message')}",
+                           f"nothing was changed; check `adkit status {target.label}`, then run "
+                           f"`{target.cli_name}` again") from None
+
+
 def _execute(aws: Aws, target: Target, ui: Ui, ref: changeset.Ref, loaded: templates.Loaded,
              per_stack: dict[str, dict[str, str]], poll: float) -> int:
     """Execute the change set, watch it to the end, then guard rails and outputs."""
-    since, seen = progress.latest_event(aws, ref.stack_id)
-    aws.client("cloudformation").execute_change_set(ChangeSetName=ref.id)
+    since, seen = _start(aws, target, ui, ref, poll)
     ui.step(f"Executing {ref.change_type.lower()} of {target.stack_name}")
     watcher = progress.Watcher(aws, ref.stack_id, per_stack, since, seen)
     try:
         final = progress.watch(aws, watcher, progress.view_for(ui, target.stack_name), poll)
     except KeyboardInterrupt:
         raise _interrupted(aws, target, ref.stack_id) from None
+    except progress.WatchTimeout as exc:
+        raise DeployFailed(f"stopped watching {target.stack_name}: it is {exc}",
+                           "CloudFormation carries on without this command; nothing was cancelled",
+                           f"follow it with `adkit status {target.label}`; raise ADKIT_TIMEOUT_MINUTES for a longer "
+                           "wait next time") from None
+    except (ClientError, BotoCoreError) as exc:
+        raise DeployFailed(f"lost track of {target.stack_name} while it deploys", f"reading its state failed: {exc}",
+                           f"CloudFormation carries on without this command; follow it with `adkit status "
+                           f"{target.label}`") from None
     if final is None or final["StackStatus"] not in stacks.OK_STATES:
         raise _failure(target, final, watcher, ui)
     ui.info(f"{target.stack_name}: {final['StackStatus']}", "bold green")
-    if target.protected:
-        guarded = protect.apply(aws, ref.stack_id, loaded)
-        ui.info("Protected: termination protection on; stack policies deny replacing or deleting databases, "
-                f"buckets and repositories (set on: {', '.join(guarded) or 'none, no stack holds such resources'}).")
+    _protect(aws, target, ui, ref.stack_id, loaded)
     _print_outputs(aws, ui, ref.stack_id)
     return EXIT_OK
+
+
+def _protect(aws: Aws, target: Target, ui: Ui, stack: str, loaded: templates.Loaded) -> None:
+    """Guard rails of a protected target, after every successful (or unchanged) deploy."""
+    if not target.protected:
+        return
+    again = f"run `{target.cli_name}` again (with no changes it only re-applies them)"
+    try:
+        guarded = protect.apply(aws, stack, loaded)
+    except KeyboardInterrupt:
+        raise Interrupted(f"{target.stack_name} is deployed, but its guard rails are not all in place",
+                          "interrupted while setting termination protection and stack policies", again) from None
+    except (ClientError, BotoCoreError) as exc:
+        raise DeployFailed(f"{target.stack_name} is deployed, but its guard rails are not all in place",
+                           f"setting termination protection or a stack policy failed: {exc}",
+                           "check your role may call cloudformation:UpdateTerminationProtection and "
+                           f"SetStackPolicy, then {again}") from None
+    ui.info("Protected: termination protection on; stack policies deny replacing or deleting databases, "
+            f"buckets and repositories (set on: {', '.join(guarded) or 'none, no stack holds such resources'}).")
 
 
 def _confirmed(ui: Ui, target: Target, yes: bool) -> bool:

@@ -6,7 +6,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from generator import naming
 from generator.deploy import stacks
-from generator.deploy.errors import DeployFailed, PreflightRefused
+from generator.deploy.errors import DeployFailed, Interrupted, PreflightRefused
 from generator.deploy.session import Aws
 from generator.deploy.targets import Target
 from generator.deploy.ui import Ui
@@ -100,17 +100,27 @@ def stack_state(aws: Aws, target: Target) -> tuple[dict | None, bool]:
             "CloudFormation runs one operation per stack at a time",
             f"wait for it to finish (`adkit status {target.label}`); to stop an update: "
             f"`aws cloudformation cancel-update-stack --stack-name {target.stack_name} --region {target.region}`")
+    where = f"--stack-name {target.stack_name} --region {target.region}"
     if status == "UPDATE_ROLLBACK_FAILED":
         raise PreflightRefused(
             f"{target.stack_name} is UPDATE_ROLLBACK_FAILED",
             "a rollback could not restore some resources, and CloudFormation blocks updates until it completes",
-            f"fix the cause shown in its events, then `aws cloudformation continue-update-rollback "
-            f"--stack-name {target.stack_name} --region {target.region}` and retry")
-    if status in ("DELETE_FAILED", "ROLLBACK_FAILED"):
+            f"`adkit status {target.label}` names them; fix what blocks them, then, on this root stack, "
+            f"`aws cloudformation continue-update-rollback {where}` (add `--resources-to-skip "
+            "NestedStack.LogicalId` only for resources that cannot be restored); wait for UPDATE_ROLLBACK_COMPLETE "
+            "and retry")
+    if status == "ROLLBACK_FAILED":
         raise PreflightRefused(
-            f"{target.stack_name} is {status}",
+            f"{target.stack_name} is ROLLBACK_FAILED",
+            "its first create failed and the rollback could not delete everything; such a stack can only be deleted",
+            f"`aws cloudformation delete-stack {where}` (add `--retain-resources <LogicalId ...>` for resources "
+            "that refuse deletion and remove them by hand), then retry")
+    if status == "DELETE_FAILED":
+        raise PreflightRefused(
+            f"{target.stack_name} is DELETE_FAILED",
             "a deletion could not remove some resources",
-            "read the events, remove the blocker (e.g. a non-empty bucket), and delete the stack again")
+            f"read the events (`adkit status {target.label}`), remove the blocker, and delete the stack again: "
+            f"`aws cloudformation delete-stack {where}`")
     return stack, False
 
 
@@ -122,7 +132,12 @@ def delete_dead(aws: Aws, target: Target, stack: dict, ui: Ui, poll: float) -> N
     ui.warn(f"{target.stack_name} is {status}: {why}. A stack in this state cannot be updated, so it is "
             "deleted first (resources it retained, if any, are kept).")
     aws.client("cloudformation").delete_stack(StackName=stack["StackId"])
-    final = stacks.wait_settled(aws, stack["StackId"], poll)
+    try:
+        final = stacks.wait_settled(aws, stack["StackId"], poll)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted while the dead stack {target.stack_name} is being deleted",
+                          "CloudFormation carries on deleting it; nothing new was created",
+                          f"run `{target.cli_name}` again once `adkit status {target.label}` says it is gone") from None
     if final is not None and final["StackStatus"] != "DELETE_COMPLETE":
         raise DeployFailed(
             f"could not delete the dead stack {target.stack_name}",

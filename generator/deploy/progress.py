@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from generator.deploy import stacks
-from generator.deploy.session import Aws
+from generator.deploy.session import Aws, timeout_seconds
 from generator.deploy.templates import NESTED_STACK
 from generator.deploy.ui import Ui
 
@@ -124,6 +124,21 @@ class Watcher:
         return new
 
 
+def rollback_failures(events: list[Event]) -> list[Event]:
+    """Resources that failed while the root stack was rolling back (what blocks UPDATE_ROLLBACK_FAILED)."""
+    ordered = sorted(events, key=lambda e: e.timestamp)
+    start = next((e.timestamp for e in ordered if e.stack_level and not e.stack_label
+                  and "ROLLBACK_IN_PROGRESS" in e.status), None)
+    if start is None:
+        return []
+    unique: dict[str, Event] = {}
+    for event in ordered:
+        if event.timestamp >= start and event.status.endswith("_FAILED") and not event.stack_level \
+                and event.resource_type != NESTED_STACK:
+            unique.setdefault(event.where, event)
+    return list(unique.values())
+
+
 def root_causes(events: list[Event], limit: int = 3) -> list[Event]:
     """The earliest failures with a real reason (not 'cancelled' or 'embedded stack failed' echoes)."""
     failed = sorted((e for e in events if e.status.endswith("_FAILED")), key=lambda e: e.timestamp)
@@ -209,13 +224,26 @@ def view_for(ui: Ui, stack_name: str) -> PlainView | LiveView:
     return LiveView(ui, stack_name) if ui.tty else PlainView(ui, stack_name)
 
 
-def watch(aws: Aws, watcher: Watcher, view: PlainView | LiveView, poll: float, quiet_limit: float = 60) -> dict | None:
+class WatchTimeout(Exception):
+    """The operation was still running when the watch's time limit ran out."""
+
+    def __init__(self, status: str, minutes: float) -> None:
+        super().__init__(f"still {status} after {minutes:.0f} minutes")
+        self.status, self.minutes = status, minutes
+
+
+def watch(aws: Aws, watcher: Watcher, view: PlainView | LiveView, poll: float, quiet_limit: float = 60,
+          timeout: float | None = None) -> dict | None:
     """Follow the operation until the root stack leaves *_IN_PROGRESS; returns the final stack (None: gone).
 
     A final status only counts once the operation has visibly started (an IN_PROGRESS status or a new
     event), so a status read just before CloudFormation picks the operation up is never taken as its end.
+    UPDATE_COMPLETE_CLEANUP_IN_PROGRESS and REVIEW_IN_PROGRESS are still in progress. After `timeout`
+    seconds (default `ADKIT_TIMEOUT_MINUTES`) it raises WatchTimeout instead of waiting forever.
     """
+    limit = timeout_seconds() if timeout is None else timeout
     started, quiet_since = False, time.monotonic()
+    deadline = quiet_since + limit
     with view:
         while True:
             stack = stacks.describe(aws, watcher.root_id)
@@ -227,6 +255,8 @@ def watch(aws: Aws, watcher: Watcher, view: PlainView | LiveView, poll: float, q
             if settled and (started or time.monotonic() - quiet_since > quiet_limit):
                 view.update(watcher.poll(), status)   # events written just before the final status
                 return stack
+            if time.monotonic() >= deadline:
+                raise WatchTimeout(status, limit / 60)
             time.sleep(poll)
 
 

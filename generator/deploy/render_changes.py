@@ -77,7 +77,11 @@ def render(tree: StackChanges, stack_name: str, titles: dict[str, str] | None = 
         lines.append(Line("!!! WARNING: DATA LOSS. These stateful resources would be replaced or deleted; "
                           "unless their DeletionPolicy retains or snapshots them, their data is gone:", "bold red"))
         for label, change in destroying:
-            verb = "DELETED" if change.action == "Remove" else "REPLACED"
+            verb = ("DELETED" if change.action == "Remove" else
+                    "REPLACED" if change.replacement == "True" else "MAY BE REPLACED")
+            if change.dynamic:
+                verb += (" (CloudFormation decides during the deploy, from values other stacks pass in; check that "
+                         "those values really change)")
             lines.append(Line(f"!!!   {_path(label, change.logical_id)} ({change.resource_type}) {verb}", "bold red"))
         for label, change in nested_removed:
             lines.append(Line(f"!!!   nested stack {_path(label, change.logical_id)} REMOVED with everything in it",

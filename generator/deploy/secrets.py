@@ -1,12 +1,17 @@
 """`adkit secrets set ENV NAME`: store a secret value, then let the backend pick it up.
 
 The value is read from stdin (pipe) or a hidden prompt, sent only to Secrets Manager, and never
-printed, logged or put in a template, parameter or environment variable.
+printed, logged or put in a template, parameter or environment variable. Each secret is stored in
+the shape its reader expects: the Gemini key as the plain string (App Runner injects the whole
+SecretString into GEMINI_API_KEY); the Git token as JSON `{"token": "..."}` (the frontend stack reads
+it with `{{resolve:secretsmanager:...:SecretString:token}}`, and the bootstrap creates it in that shape).
 """
 
 from __future__ import annotations
 
 import getpass
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,8 +19,8 @@ from botocore.exceptions import ClientError
 
 from generator import naming
 from generator.deploy import preflight, stacks
-from generator.deploy.errors import EXIT_OK, DeployFailed, PreflightRefused, UsageError
-from generator.deploy.session import Aws
+from generator.deploy.errors import EXIT_OK, DeployFailed, Interrupted, PreflightRefused, UsageError
+from generator.deploy.session import Aws, poll_seconds
 from generator.deploy.targets import Target
 from generator.deploy.ui import Ui
 
@@ -25,12 +30,29 @@ class Known:
     level: str          # "environment": the env's root stack; "account": the bootstrap stack
     output: str         # stack output holding the secret ARN
     purpose: str
+    json_key: str = ""  # store {json_key: value} instead of the plain value
 
 
 KNOWN = {
     "gemini-api-key": Known("environment", "GeminiApiKeySecretArn", "Gemini API key the backend calls Gemini with"),
-    "git-token": Known("account", "GitTokenSecretArn", "Git provider token Amplify clones the frontend with"),
+    "git-token": Known("account", "GitTokenSecretArn", "Git provider token Amplify clones the frontend with",
+                       naming.GIT_TOKEN_JSON_KEY),
 }
+APP_RUNNER_WAIT_SECONDS = 900   # an App Runner operation (deploy, update) takes a few minutes
+
+
+def secret_string(known: Known, value: str) -> str:
+    """The SecretString to store: the value itself, or {json_key: value}. A value that already is a JSON
+    object with that key (e.g. copied from the console) is stored as it is."""
+    if not known.json_key:
+        return value
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get(known.json_key), str):
+        return value
+    return json.dumps({known.json_key: value})
 
 
 def read_value(ui: Ui, name: str, prompt: Callable[[str], str] = getpass.getpass) -> str:
@@ -70,7 +92,7 @@ def run(aws: Aws, target: Target, ui: Ui, name: str, reader: Callable[[Ui, str],
     arn = _arn(aws, target, known, name)
     value = reader(ui, name)
     try:
-        aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=value)
+        aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=secret_string(known, value))
     except ClientError as exc:  # the message names the secret, never the value
         raise DeployFailed(f"could not store {name}", exc.response.get("Error", {}).get("Message", str(exc)),
                            "check that your role may call secretsmanager:PutSecretValue and kms:GenerateDataKey "
@@ -86,13 +108,44 @@ def run(aws: Aws, target: Target, ui: Ui, name: str, reader: Callable[[Ui, str],
                 f"App Runner reads secrets when it deploys: `adkit deploy {target.label}` (or, once the service "
                 "exists, `aws apprunner start-deployment --service-arn <BackendServiceArn>`) picks the value up.")
         return EXIT_OK
+    start = f"aws apprunner start-deployment --service-arn {service} --region {target.region}"
     try:
+        _wait_not_busy(aws, service, ui, start)
         operation = aws.client("apprunner").start_deployment(ServiceArn=service)["OperationId"]
     except ClientError as exc:
         raise DeployFailed("the value is stored, but App Runner did not start a deployment",
                            exc.response.get("Error", {}).get("Message", str(exc)),
-                           f"start it yourself: aws apprunner start-deployment --service-arn {service} "
-                           f"--region {target.region}") from None
+                           f"start it yourself once the service is RUNNING: {start}") from None
+    except KeyboardInterrupt:
+        raise Interrupted("the value is stored, but no App Runner deployment was started",
+                          "interrupted while waiting for the service", f"start it yourself: {start}") from None
     ui.info(f"Started App Runner deployment {operation}: App Runner reads secrets only when it deploys, so the "
             "service uses the new value once this deployment finishes (a few minutes).")
     return EXIT_OK
+
+
+def _wait_not_busy(aws: Aws, service: str, ui: Ui, start: str) -> None:
+    """StartDeployment is refused while the service runs another operation (OPERATION_IN_PROGRESS, e.g. a
+    deploy that may have read the old value): wait for it, bounded; refuse for a paused or failed service."""
+    apprunner = aws.client("apprunner")
+    deadline = time.monotonic() + APP_RUNNER_WAIT_SECONDS
+    said = False
+    while True:
+        status = apprunner.describe_service(ServiceArn=service)["Service"]["Status"]
+        if status == "RUNNING":
+            return
+        if status != "OPERATION_IN_PROGRESS":
+            raise DeployFailed("the value is stored, but App Runner cannot deploy it now",
+                               f"the service is {status}",
+                               "resume a PAUSED service first (`aws apprunner resume-service --service-arn "
+                               f"{service}`), or fix a failed one (`adkit deploy`); then: {start}")
+        if time.monotonic() >= deadline:
+            raise DeployFailed("the value is stored, but App Runner did not start a deployment",
+                               f"the service was still busy (OPERATION_IN_PROGRESS) after "
+                               f"{APP_RUNNER_WAIT_SECONDS // 60} minutes",
+                               f"start it when the running operation ends: {start}")
+        if not said:
+            ui.info("App Runner is busy with another operation; waiting for it to finish before deploying the "
+                    "new value (that operation may have read the old one).")
+            said = True
+        time.sleep(poll_seconds())

@@ -16,6 +16,8 @@ from botocore.config import Config
 _CLIENT_CONFIG = Config(retries={"max_attempts": 8, "mode": "standard"}, user_agent_extra="adagency-deploy-kit")
 POLL_ENV = "ADKIT_POLL_SECONDS"
 DEFAULT_POLL_SECONDS = 5.0
+TIMEOUT_ENV = "ADKIT_TIMEOUT_MINUTES"
+DEFAULT_TIMEOUT_MINUTES = 240.0   # an Aurora + App Runner + Amplify create takes well under an hour
 
 
 class Aws:
@@ -53,3 +55,13 @@ def poll_seconds() -> float:
     except ValueError:
         return DEFAULT_POLL_SECONDS
     return min(max(value, 0.0), 60.0)
+
+
+def timeout_seconds() -> float:
+    """How long a command follows one stack operation before it stops watching (`ADKIT_TIMEOUT_MINUTES`,
+    default 240). CloudFormation carries on without the command; the limit only stops an endless wait."""
+    try:
+        minutes = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_MINUTES))
+    except ValueError:
+        minutes = DEFAULT_TIMEOUT_MINUTES
+    return max(minutes, 0.0) * 60

@@ -1,7 +1,8 @@
 """`adkit restore ENV --to-time ISO8601 | --latest`: point-in-time restore into a new Aurora cluster.
 
 Exit codes (as for deploy, docs/deploy.md): 0 restored, 1 an AWS call failed or timed out, 2 bad
-arguments or configuration, 3 refused (wrong account, unknown cluster, target exists), 4 not confirmed.
+arguments or configuration, 3 refused (wrong account, unknown cluster, target exists), 4 not confirmed,
+130 interrupted (what RDS already started carries on; the commands left are printed).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from generator.config import CONFIG_DIR
 from generator.deploy import preflight, targets
-from generator.deploy.errors import Declined, DeployError
+from generator.deploy.errors import EXIT_FAILED, EXIT_INTERRUPTED, Declined, DeployError
 from generator.deploy.session import Aws, poll_seconds
 from generator.dr import restore
 
@@ -78,3 +81,11 @@ def _handle(args: argparse.Namespace) -> int:
     except DeployError as exc:
         print(f"error: {exc.message}", file=err)
         return exc.exit_code
+    except KeyboardInterrupt:   # before the first write: execute() reports its own interruptions
+        print("error: interrupted before the restore started: nothing was created.", file=err)
+        return EXIT_INTERRUPTED
+    except (ClientError, BotoCoreError) as exc:
+        print(f"error: an AWS call failed while planning the restore: {exc}.\n  To fix: check the credentials, "
+              "region and your role's rds:Describe*/ListTagsForResource and logs:DescribeLogGroups permissions; "
+              "nothing was created", file=err)
+        return EXIT_FAILED

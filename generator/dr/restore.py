@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from generator import naming
 from generator.deploy import stacks
-from generator.deploy.errors import DeployFailed, PreflightRefused, UsageError
+from generator.deploy.errors import DeployFailed, Interrupted, PreflightRefused, UsageError
 from generator.deploy.session import Aws
 
 CLUSTER_OUTPUT = "DatabaseClusterIdentifier"  # root stack output (generator/stacks/root.py)
@@ -253,6 +253,8 @@ def plan(aws: Aws, *, environment: str, stack_name: str, source: str | None, to_
         params["ServerlessV2ScalingConfiguration"] = scaling
     if cluster.get("EngineLifecycleSupport"):
         params["EngineLifecycleSupport"] = cluster["EngineLifecycleSupport"]
+    if cluster.get("StorageType") == "aurora-iopt1":   # the API's default is Standard ("aurora")
+        params["StorageType"] = "aurora-iopt1"
     if log_group:
         params["EnableCloudwatchLogsExports"] = ["postgresql"]
     if cluster.get("PerformanceInsightsEnabled"):
@@ -282,6 +284,10 @@ class Progress:
         print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", file=self.err, flush=True)
 
 
+class WaitTimeout(DeployFailed):
+    """The time limit ran out while RDS was still working."""
+
+
 def wait_available(fetch: Callable[[], str], label: str, *, progress: Progress, timeout: float,
                    poll: float) -> None:
     """Poll `fetch()` (a status string) until `available`; a failed state or the timeout raise."""
@@ -299,17 +305,71 @@ def wait_available(fetch: Callable[[], str], label: str, *, progress: Progress, 
                                "read the RDS events (`aws rds describe-events --source-type db-cluster "
                                "--duration 120`), fix the cause and run the restore again with a new target")
         if time.monotonic() >= deadline:
-            raise DeployFailed(f"{label} is still {status} after {timeout / 60:.0f} minutes",
-                               "the restore keeps running in AWS; this command stopped waiting",
-                               "check it with `aws rds describe-db-clusters` / `describe-db-instances` and "
-                               "run the remaining steps in docs/disaster-recovery.md by hand")
+            raise WaitTimeout(f"{label} is still {status} when the time limit (--timeout-minutes) ran out",
+                              "the restore keeps running in AWS; this command stopped waiting",
+                              "check it with `aws rds describe-db-clusters` / `describe-db-instances` and "
+                              "run the remaining steps in docs/disaster-recovery.md by hand")
         time.sleep(poll)
 
 
+def remaining_steps(restore: Plan, done: str) -> str:
+    """The commands still to run by hand once the step `done` ("restore", "writer" or "secret") was started."""
+    writer = (f"aws rds wait db-cluster-available --db-cluster-identifier {restore.target_id}; "
+              f"aws rds create-db-instance --db-instance-identifier {restore.writer_id} --db-cluster-identifier "
+              f"{restore.target_id} --db-instance-class {WRITER_CLASS} --engine {restore.writer_params['Engine']} "
+              "--no-publicly-accessible")
+    secret = (f"aws rds wait db-instance-available --db-instance-identifier {restore.writer_id}; "
+              f"aws rds modify-db-cluster --db-cluster-identifier {restore.target_id} --manage-master-user-password "
+              f"--master-user-secret-kms-key-id {restore.secret_kms_key} --apply-immediately"
+              if restore.secret_kms_key else "")
+    todo = "; then ".join(step for step in {"restore": [writer, secret], "writer": [secret]}.get(done, []) if step)
+    if todo:
+        return f"finish by hand: {todo}; then follow the cut-over in docs/disaster-recovery.md"
+    return (f"nothing is left to run: check `aws rds describe-db-clusters --db-cluster-identifier {restore.target_id}`"
+            " and follow the cut-over in docs/disaster-recovery.md")
+
+
 def execute(aws: Aws, restore: Plan, *, progress: Progress, timeout: float, poll: float) -> dict:
-    """Create the log group, restore, add the writer, turn on the managed secret; return the new cluster."""
+    """Create the log group, restore, add the writer, turn on the managed secret; return the new cluster.
+
+    `timeout` bounds the whole run, not each wait. Ctrl-C stops waiting (RDS carries on) and names the
+    commands left to run by hand.
+    """
+    started: list[str] = []   # steps whose API call went out: restore, writer, secret
+    try:
+        return _execute(aws, restore, started, progress=progress, deadline=time.monotonic() + timeout, poll=poll)
+    except KeyboardInterrupt:
+        if not started:
+            raise Interrupted("restore interrupted before it started", "no cluster was created",
+                              "run the command again") from None
+        raise Interrupted(f"stopped waiting for {restore.target_id}",
+                          "RDS carries on with what was already started; nothing was cancelled",
+                          remaining_steps(restore, started[-1])) from None
+
+
+def _execute(aws: Aws, restore: Plan, started: list[str], *, progress: Progress, deadline: float,
+             poll: float) -> dict:
     rds = aws.client("rds")
     step = ""
+
+    def left() -> float:
+        return max(deadline - time.monotonic(), 0.0)
+
+    def cluster() -> dict:
+        return rds.describe_db_clusters(DBClusterIdentifier=restore.target_id)["DBClusters"][0]
+
+    def writer_status() -> str:
+        return rds.describe_db_instances(DBInstanceIdentifier=restore.writer_id)["DBInstances"][0]["DBInstanceStatus"]
+
+    def secret_ready() -> str:
+        """`available` once the cluster is and its managed secret is active. Right after ModifyDBCluster the
+        cluster still reads `available` (it turns `modifying` a moment later), so the secret decides."""
+        found = cluster()
+        secret = (found.get("MasterUserSecret") or {}).get("SecretStatus")
+        if found["Status"] != "available":
+            return found["Status"]
+        return "available" if secret in ("active", "impaired") else f"available, master secret {secret or 'pending'}"
+
     try:
         if restore.log_group:
             step = f"create log group {restore.log_group['name']}"
@@ -324,32 +384,30 @@ def execute(aws: Aws, restore: Plan, *, progress: Progress, timeout: float, poll
         step = f"restore {restore.source_id} into {restore.target_id}"
         progress.say(f"restoring {restore.source_id} to {restore.when} into new cluster {restore.target_id}")
         rds.restore_db_cluster_to_point_in_time(**restore.cluster_params)
-
-        def cluster_status() -> str:
-            return rds.describe_db_clusters(DBClusterIdentifier=restore.target_id)["DBClusters"][0]["Status"]
-
-        def writer_status() -> str:
-            return rds.describe_db_instances(
-                DBInstanceIdentifier=restore.writer_id)["DBInstances"][0]["DBInstanceStatus"]
-
-        wait_available(cluster_status, f"cluster {restore.target_id}", progress=progress, timeout=timeout, poll=poll)
+        started.append("restore")
+        wait_available(lambda: cluster()["Status"], f"cluster {restore.target_id}", progress=progress,
+                       timeout=left(), poll=poll)
         step = f"create writer instance {restore.writer_id}"
         progress.say(f"adding writer instance {restore.writer_id} ({WRITER_CLASS})")
         rds.create_db_instance(**restore.writer_params)
-        wait_available(writer_status, f"instance {restore.writer_id}", progress=progress, timeout=timeout, poll=poll)
+        started.append("writer")
+        wait_available(writer_status, f"instance {restore.writer_id}", progress=progress, timeout=left(), poll=poll)
         if restore.secret_kms_key:
             step = f"turn on the RDS-managed master secret of {restore.target_id}"
             progress.say("turning on the RDS-managed master secret (a new password; the restored one is unknown)")
             rds.modify_db_cluster(DBClusterIdentifier=restore.target_id, ManageMasterUserPassword=True,
                                   MasterUserSecretKmsKeyId=restore.secret_kms_key, ApplyImmediately=True)
-            wait_available(cluster_status, f"cluster {restore.target_id}", progress=progress, timeout=timeout,
+            started.append("secret")
+            wait_available(secret_ready, f"cluster {restore.target_id}", progress=progress, timeout=left(),
                            poll=poll)
-        return rds.describe_db_clusters(DBClusterIdentifier=restore.target_id)["DBClusters"][0]
+        return cluster()
     except (ClientError, BotoCoreError) as exc:
         raise _aws_error(f"could not {step}", exc,
                          "read the error; anything already created is listed by `aws rds describe-db-clusters "
                          f"--db-cluster-identifier {restore.target_id}` (delete it or retry with a new "
                          "--target-cluster)") from None
+    except WaitTimeout as exc:
+        raise WaitTimeout(exc.what, exc.why, remaining_steps(restore, started[-1])) from None
 
 
 def summary(restore: Plan, cluster: dict, *, stack_name: str) -> str:

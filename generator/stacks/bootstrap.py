@@ -145,7 +145,7 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Temp
         Name=naming.git_token_secret_name(app),
         Description=(f"Git provider token Amplify uses to read the frontend repository; JSON key "
                      f"'{GIT_TOKEN_JSON_KEY}'. Created with a random placeholder: set it with "
-                     "`adkit secrets set account git-token`."),
+                     "`adkit secrets set <any env of this account> git-token`."),
         KmsKeyId=key_arn,
         # No value in the template: Secrets Manager generates a random placeholder under the JSON key.
         GenerateSecretString=secretsmanager.GenerateSecretString(

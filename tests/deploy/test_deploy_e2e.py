@@ -230,7 +230,9 @@ def test_deploy_secrets_set_stores_the_value_without_printing_it(kit, caplog):
     assert "no App Runner deployment was started" in gemini.err   # the fixture stack has no BackendServiceArn
     value = secretsmanager.get_secret_value(SecretId=f"{kit.app}-dev/gemini-api-key")["SecretString"]
     assert value == SECRET
-    assert secretsmanager.get_secret_value(SecretId=f"{kit.app}-bootstrap/git-token")["SecretString"] == "tok-" + SECRET
+    # the frontend reads {{resolve:secretsmanager:...:SecretString:token}}: the token is stored as JSON
+    stored = secretsmanager.get_secret_value(SecretId=f"{kit.app}-bootstrap/git-token")["SecretString"]
+    assert json.loads(stored) == {"token": "tok-" + SECRET}
 
 
 def test_deploy_secrets_set_refuses_an_empty_value(kit):
@@ -276,6 +278,23 @@ def test_deploy_prod_always_confirms_and_is_protected(kit):
     refused = kit.run("destroy", "prod", "--yes")
     assert refused.code == 3
     assert kit.stack("prod")["StackStatus"] == "CREATE_COMPLETE"
+
+
+def test_deploy_prod_without_changes_puts_missing_guard_rails_back(kit):
+    kit.bootstrap()
+    assert kit.run("deploy", "prod", "--image-tag", "v1", stdin="prod\n").code == 0
+    name = kit.stack_name("prod")
+    kit.cfn.update_termination_protection(StackName=name, EnableTerminationProtection=False)
+    kit.cfn.set_stack_policy(StackName=name, StackPolicyBody=json.dumps(
+        {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"}]}))
+
+    result = kit.run("deploy", "prod")   # no changes: no confirmation, but the guard rails come back
+
+    assert result.code == 0, result.text
+    assert "No changes" in result.err and "Protected" in result.err
+    assert kit.stack("prod")["EnableTerminationProtection"] is True
+    policy = json.loads(kit.cfn.get_stack_policy(StackName=name)["StackPolicyBody"])
+    assert any(s["Effect"] == "Deny" for s in policy["Statement"])
 
 
 def test_deploy_status_shows_states_and_outputs(kit):

@@ -43,7 +43,7 @@ def test_deploy_render_flags_stateful_replacement_and_nested_removal():
     assert "Data: Database" in text
     assert "~ Modify  Aurora cluster [Cluster] (EngineVersion)" in text and "may be REPLACED" in text
     assert "! Data/Cluster: Aurora cluster (AWS::RDS::DBCluster) may be replaced" in text
-    assert "DATA LOSS" in text and "Data/Cluster (AWS::RDS::DBCluster) REPLACED" in text
+    assert "DATA LOSS" in text and "Data/Cluster (AWS::RDS::DBCluster) MAY BE REPLACED" in text
     assert "nested stack Old REMOVED with everything in it" in text
     # "Data changes" is a container, not a change of its own; "Old" removal is real
     assert counts(tree) == {"add": 1, "modify": 2, "remove": 1, "replace": 1, "stateful": 1}

@@ -7,16 +7,21 @@ cover the parameters the command sends, its validation and its messages, not RDS
 
 from __future__ import annotations
 
+import io
 import json
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
+import botocore.session
 import pytest
 import requests
+from botocore.stub import Stubber
 from moto.server import ThreadedMotoServer
 
 from generator.cli import main
+from generator.deploy.errors import Interrupted
+from generator.dr import restore
 from generator.dr.restore import default_target, writer_params
 
 pytestmark = pytest.mark.slow  # starts a local moto server
@@ -213,3 +218,109 @@ def test_restore_default_target_fits_rds_limits_for_the_writer_too():
 
     name = default_target("a" * 63, datetime(2026, 5, 1, 12, 30, tzinfo=UTC))
     assert name.endswith("-pitr-202605011230") and len(name + "-writer") <= 63
+
+
+# ---- real-RDS semantics moto does not model (botocore Stubber, no server) ---------------------------
+
+class _StubbedAws:
+    """The `Aws` interface with stubbed clients: every call must have been queued on `stub(service)`."""
+
+    region = REGION
+
+    def __init__(self) -> None:
+        self._session, self._stubber = botocore.session.get_session(), Stubber
+        self._clients: dict = {}
+        self.stubbers: dict = {}
+
+    def client(self, service: str):
+        if service not in self._clients:
+            client = self._session.create_client(service, region_name=REGION, endpoint_url="https://stubbed.invalid",
+                                                 aws_access_key_id="x", aws_secret_access_key="x")
+            self.stubbers[service] = self._stubber(client)
+            self.stubbers[service].activate()
+            self._clients[service] = client
+        return self._clients[service]
+
+    def stub(self, service: str):
+        self.client(service)
+        return self.stubbers[service]
+
+
+def _stub_plan() -> restore.Plan:
+    return restore.Plan(environment="dev", source_id=SOURCE, target_id="dev-restored", restore_time=None,
+                        window=(T_EARLY, T_LATE), cluster_params={"DBClusterIdentifier": "dev-restored",
+                                                                  "SourceDBClusterIdentifier": SOURCE,
+                                                                  "UseLatestRestorableTime": True},
+                        writer_params=writer_params("dev-restored", "aurora-postgresql", [], None),
+                        secret_kms_key="arn:aws:kms:us-east-1:123456789012:key/data", log_group=None)
+
+
+T_EARLY, T_LATE = datetime(2026, 5, 1, tzinfo=UTC), datetime(2026, 5, 2, tzinfo=UTC)
+
+
+def _cluster(status: str, secret: str | None = None) -> dict:
+    found = {"DBClusterIdentifier": "dev-restored", "Status": status, "Engine": "aurora-postgresql",
+             "Endpoint": "dev-restored.cluster-x.us-east-1.rds.amazonaws.com", "Port": 5432}
+    if secret:
+        found["MasterUserSecret"] = {"SecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!x",
+                                     "SecretStatus": secret}
+    return {"DBClusters": [found]}
+
+
+def test_restore_waits_for_the_managed_secret_not_just_an_available_cluster():
+    """Right after ModifyDBCluster the cluster still reads `available`: the secret's status decides."""
+    aws, which = _StubbedAws(), {"DBClusterIdentifier": "dev-restored"}
+    rds = aws.stub("rds")
+    rds.add_response("restore_db_cluster_to_point_in_time", {"DBCluster": {}})
+    rds.add_response("describe_db_clusters", _cluster("creating"), which)
+    rds.add_response("describe_db_clusters", _cluster("available"), which)
+    rds.add_response("create_db_instance", {"DBInstance": {}})
+    rds.add_response("describe_db_instances", {"DBInstances": [{"DBInstanceStatus": "available"}]},
+                     {"DBInstanceIdentifier": "dev-restored-writer"})
+    rds.add_response("modify_db_cluster", {"DBCluster": {}})
+    rds.add_response("describe_db_clusters", _cluster("available"), which)             # not yet modifying
+    rds.add_response("describe_db_clusters", _cluster("modifying", "creating"), which)
+    rds.add_response("describe_db_clusters", _cluster("available", "active"), which)
+    rds.add_response("describe_db_clusters", _cluster("available", "active"), which)   # the returned state
+    err = io.StringIO()
+
+    cluster = restore.execute(aws, _stub_plan(), progress=restore.Progress(err), timeout=60, poll=0)
+
+    assert cluster["MasterUserSecret"]["SecretStatus"] == "active"
+    assert "master secret pending" in err.getvalue() and "modifying" in err.getvalue()
+    rds.assert_no_pending_responses()
+
+
+def test_restore_ctrl_c_while_waiting_names_the_commands_left(monkeypatch):
+    aws = _StubbedAws()
+    aws.stub("rds").add_response("restore_db_cluster_to_point_in_time", {"DBCluster": {}})
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(restore, "wait_available", interrupted)
+
+    with pytest.raises(Interrupted) as raised:
+        restore.execute(aws, _stub_plan(), progress=restore.Progress(io.StringIO()), timeout=60, poll=0)
+
+    message = raised.value.message
+    assert raised.value.exit_code == 130 and "nothing was cancelled" in message
+    assert "create-db-instance --db-instance-identifier dev-restored-writer" in message
+    assert "--manage-master-user-password" in message
+
+
+def test_restore_keeps_io_optimized_storage():
+    """RestoreDBClusterToPointInTime defaults to Standard storage (`aurora`); moto cannot model aurora-iopt1."""
+    aws = _StubbedAws()
+    rds = aws.stub("rds")
+    source = {"DBClusterIdentifier": SOURCE, "DBClusterArn": f"arn:aws:rds:{REGION}:{ACCOUNT}:cluster:{SOURCE}",
+              "Engine": "aurora-postgresql", "Status": "available", "Port": 5432, "DBSubnetGroup": "dev-data",
+              "StorageType": "aurora-iopt1", "EarliestRestorableTime": T_EARLY, "LatestRestorableTime": T_LATE}
+    rds.add_response("describe_db_clusters", {"DBClusters": [source]}, {"DBClusterIdentifier": SOURCE})
+    rds.add_client_error("describe_db_clusters", "DBClusterNotFoundFault", "not found", 404,
+                         expected_params={"DBClusterIdentifier": "dev-restored"})
+    rds.add_response("list_tags_for_resource", {"TagList": []}, {"ResourceName": source["DBClusterArn"]})
+
+    plan = restore.plan(aws, environment="dev", stack_name=STACK, source=SOURCE, to_time=None, target="dev-restored")
+
+    assert plan.cluster_params["StorageType"] == "aurora-iopt1"
