@@ -34,7 +34,14 @@ def with_change(path: str, value) -> dict:
     return data
 
 
-DELETE = object()
+class _Deleted:
+    """Sentinel: remove the key (stable repr, so test ids are the same in every process)."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+DELETE = _Deleted()
 
 # (field path, bad value, substrings the message must contain)
 BAD_INPUTS = [
