@@ -10,8 +10,9 @@ from collections.abc import Iterable, Sequence
 
 from awacs import logs as awacs_logs
 from awacs import s3 as awacs_s3
-from awacs.aws import Allow, Bool, Condition, Deny, PolicyDocument, Principal, Statement, StringEquals
+from awacs.aws import Allow, ArnLike, Bool, Condition, Deny, PolicyDocument, Principal, Statement, StringEquals
 from awacs.helpers.trust import make_simple_assume_policy
+from awacs.sts import AssumeRole
 from troposphere import AWSHelperFn, GetAtt, Ref, Sub, Template, awslambda, iam, logs, s3
 
 from generator.cfn import describe, skip_checkov
@@ -23,6 +24,23 @@ def retention_policies(resource, retain: bool):
     resource.DeletionPolicy = policy
     resource.UpdateReplacePolicy = policy
     return resource
+
+
+# ---- IAM ----------------------------------------------------------------------------------------
+
+def service_trust(service: str, source_arn: str) -> PolicyDocument:
+    """Trust policy for an AWS service principal, limited to acting for this account and for resources
+    matching `source_arn` (a Sub pattern), so no other account can make the service assume the role
+    (the confused-deputy problem)."""
+    return PolicyDocument(Version="2012-10-17", Statement=[Statement(
+        Effect=Allow,
+        Principal=Principal("Service", service),
+        Action=[AssumeRole],
+        Condition=Condition([
+            StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
+            ArnLike("aws:SourceArn", Sub(source_arn)),
+        ]),
+    )])
 
 
 # ---- S3 -----------------------------------------------------------------------------------------

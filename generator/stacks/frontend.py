@@ -13,13 +13,12 @@ from urllib.parse import urlparse
 
 import yaml
 from awacs import logs as awacs_logs
-from awacs.aws import Allow, ArnLike, Condition, PolicyDocument, Principal, Statement, StringEquals
-from awacs.sts import AssumeRole
+from awacs.aws import Allow, PolicyDocument, Statement
 from troposphere import GetAtt, Join, Ref, Sub, Template, amplify, iam
 
 from generator import naming
 from generator.cfn import add_output, add_parameter, describe, new_template
-from generator.components import log_group
+from generator.components import log_group, service_trust
 from generator.config import REPO_ROOT, EnvironmentConfig
 
 COMPONENT = "frontend"
@@ -100,16 +99,8 @@ def token_reference(app_name: str) -> str:
 
 def _amplify_trust() -> PolicyDocument:
     """Only Amplify, acting for an app of this account and region, may assume (confused deputy)."""
-    return PolicyDocument(Version="2012-10-17", Statement=[Statement(
-        Effect=Allow,
-        Principal=Principal("Service", "amplify.amazonaws.com"),
-        Action=[AssumeRole],
-        Condition=Condition([
-            StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
-            ArnLike("aws:SourceArn",
-                    Sub("arn:${AWS::Partition}:amplify:${AWS::Region}:${AWS::AccountId}:apps/*")),
-        ]),
-    )])
+    return service_trust("amplify.amazonaws.com",
+                         "arn:${AWS::Partition}:amplify:${AWS::Region}:${AWS::AccountId}:apps/*")
 
 
 def build(config: EnvironmentConfig) -> Template:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from awacs import logs as awacs_logs
 from awacs import s3 as awacs_s3
-from awacs.aws import Allow, ArnLike, Condition, PolicyDocument, Principal, Statement, StringEquals
-from awacs.sts import AssumeRole
+from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
 from troposphere import GetAtt, GetAZs, Join, Ref, Select, Sub, Tags, Template, ec2, iam
 
 from generator import naming
 from generator.cfn import add_output, add_parameter, describe, new_template
-from generator.components import log_group
+from generator.components import log_group, service_trust
 from generator.config import EnvironmentConfig
 from generator.subnets import SubnetPlan, plan
 
@@ -195,16 +194,8 @@ def _flow_logs(template: Template, config: EnvironmentConfig, vpc) -> None:
                       retain=config.production)
     role = template.add_resource(describe(iam.Role(
         "FlowLogRole",
-        AssumeRolePolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[Statement(
-            Effect=Allow,
-            Principal=Principal("Service", "vpc-flow-logs.amazonaws.com"),
-            Action=[AssumeRole],
-            Condition=Condition([
-                StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
-                ArnLike("aws:SourceArn",
-                        Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc-flow-log/*")),
-            ]),
-        )]),
+        AssumeRolePolicyDocument=service_trust(
+            "vpc-flow-logs.amazonaws.com", "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc-flow-log/*"),
         Policies=[iam.Policy(PolicyName="deliver-flow-logs", PolicyDocument=PolicyDocument(
             Version="2012-10-17",
             Statement=[Statement(
