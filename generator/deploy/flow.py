@@ -149,6 +149,8 @@ def run(aws: Aws, target: Target, ui: Ui, *, image_tag: str | None = None, yes: 
 
     # ---- preflight: every check before any write ---------------------------------------------
     preflight.identity(aws, target)
+    if target.kind == "environment":
+        preflight.cost_allocation_tags(aws, target, ui)
     boot = preflight.bootstrap_outputs(aws, target) if target.needs_bootstrap else {}
     existing, dead = preflight.stack_state(aws, target)
     params = parameters(declared, target, image_tag, None if dead else existing)

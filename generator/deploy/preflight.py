@@ -143,3 +143,24 @@ def delete_dead(aws: Aws, target: Target, stack: dict, ui: Ui, poll: float) -> N
             f"could not delete the dead stack {target.stack_name}",
             f"it ended in {final['StackStatus']}: {final.get('StackStatusReason') or 'no reason given'}",
             "read its events in the CloudFormation console, delete it there (retaining what blocks), retry")
+
+
+def cost_allocation_tags(aws: Aws, target: Target, ui: Ui) -> list[str]:
+    """Warn (never refuse) when the kit's tag keys are not active cost-allocation tags: until an administrator
+    activates them, the tag-filtered budgets read 0 USD and never alert. Returns the inactive keys."""
+    keys = list(naming.TAG_KEYS)
+    try:
+        found = aws.advisory_client("ce").list_cost_allocation_tags(TagKeys=keys, Type="UserDefined")
+    except (ClientError, BotoCoreError) as exc:
+        ui.info(f"Could not check the cost-allocation tags ({type(exc).__name__}); budgets need "
+                f"{', '.join(keys)} activated once (README: Operations).")
+        return []
+    active = {t["TagKey"] for t in found.get("CostAllocationTags", []) if t.get("Status") == "Active"}
+    inactive = [k for k in keys if k not in active]
+    if inactive:
+        statuses = " ".join(f"TagKey={k},Status=Active" for k in inactive)
+        ui.warn(f"cost-allocation tags not active: {', '.join(inactive)}. The {target.label} budgets and cost "
+                "anomaly monitor filter on them and read 0 USD (no alerts) until an administrator activates "
+                "them once per account (payer account in an organization): "
+                f"aws ce update-cost-allocation-tags-status --cost-allocation-tags-status {statuses}")
+    return inactive

@@ -14,6 +14,9 @@ from botocore.config import Config
 
 # Standard retry mode backs off on throttling (describe_stack_events is rate-limited per account).
 _CLIENT_CONFIG = Config(retries={"max_attempts": 8, "mode": "standard"}, user_agent_extra="adagency-deploy-kit")
+# Advisory checks (a warning at most) must never slow a deploy down: one attempt, short timeouts.
+_ADVISORY_CONFIG = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=10,
+                          user_agent_extra="adagency-deploy-kit")
 POLL_ENV = "ADKIT_POLL_SECONDS"
 DEFAULT_POLL_SECONDS = 5.0
 TIMEOUT_ENV = "ADKIT_TIMEOUT_MINUTES"
@@ -29,11 +32,15 @@ class Aws:
         self.region = region
         self._client = cache(self._make_client)
 
-    def _make_client(self, service: str):
-        return self.session.client(service, config=_CLIENT_CONFIG)
+    def _make_client(self, service: str, advisory: bool = False):
+        return self.session.client(service, config=_ADVISORY_CONFIG if advisory else _CLIENT_CONFIG)
 
     def client(self, service: str):
         return self._client(service)
+
+    def advisory_client(self, service: str):
+        """Client for checks that only warn: no retries, short timeouts."""
+        return self._client(service, True)
 
     @property
     def url_suffix(self) -> str:

@@ -49,6 +49,8 @@ class FakeAws:
             self._clients[service] = client
         return self._clients[service]
 
+    advisory_client = client
+
     def stub(self, service: str) -> Stubber:
         self.client(service)
         return self.stubbers[service]
@@ -315,3 +317,46 @@ def test_deploy_secrets_set_on_a_paused_service_says_the_value_is_stored_and_wha
     assert "value is stored" in message and "resume-service" in message and "start-deployment" in message
     assert VALUE not in message
     aws.verify()
+
+
+# ---- cost-allocation tags: budgets read 0 USD until activated; a warning, never a refusal ----------------
+
+def _env_target() -> Target:
+    return Target(label="dev", kind="environment", app_name="app", stack_name="app-dev", account_id=ACCOUNT,
+                  region=REGION, template=Path("templates/dev/root.yaml"), config_file=Path("dev.toml"),
+                  production=False, protected=False, parameters={}, tags={})
+
+
+def _ui_and_err() -> tuple[Ui, io.StringIO]:
+    err = io.StringIO()
+    return Ui(out=io.StringIO(), err=err, inp=io.StringIO()), err
+
+
+def test_deploy_warns_with_the_command_when_cost_allocation_tags_are_inactive():
+    aws, (ui, err) = FakeAws(), _ui_and_err()
+    aws.stub("ce").add_response("list_cost_allocation_tags", {"CostAllocationTags": [
+        {"TagKey": "Application", "Type": "UserDefined", "Status": "Active"},
+        {"TagKey": "Environment", "Type": "UserDefined", "Status": "Inactive"},
+    ]}, {"TagKeys": ["Application", "Environment", "Component", "ManagedBy"], "Type": "UserDefined"})
+    inactive = preflight.cost_allocation_tags(aws, _env_target(), ui)
+    assert inactive == ["Environment", "Component", "ManagedBy"]
+    text = " ".join(err.getvalue().split())
+    assert "warning: cost-allocation tags not active: Environment, Component, ManagedBy" in text
+    assert "TagKey=Environment,Status=Active TagKey=Component,Status=Active TagKey=ManagedBy,Status=Active" in text
+    aws.verify()
+
+
+def test_deploy_is_silent_when_every_cost_allocation_tag_is_active():
+    aws, (ui, err) = FakeAws(), _ui_and_err()
+    aws.stub("ce").add_response("list_cost_allocation_tags", {"CostAllocationTags": [
+        {"TagKey": k, "Type": "UserDefined", "Status": "Active"}
+        for k in ("Application", "Component", "Environment", "ManagedBy")]})
+    assert preflight.cost_allocation_tags(aws, _env_target(), ui) == []
+    assert err.getvalue() == ""
+
+
+def test_deploy_goes_on_when_the_cost_allocation_check_is_denied():
+    aws, (ui, err) = FakeAws(), _ui_and_err()
+    aws.stub("ce").add_client_error("list_cost_allocation_tags", "AccessDeniedException", "not authorized")
+    assert preflight.cost_allocation_tags(aws, _env_target(), ui) == []
+    assert "Could not check the cost-allocation tags (ClientError)" in err.getvalue()
