@@ -61,7 +61,7 @@ cfn-lint: venv ## cfn-lint every rendered template (errors and warnings fail)
 	$(BIN)/cfn-lint 'templates/**/*.yaml'
 
 scan: tools ## checkov over every rendered template (any failed check fails)
-	$(CHECKOV) --quiet --compact --framework cloudformation -d templates
+	$(CHECKOV) --skip-download --quiet --compact --framework cloudformation -d templates
 
 lint: check-render cfn-lint scan ## golden check, cfn-lint and checkov
 
