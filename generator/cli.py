@@ -6,8 +6,9 @@ import argparse
 import sys
 import time
 from importlib import import_module
+from pathlib import Path
 
-from generator.config import ConfigError
+from generator.config import CONFIG_DIR, ConfigError
 from generator.naming import NamingError
 
 # Each module exposes register(subparsers); its subcommands set `handler` via set_defaults.
@@ -19,18 +20,20 @@ EXIT_USAGE = 2
 def _render(args: argparse.Namespace) -> int:
     from generator import render
 
+    args.templates_dir = args.templates_dir or render.TEMPLATES_DIR
     started = time.perf_counter()
-    files = render.render_all()
+    files = render.render_all(args.config_dir / "environments", args.config_dir / "account.toml")
+    out_dir = args.templates_dir
     if args.check:
-        stale = render.differences(files)
+        stale = render.differences(files, out_dir)
         if stale:
-            print("templates/ differs from a fresh render (run `make render` and commit):", file=sys.stderr)
+            print(f"{out_dir} differs from a fresh render (run `make render` and commit):", file=sys.stderr)
             for relative in stale:
                 print(f"  {relative}", file=sys.stderr)
             return 1
-        print(f"templates/ is up to date ({len(files)} files)", file=sys.stderr)
+        print(f"{out_dir} is up to date ({len(files)} files)", file=sys.stderr)
         return 0
-    changed = render.write(files)
+    changed = render.write(files, out_dir)
     elapsed = time.perf_counter() - started
     print(f"rendered {len(files)} files in {elapsed:.2f} s; {len(changed)} changed", file=sys.stderr)
     for relative in changed:
@@ -43,6 +46,10 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     render = sub.add_parser("render", help="render every environment and the account-level stacks to templates/")
     render.add_argument("--check", action="store_true", help="compare with templates/ instead of writing")
+    render.add_argument("--config-dir", type=Path, default=CONFIG_DIR,
+                        help="folder with account.toml and environments/*.toml (default: config/)")
+    render.add_argument("--templates-dir", type=Path, default=None,
+                        help="output folder (default: templates/)")
     render.set_defaults(handler=_render)
     for name in COMMAND_MODULES:
         import_module(name).register(sub)

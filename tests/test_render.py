@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,6 +15,8 @@ from cfn_helpers import ENVIRONMENTS, all_templates, rendered, resources_of, sta
 from generator import naming, render
 from generator.config import load_environment
 from generator.stacks import root
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _resource_diff(path: str, committed: str, fresh: str) -> str:
@@ -118,14 +122,27 @@ def test_every_resource_has_a_human_description():
     assert not missing, f"resources without Metadata.Description: {missing}"
 
 
-def test_bad_config_stops_before_anything_is_written(tmp_path):
+def test_bad_config_stops_before_anything_is_written(tmp_path, capsys):
     from generator.cli import main
 
-    before = {p: p.read_bytes() for p in render.TEMPLATES_DIR.rglob("*") if p.is_file()}
-    env_dir = tmp_path / "environments"
-    env_dir.mkdir()
-    (env_dir / "dev.toml").write_text('name = "dev"\napp_name = "adagency"\n[budget]\nmonthly_usd = -1\n')
-    with pytest.raises(Exception, match=r"budget\.monthly_usd"):
-        render.render_all(env_dir)
-    assert main(["render", "--check"]) in (0, 1)
-    assert before == {p: p.read_bytes() for p in render.TEMPLATES_DIR.rglob("*") if p.is_file()}
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config", config)
+    dev = config / "environments" / "dev.toml"
+    dev.write_text(dev.read_text().replace("monthly_usd = 150", "monthly_usd = -1"))
+    out = tmp_path / "templates"
+    code = main(["render", "--config-dir", str(config), "--templates-dir", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "dev.toml" in err and "budget.monthly_usd: Input should be greater than 0 (got -1)" in err
+    assert not out.exists(), "nothing may be written when any config file is invalid"
+
+
+def test_render_cli_writes_the_same_files_into_another_folder(tmp_path):
+    from generator.cli import main
+
+    assert main(["render", "--templates-dir", str(tmp_path)]) == 0
+    written = {p.relative_to(tmp_path).as_posix(): p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
+    assert written == rendered()
+    assert main(["render", "--check", "--templates-dir", str(tmp_path)]) == 0
+    (tmp_path / "dev" / "network.yaml").write_text("tampered\n")
+    assert main(["render", "--check", "--templates-dir", str(tmp_path)]) == 1
