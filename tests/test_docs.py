@@ -35,3 +35,32 @@ def test_every_account_field_is_in_the_readme():
     missing = [p for p in field_paths(AccountConfig)
                if f"`{p}`" not in README and f"`{p.split('.')[-1]}`" not in README]
     assert not missing, f"document these account fields in README: {missing}"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
+    import re
+
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md")), root / "apprunner" / "README.md",
+             root / "amplify" / "README.md"]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"^[a-z]+:", target):
+                continue  # external (https:, mailto:)
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists():
+                broken.append(f"{page.relative_to(root)}: {target} (no such file)")
+            elif anchor and file.suffix == ".md":
+                anchors = {_anchor(h) for h in re.findall(r"^#+\s+(.*)$", file.read_text(), re.M)}
+                if anchor not in anchors:
+                    broken.append(f"{page.relative_to(root)}: {target} (no heading #{anchor})")
+    assert not broken, "broken links:\n" + "\n".join(broken)
