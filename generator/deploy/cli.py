@@ -80,6 +80,14 @@ def _destroy(args: argparse.Namespace, ui: Ui) -> int:
     return destroy.run(_aws(args, target), target, ui, yes=args.yes)
 
 
+def _check(args: argparse.Namespace, ui: Ui) -> int:
+    """The deploy-time config rules, without AWS: account and region pinned, no example domain, rendered."""
+    for name in args.envs:
+        target = targets.environment(name, args.config_dir, args.templates_dir, deploying=True)
+        ui.info(f"{name}: deployable as {target.stack_name} to account {target.account_id}, region {target.region}")
+    return 0
+
+
 def _guarded(command: Callable[[argparse.Namespace, Ui], int]) -> Callable[[argparse.Namespace], int]:
     """Run a command; turn every expected failure into its message and exit code."""
 
@@ -126,6 +134,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("env", metavar="ENV")
     parser.add_argument("--image-tag", help="backend image tag (commit SHA); default: the deployed one")
     parser.add_argument("--yes", action="store_true", help="execute without asking (production always asks)")
+
+    parser = add("check", _check, "check that environments are deployable as configured (no AWS calls): "
+                 "account and region pinned, no example domain, templates rendered")
+    parser.add_argument("envs", metavar="ENV", nargs="+")
 
     parser = add("plan", _plan, "show what a deploy would change (change set created, shown, deleted)")
     parser.add_argument("env", metavar="ENV")
