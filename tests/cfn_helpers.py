@@ -40,6 +40,13 @@ def resources_of(tmpl: dict, type_: str) -> dict[str, dict]:
     return {lid: res for lid, res in tmpl.get("Resources", {}).items() if res["Type"] == type_}
 
 
+def require(tmpl: dict, type_: str) -> dict[str, dict]:
+    """resources_of, failing on a miss: a loop over nothing would assert nothing."""
+    found = resources_of(tmpl, type_)
+    assert found, f"no {type_} resources rendered"
+    return found
+
+
 def one(tmpl: dict, type_: str) -> tuple[str, dict]:
     found = resources_of(tmpl, type_)
     assert len(found) == 1, f"expected exactly one {type_}, found {sorted(found)}"

@@ -146,3 +146,20 @@ def test_render_cli_writes_the_same_files_into_another_folder(tmp_path):
     assert main(["render", "--check", "--templates-dir", str(tmp_path)]) == 0
     (tmp_path / "dev" / "network.yaml").write_text("tampered\n")
     assert main(["render", "--check", "--templates-dir", str(tmp_path)]) == 1
+
+
+def test_rendering_is_identical_across_processes_with_different_hash_seeds(tmp_path):
+    """Set iteration order varies with PYTHONHASHSEED between processes; the output must not."""
+    import os
+    import subprocess
+    import sys
+
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"seed{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-m", "generator", "render", "--templates-dir", str(out)],
+                       check=True, env=env, capture_output=True, cwd=REPO)
+        outputs.append({p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()})
+    assert outputs[0] == outputs[1]
+    assert {k: v.decode() for k, v in outputs[0].items()} == rendered()

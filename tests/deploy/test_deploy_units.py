@@ -74,7 +74,7 @@ def test_deploy_parameters_reuse_previous_image_tag_and_require_one_first():
 
 @pytest.mark.parametrize("tag", ["latest", "", "has space", "-leading-dash", "x" * 129])
 def test_deploy_image_tag_refuses_mutable_or_invalid(tag):
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="refused"):
         check_image_tag(tag)
 
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from cfn_helpers import ENVIRONMENTS, all_templates, one, props, resources_of, stack
+from cfn_helpers import ENVIRONMENTS, all_templates, one, props, require, resources_of, stack
 
 from generator import naming
 from generator.cfn import to_data
@@ -32,7 +32,7 @@ SIGNALS = {
 
 
 def alarms(env: str) -> dict[str, dict]:
-    return resources_of(stack(env, "monitoring"), "AWS::CloudWatch::Alarm")
+    return require(stack(env, "monitoring"), "AWS::CloudWatch::Alarm")
 
 
 def watched(alarm: dict) -> set[tuple[str, str]]:
@@ -265,6 +265,7 @@ def test_unknown_component_limit_is_a_config_error():
 def test_backup_plan_runs_daily(env):
     _, plan = one(stack(env, "data"), "AWS::Backup::BackupPlan")
     rules = props(plan)["BackupPlan"]["BackupPlanRule"]
+    assert rules, "backup plan without rules"
     for rule in rules:
         fields = re.fullmatch(r"cron\((.*)\)", rule["ScheduleExpression"])[1].split()
         minute, hour, day, month, weekday, year = fields

@@ -6,7 +6,7 @@ import ipaddress
 import itertools
 
 import pytest
-from cfn_helpers import ENVIRONMENTS, as_list, one, props, resources_of, stack, statements
+from cfn_helpers import ENVIRONMENTS, as_list, one, props, require, resources_of, stack, statements
 
 from generator.cfn import to_data
 from generator.config import load_environment
@@ -78,14 +78,14 @@ def test_one_subnet_per_az_in_each_tier(env, name):
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_subnet_cidrs_are_inside_the_vpc_and_do_not_overlap(env):
     vpc = ipaddress.ip_network(cfg(env).network.vpc_cidr)
-    cidrs = [ipaddress.ip_network(props(s)["CidrBlock"]) for s in resources_of(tmpl(env), "AWS::EC2::Subnet").values()]
+    cidrs = [ipaddress.ip_network(props(s)["CidrBlock"]) for s in require(tmpl(env), "AWS::EC2::Subnet").values()]
     assert all(c.subnet_of(vpc) for c in cidrs)
     assert not any(a.overlaps(b) for a, b in itertools.combinations(cidrs, 2))
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_no_subnet_assigns_public_ips(env):
-    assert all(props(s)["MapPublicIpOnLaunch"] is False for s in resources_of(tmpl(env), "AWS::EC2::Subnet").values())
+    assert all(props(s)["MapPublicIpOnLaunch"] is False for s in require(tmpl(env), "AWS::EC2::Subnet").values())
 
 
 @pytest.mark.parametrize("vpc_cidr", ["10.0.0.0/16", "10.30.0.0/20", "172.16.0.0/18"])

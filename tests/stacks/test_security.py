@@ -78,10 +78,11 @@ def test_no_key_policy_statement_has_a_wildcard_action_or_principal(env, key):
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 @pytest.mark.parametrize("key", KEYS)
 def test_the_account_uses_a_key_only_through_named_services(env, key):
-    for statement in policy(env, key):
-        if statement["Principal"] == ROOT and USAGE & set(as_list(statement["Action"])):
-            assert statement["Condition"]["StringEquals"]["kms:CallerAccount"] == ACCOUNT, statement["Sid"]
-            assert via_services(statement), statement["Sid"]
+    usage = [s for s in policy(env, key) if s["Principal"] == ROOT and USAGE & set(as_list(s["Action"]))]
+    assert usage, f"{key}: no usage statement for the account root (principal shape changed?)"
+    for statement in usage:
+        assert statement["Condition"]["StringEquals"]["kms:CallerAccount"] == ACCOUNT, statement["Sid"]
+        assert via_services(statement), statement["Sid"]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
