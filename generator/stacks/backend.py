@@ -35,8 +35,9 @@ from troposphere import GetAtt, Ref, Sub, Template, apprunner, cloudformation, i
 
 from generator import contract, naming
 from generator.cfn import add_output, add_parameter, describe, new_template
-from generator.components import inline_function, log_group
+from generator.components import inline_function
 from generator.config import EnvironmentConfig
+from generator.stacks._waf import waf_logging, web_acl
 from generator.stacks.handlers import source
 
 COMPONENT = "backend"
@@ -49,11 +50,6 @@ HEALTH_INTERVAL_SECONDS = 10
 HEALTH_TIMEOUT_SECONDS = 5
 HEALTHY_THRESHOLD = 1
 UNHEALTHY_THRESHOLD = 5
-
-# WAF rule names double as their CloudWatch metric names (the `Rule` dimension).
-RATE_LIMIT_RULE = "RateLimitPerIp"
-MANAGED_RULE_GROUPS = ("AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet")
-WAF_REDACTED_HEADERS = ("authorization", "cookie")
 
 X_RAY_ACTIONS = (awacs_xray.GetSamplingRules, awacs_xray.GetSamplingTargets, awacs_xray.PutTelemetryRecords,
                  awacs_xray.PutTraceSegments)
@@ -176,59 +172,6 @@ def _instance_role() -> iam.Role:
     ), "Role the backend containers run as (least privilege)")
 
 
-def _web_acl(config: EnvironmentConfig) -> wafv2.WebACL:
-    name = naming.web_acl_name(config)
-
-    def visibility(metric: str) -> wafv2.VisibilityConfig:
-        return wafv2.VisibilityConfig(CloudWatchMetricsEnabled=True, MetricName=metric, SampledRequestsEnabled=True)
-
-    rules = [wafv2.WebACLRule(
-        Name=RATE_LIMIT_RULE, Priority=0,
-        Action=wafv2.RuleAction(Block=wafv2.BlockAction()),
-        Statement=wafv2.Statement(RateBasedStatement=wafv2.RateBasedStatement(
-            AggregateKeyType="IP", Limit=config.backend.waf_rate_limit_per_5_min, EvaluationWindowSec=300)),
-        VisibilityConfig=visibility(RATE_LIMIT_RULE),
-    )]
-    for priority, group in enumerate(MANAGED_RULE_GROUPS, start=1):
-        rules.append(wafv2.WebACLRule(
-            Name=group, Priority=priority,
-            OverrideAction=wafv2.OverrideAction(**{"None": {}}),  # keep the group's own Block actions
-            Statement=wafv2.Statement(ManagedRuleGroupStatement=wafv2.ManagedRuleGroupStatement(
-                VendorName="AWS", Name=group)),
-            VisibilityConfig=visibility(group),
-        ))
-    return describe(wafv2.WebACL(
-        "WebAcl",
-        Name=name,
-        Scope="REGIONAL",
-        Description=f"{config.app_name} {config.name}: rate limit per IP and AWS managed rules for the backend",
-        DefaultAction=wafv2.DefaultAction(Allow=wafv2.AllowAction()),
-        Rules=rules,
-        VisibilityConfig=visibility(name),  # metric name = web ACL name: the `WebACL` dimension
-    ), "WAF web ACL of the backend (rate limit, AWS managed rules)")
-
-
-def _waf_logging(template: Template, config: EnvironmentConfig, acl: wafv2.WebACL) -> None:
-    group = log_group(
-        template, "WafLogs", description="WAF logs of blocked and counted backend requests",
-        kms_key_arn=Ref("OpsKeyArn"), retention_days=config.logging.retention_days, retain=config.production,
-        name=naming.waf_log_group_name(config))
-    template.add_resource(describe(wafv2.LoggingConfiguration(
-        "WafLogging",
-        ResourceArn=GetAtt(acl, "Arn"),
-        # WAF wants the log group ARN without the ":*" suffix that GetAtt Arn carries.
-        LogDestinationConfigs=[Sub(f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:"
-                                   f"log-group:${{{group.title}}}")],
-        RedactedFields=[wafv2.LoggingConfigurationFieldToMatch(SingleHeader=wafv2.SingleHeader(Name=header))
-                        for header in WAF_REDACTED_HEADERS],
-        LoggingFilter=wafv2.LoggingFilter(DefaultBehavior="DROP", Filters=[wafv2.Filter(
-            Behavior="KEEP", Requirement="MEETS_ANY",
-            Conditions=[wafv2.Condition(ActionCondition=wafv2.ActionCondition(Action=action))
-                        for action in ("BLOCK", "COUNT")],
-        )]),
-    ), "WAF logging: blocked and counted requests only, credentials redacted"))
-
-
 def _log_retention(template: Template, config: EnvironmentConfig, service: apprunner.Service) -> None:
     service_name = naming.app_runner_service_name(config)
     function = inline_function(
@@ -316,11 +259,11 @@ def build(config: EnvironmentConfig) -> Template:
         AutoScalingConfigurationArn=GetAtt(scaling, "AutoScalingConfigurationArn"),
     ), "App Runner service running the backend image"))
 
-    acl = template.add_resource(_web_acl(config))
+    acl = template.add_resource(web_acl(config))
     template.add_resource(describe(wafv2.WebACLAssociation(
         "WebAclAssociation", ResourceArn=GetAtt(service, "ServiceArn"), WebACLArn=GetAtt(acl, "Arn"),
     ), "Attaches the WAF web ACL to the App Runner service"))
-    _waf_logging(template, config, acl)
+    waf_logging(template, config, acl)
     _log_retention(template, config, service)
 
     add_output(template, "ServiceUrl", Sub("https://${Service.ServiceUrl}"), "HTTPS URL of the backend")

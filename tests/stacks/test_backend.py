@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from generator import contract, naming
 from generator.config import load_environment
-from generator.stacks import backend, root
+from generator.stacks import _waf, backend, root
 from generator.stacks.handlers import apprunner_log_retention as handler_module
 
 SECRET_LOOKING = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE", re.IGNORECASE)
@@ -271,9 +271,9 @@ def test_waf_rules_rate_limit_and_managed_groups(env):
     assert p["Scope"] == "REGIONAL" and p["Name"] == naming.web_acl_name(config)
     assert p["VisibilityConfig"]["MetricName"] == p["Name"]
     rules = {r["Name"]: r for r in p["Rules"]}
-    rate = rules[backend.RATE_LIMIT_RULE]["Statement"]["RateBasedStatement"]
+    rate = rules[_waf.RATE_LIMIT_RULE]["Statement"]["RateBasedStatement"]
     assert rate["AggregateKeyType"] == "IP" and rate["Limit"] == config.backend.waf_rate_limit_per_5_min
-    assert "Block" in rules[backend.RATE_LIMIT_RULE]["Action"]
+    assert "Block" in rules[_waf.RATE_LIMIT_RULE]["Action"]
     for group in ("AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"):
         statement = rules[group]["Statement"]["ManagedRuleGroupStatement"]
         assert (statement["VendorName"], statement["Name"]) == ("AWS", group)
