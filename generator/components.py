@@ -18,11 +18,21 @@ from troposphere import AWSHelperFn, GetAtt, Ref, Sub, Template, awslambda, iam,
 from generator.cfn import describe, skip_checkov
 
 
+# DeletionPolicy for what must outlive its stack. RetainExceptOnCreate keeps the resource on stack deletion
+# and on removal from the template, but deletes it when the stack operation that created it rolls back, so a
+# retry after a failed first create never meets an orphan with the same physical name (AlreadyExists).
+# UpdateReplacePolicy does not accept RetainExceptOnCreate (Delete | Retain | Snapshot only):
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-updatereplacepolicy.html
+KEEP_ON_DELETE = "RetainExceptOnCreate"
+KEEP_ON_REPLACE = "Retain"
+
+
 def retention_policies(resource, retain: bool):
-    """Explicit DeletionPolicy and UpdateReplacePolicy: Retain for data we must not lose."""
-    policy = "Retain" if retain else "Delete"
-    resource.DeletionPolicy = policy
-    resource.UpdateReplacePolicy = policy
+    """Explicit DeletionPolicy and UpdateReplacePolicy: kept (KEEP_ON_DELETE / KEEP_ON_REPLACE) for data we
+    must not lose, else Delete."""
+    resource.DeletionPolicy = KEEP_ON_DELETE if retain else "Delete"
+    resource.UpdateReplacePolicy = KEEP_ON_REPLACE if retain else "Delete"
     return resource
 
 

@@ -35,7 +35,6 @@ class Rule:
 
 RULES = {
     "cloudformation_stack": Rule("CloudFormation stack", 128, r"[A-Za-z][A-Za-z0-9-]*"),
-    "apprunner_service": Rule("App Runner service", 40, r"[A-Za-z0-9][A-Za-z0-9_-]*", 4),
     "amplify_app": Rule("Amplify app", 255, r"[A-Za-z0-9_.-]+"),
     "backup_vault": Rule("AWS Backup vault", 50, r"[A-Za-z0-9_.-]+", 2),
     "backup_plan": Rule("AWS Backup plan", 50, r"[A-Za-z0-9_.-]+"),
@@ -85,11 +84,6 @@ def pipeline_stack_name(app_name: str) -> str:
 
 
 # ---- physical names that AWS requires or that other parts must know in advance ----------------
-
-def app_runner_service_name(config: EnvironmentConfig) -> str:
-    """Known in advance: App Runner metrics are dimensioned by ServiceName (no GetAtt exists for it)."""
-    return checked("apprunner_service", f"{_prefix(config)}-backend")
-
 
 def amplify_app_name(config: EnvironmentConfig) -> str:
     return checked("amplify_app", _prefix(config))
@@ -201,7 +195,7 @@ def account_tags(account: AccountConfig, component: str | None = None) -> dict[s
 
 def validate_environment_names(config: EnvironmentConfig) -> None:
     """Derive every physical name once so a limit is hit at render time, never at deploy time."""
-    for derive in (root_stack_name, app_runner_service_name, amplify_app_name, backup_vault_name,
+    for derive in (root_stack_name, amplify_app_name, backup_vault_name,
                    backup_plan_name, db_cluster_identifier,
                    web_acl_name, budget_name, dashboard_name, trail_name, waf_log_group_name):
         derive(config)

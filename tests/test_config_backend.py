@@ -78,20 +78,6 @@ def test_non_https_repository_url_is_refused(url):
     assert "frontend.repository" in message and "HTTPS repository URL like https://github.com/org/repo" in message
 
 
-def test_longest_allowed_names_still_fit_app_runner_service_name_limit():
-    """app_name (<= 20) and the environment name (<= 10) are bounded so the service name never exceeds 40."""
-    config = parse_environment(dev() | {"app_name": "a" * 20, "name": "e" * 10})
-    assert len(naming.app_runner_service_name(config)) <= naming.RULES["apprunner_service"].max_length == 40
-    assert "app_name" in refused(dev() | {"app_name": "a" * 21})
-    assert "  name: " in refused(dev() | {"name": "e" * 11})
-
-
-def test_service_name_over_the_limit_is_refused_with_the_limit_named():
-    too_long = EnvironmentConfig.model_construct(app_name="a" * 30, name="environment")  # bypasses validation
-    with pytest.raises(naming.NamingError, match=r"App Runner service name .* is 50 characters; allowed 4..40"):
-        naming.app_runner_service_name(too_long)
-
-
 @pytest.mark.parametrize(("field", "value", "expected"), [
     ("ecr_keep_images", 0, "greater than or equal to 1"),
     ("ecr_keep_images", 1001, "less than or equal to 1000"),

@@ -3,10 +3,14 @@
 - Image `<account>.dkr.ecr.<region>.<suffix>/<app>/backend:<ImageTag>`; auto-deployments off, so only a
   stack update (a new ImageTag) changes what runs.
 - Access role (ECR pull of that one repository) and instance role (the Gemini secret, the data key through
-  Secrets Manager, X-Ray, the data stack's access policy; an explicit deny on IAM).
+  Secrets Manager, the data stack's access policy; an explicit deny on IAM).
 - All egress through a VPC connector in the private app subnets; public HTTPS ingress.
-- Autoscaling, observability (X-Ray) and health check from config; App Runner's copy of the image is
-  encrypted with the environment's data key.
+- Autoscaling and health check from config; App Runner's copy of the image is encrypted with the
+  environment's data key. X-Ray tracing is off: App Runner only forwards traces the application sends
+  through the AWS Distro for OpenTelemetry, and the reference image sends none (docs/stack-backend.md).
+- No ServiceName: the service's tags are create-only (and stack tags propagate to it), so a tag change
+  replaces the service, which CloudFormation can only do when it names the service itself. Everything
+  that needs the name (log groups, metric dimensions) takes it from the ServiceArn.
 - Plain environment variables exactly as `generator.contract.PLAIN_VARIABLES`, the Gemini key by ARN.
 - Regional WAF web ACL (rate limit + AWS managed common and known-bad-inputs rules), logging blocked and
   counted requests to a KMS-encrypted `aws-waf-logs-` group.
@@ -20,7 +24,6 @@ from awacs import iam as awacs_iam
 from awacs import kms as awacs_kms
 from awacs import logs as awacs_logs
 from awacs import secretsmanager as awacs_secretsmanager
-from awacs import xray as awacs_xray
 from awacs.aws import (
     Allow,
     Condition,
@@ -31,7 +34,7 @@ from awacs.aws import (
     StringEquals,
 )
 from awacs.helpers.trust import make_simple_assume_policy
-from troposphere import GetAtt, Ref, Sub, Template, apprunner, cloudformation, iam, wafv2
+from troposphere import GetAtt, Ref, Select, Split, Sub, Template, apprunner, cloudformation, iam, wafv2
 
 from generator import contract, naming
 from generator.cfn import add_output, add_parameter, describe, new_template
@@ -51,8 +54,6 @@ HEALTH_TIMEOUT_SECONDS = 5
 HEALTHY_THRESHOLD = 1
 UNHEALTHY_THRESHOLD = 5
 
-X_RAY_ACTIONS = (awacs_xray.GetSamplingRules, awacs_xray.GetSamplingTargets, awacs_xray.PutTelemetryRecords,
-                 awacs_xray.PutTraceSegments)
 ECR_PULL_ACTIONS = (awacs_ecr.BatchCheckLayerAvailability, awacs_ecr.BatchGetImage, awacs_ecr.DescribeImages,
                     awacs_ecr.GetDownloadUrlForLayer)
 
@@ -156,12 +157,6 @@ def _instance_role() -> iam.Role:
                                                  Sub("secretsmanager.${AWS::Region}.amazonaws.com"))),
             ),
             Statement(
-                Sid="WriteTraces",
-                Effect=Allow,
-                Action=list(X_RAY_ACTIONS),
-                Resource=["*"],  # X-Ray has no resource-level permissions for these actions
-            ),
-            Statement(
                 # Defence in depth: whatever a future policy attachment grants, the app never touches IAM.
                 Sid="NeverTouchIam",
                 Effect=Deny,
@@ -172,8 +167,13 @@ def _instance_role() -> iam.Role:
     ), "Role the backend containers run as (least privilege)")
 
 
+def service_name(service: apprunner.Service) -> Select:
+    """The name CloudFormation gave the service: ServiceArn is `arn:...:service/<name>/<id>` (App Runner
+    offers no GetAtt for the name: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-apprunner-service.html)."""
+    return Select(1, Split("/", GetAtt(service, "ServiceArn")))
+
+
 def _log_retention(template: Template, config: EnvironmentConfig, service: apprunner.Service) -> None:
-    service_name = naming.app_runner_service_name(config)
     function = inline_function(
         template, "LogRetentionFunction",
         description="Sets retention and the ops key on the log groups App Runner creates for the backend",
@@ -182,8 +182,8 @@ def _log_retention(template: Template, config: EnvironmentConfig, service: appru
             Sid="ConfigureAppRunnerLogGroups",
             Effect=Allow,
             Action=[awacs_logs.AssociateKmsKey, awacs_logs.CreateLogGroup, awacs_logs.PutRetentionPolicy],
-            Resource=[Sub(f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:"
-                          f"/aws/apprunner/{service_name}/*")],
+            Resource=[Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+                          "/aws/apprunner/${Name}/*", Name=service_name(service))],
         )],
         kms_key_arn=Ref("OpsKeyArn"), log_retention_days=config.logging.retention_days,
         retain_logs=config.production, timeout=120,
@@ -192,7 +192,7 @@ def _log_retention(template: Template, config: EnvironmentConfig, service: appru
         "AppRunnerLogRetention",
         ServiceToken=GetAtt(function, "Arn"),
         ServiceTimeout=300,
-        ServiceName=service_name,
+        ServiceName=service_name(service),
         ServiceId=GetAtt(service, "ServiceId"),
         RetentionInDays=config.logging.retention_days,
         KmsKeyArn=Ref("OpsKeyArn"),
@@ -215,15 +215,10 @@ def build(config: EnvironmentConfig) -> Template:
         "AutoScaling",  # no name: its properties are create-only, so a change must be able to replace it
         MinSize=backend.min_instances, MaxSize=backend.max_instances, MaxConcurrency=backend.max_concurrency,
     ), "Autoscaling of the backend (min/max instances, concurrent requests per instance)"))
-    observability = template.add_resource(describe(apprunner.ObservabilityConfiguration(
-        "Observability",
-        TraceConfiguration=apprunner.TraceConfiguration(Vendor="AWSXRAY"),
-    ), "X-Ray tracing for the backend"))
 
     variables = environment_variables(config)
     service = template.add_resource(describe(apprunner.Service(
         "Service",
-        ServiceName=naming.app_runner_service_name(config),
         SourceConfiguration=apprunner.SourceConfiguration(
             AutoDeploymentsEnabled=False,
             AuthenticationConfiguration=apprunner.AuthenticationConfiguration(
@@ -253,9 +248,8 @@ def build(config: EnvironmentConfig) -> Template:
             IpAddressType="IPV4",
         ),
         EncryptionConfiguration=apprunner.EncryptionConfiguration(KmsKey=Ref("DataKeyArn")),
-        ObservabilityConfiguration=apprunner.ServiceObservabilityConfiguration(
-            ObservabilityEnabled=True,
-            ObservabilityConfigurationArn=GetAtt(observability, "ObservabilityConfigurationArn")),
+        # Off on purpose: nothing in the image emits traces (see the module docstring).
+        ObservabilityConfiguration=apprunner.ServiceObservabilityConfiguration(ObservabilityEnabled=False),
         AutoScalingConfigurationArn=GetAtt(scaling, "AutoScalingConfigurationArn"),
     ), "App Runner service running the backend image"))
 
@@ -269,5 +263,7 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, "ServiceUrl", Sub("https://${Service.ServiceUrl}"), "HTTPS URL of the backend")
     add_output(template, "ServiceArn", GetAtt(service, "ServiceArn"), "ARN of the App Runner service")
     add_output(template, "ServiceId", GetAtt(service, "ServiceId"), "Id of the App Runner service (metrics)")
+    add_output(template, "ServiceName", service_name(service),
+               "Name CloudFormation gave the App Runner service (metrics, log groups)")
     return template
 

@@ -164,7 +164,7 @@ def _database(template: Template, config: EnvironmentConfig) -> rds.DBCluster:
             DBInstanceClass="db.serverless",
             # Tier 0/1 readers keep at least the writer's capacity, so a failover lands on a warm instance.
             PromotionTier=index,
-            AvailabilityZone=Select(index, GetAZs("")),
+            AvailabilityZone=Select(index, GetAZs(Ref("AWS::Region"))),
             PubliclyAccessible=False,
             AutoMinorVersionUpgrade=True,
             PreferredMaintenanceWindow=db.maintenance_window,

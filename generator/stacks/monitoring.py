@@ -2,7 +2,7 @@
 (monthly budget, one budget per component, cost anomaly detection), all notifying the same SNS topic.
 
 Created last, so every earlier stack's identifiers arrive as parameters. Metric dimensions that have no
-CloudFormation attribute (App Runner ServiceName, WAF WebACL name) come from generator/naming.py.
+CloudFormation attribute (WAF WebACL name) come from generator/naming.py.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _topic(template: Template, config: EnvironmentConfig) -> sns.Topic:
 
 def _backend_alarms(template: Template, config: EnvironmentConfig) -> None:
     thresholds = config.alerts.thresholds
-    service = _dimensions(ServiceName=naming.app_runner_service_name(config), ServiceID=Ref("ServiceId"))
+    service = _dimensions(ServiceName=Ref("ServiceName"), ServiceID=Ref("ServiceId"))
 
     def stat(metric: str, statistic: str = "Sum") -> cloudwatch.MetricStat:
         return cloudwatch.MetricStat(
@@ -265,7 +265,7 @@ def _widget(title: str, metrics: list, *, x: int, y: int, width: int = 8, height
 
 def _dashboard_body(config: EnvironmentConfig, alarms: list[str]) -> tuple[str, dict]:
     """DashboardBody as a `Sub` string (deterministic JSON) and its variable map."""
-    svc = ["ServiceName", naming.app_runner_service_name(config), "ServiceID", "${ServiceId}"]
+    svc = ["ServiceName", "${ServiceName}", "ServiceID", "${ServiceId}"]
     app = "AWS/AppRunner"
     cluster = ["DBClusterIdentifier", "${ClusterIdentifier}"]
     # By role, not instance id: after a failover the reader is the writer and the labels stay true.
@@ -446,6 +446,7 @@ def build(config: EnvironmentConfig) -> Template:
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameter(template, "OpsKeyArn", "KMS key for operations data (encrypts the alert topic)")
     add_parameter(template, "ServiceId", "App Runner service id (metric dimension ServiceID)")
+    add_parameter(template, "ServiceName", "App Runner service name (metric dimension ServiceName)")
     add_parameter(template, "ClusterIdentifier", "Aurora cluster identifier")
     add_parameter(template, "AppId", "Amplify app id (metric dimension App)")
     add_parameter(template, "NatGatewayIds", f"Comma-separated NAT gateway ids ({nat_count(config)})")

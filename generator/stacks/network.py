@@ -49,7 +49,7 @@ def _tags(config: EnvironmentConfig, name: str) -> Tags:
 
 
 def _az(index: int):
-    return Select(index, GetAZs(""))
+    return Select(index, GetAZs(Ref("AWS::Region")))
 
 
 def _vpc(template: Template, config: EnvironmentConfig,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from cfn_helpers import ENVIRONMENTS, as_list, one, props, require, stack, statements
+from cfn_helpers import ENVIRONMENTS, as_list, one, props, require, resources_of, stack, statements
 from moto import mock_aws
 
 from generator import contract, naming
@@ -92,7 +92,7 @@ def test_auto_deployments_are_off(env):
 def test_service_name_port_and_size_come_from_config(env):
     config = load_environment(env)
     svc = service(env)
-    assert svc["ServiceName"] == naming.app_runner_service_name(config)
+    assert "ServiceName" not in svc  # CloudFormation names it, so a create-only change can replace it
     assert image_config(env)["Port"] == str(config.backend.port)
     assert (svc["InstanceConfiguration"]["Cpu"], svc["InstanceConfiguration"]["Memory"]) == (
         config.backend.cpu, config.backend.memory)
@@ -169,8 +169,6 @@ def test_instance_role_names_only_the_expected_resources(env):
     assert allowed == {
         ("secretsmanager:GetSecretValue", str(ref("GeminiApiKeySecretArn"))),
         ("kms:Decrypt", str(ref("DataKeyArn"))),
-        ("xray:GetSamplingRules", "*"), ("xray:GetSamplingTargets", "*"),
-        ("xray:PutTelemetryRecords", "*"), ("xray:PutTraceSegments", "*"),
     }
 
 
@@ -227,12 +225,11 @@ def test_health_check_is_http_within_app_runner_limits(env):
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_service_is_encrypted_traced_and_publicly_reachable(env):
+def test_service_is_encrypted_untraced_and_publicly_reachable(env):
     svc = service(env)
     assert svc["EncryptionConfiguration"] == {"KmsKey": ref("DataKeyArn")}
-    assert svc["ObservabilityConfiguration"]["ObservabilityEnabled"] is True
-    _, observability = one(tmpl(env), "AWS::AppRunner::ObservabilityConfiguration")
-    assert props(observability)["TraceConfiguration"] == {"Vendor": "AWSXRAY"}
+    assert svc["ObservabilityConfiguration"] == {"ObservabilityEnabled": False}  # the image emits no traces
+    assert not resources_of(tmpl(env), "AWS::AppRunner::ObservabilityConfiguration")
     assert svc["NetworkConfiguration"]["IngressConfiguration"] == {"IsPubliclyAccessible": True}
 
 
@@ -302,7 +299,7 @@ def test_app_runner_log_groups_get_retention(env):
     config = load_environment(env)
     _, custom = one(tmpl(env), "AWS::CloudFormation::CustomResource")
     p = props(custom)
-    assert p["ServiceName"] == naming.app_runner_service_name(config)
+    assert p["ServiceName"] == {"Fn::Select": [1, {"Fn::Split": ["/", {"Fn::GetAtt": ["Service", "ServiceArn"]}]}]}
     assert p["ServiceId"] == {"Fn::GetAtt": ["Service", "ServiceId"]}
     assert p["RetentionInDays"] == config.logging.retention_days >= 30
     assert p["KmsKeyArn"] == ref("OpsKeyArn")
@@ -317,8 +314,9 @@ def test_log_retention_function_runs_the_handler_file_with_scoped_permissions(en
     assert function["Handler"] == "index.handler"
     scoped = next(s for s in policy_statements(role(env, "LogRetentionFunctionRole"))
                   if s["Sid"] == "ConfigureAppRunnerLogGroups")
-    assert scoped["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:"
-                                              f"log-group:/aws/apprunner/{naming.app_runner_service_name(config)}/*"}]
+    assert scoped["Resource"] == [{"Fn::Sub": [
+        "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/apprunner/${Name}/*",
+        {"Name": {"Fn::Select": [1, {"Fn::Split": ["/", {"Fn::GetAtt": ["Service", "ServiceArn"]}]}]}}]}]
     assert sorted(scoped["Action"]) == ["logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:PutRetentionPolicy"]
 
 

@@ -29,7 +29,7 @@ def key_statements() -> dict[str, dict]:
 def test_key_rotates_is_retained_and_has_the_naming_alias():
     key = res("BootstrapKey")
     assert props(key)["EnableKeyRotation"] is True
-    assert key["DeletionPolicy"] == key["UpdateReplacePolicy"] == "Retain"
+    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
     _, alias = one(tmpl(), "AWS::KMS::Alias")
     assert props(alias) == {"AliasName": naming.bootstrap_key_alias(load_account().app_name),
                             "TargetKeyId": {"Ref": "BootstrapKey"}}
@@ -72,7 +72,7 @@ def test_artifact_bucket_is_kms_versioned_tls_only_logged_and_expires():
     policy = props(res("ArtifactBucketPolicy"))["PolicyDocument"]
     deny = [s for s in statements(policy) if s["Effect"] == "Deny"]
     assert deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": False}}
-    assert res("ArtifactBucket")["DeletionPolicy"] == "Retain"
+    assert res("ArtifactBucket")["DeletionPolicy"] == "RetainExceptOnCreate"
 
 
 def test_ecr_repository_is_immutable_scanned_kms_and_keeps_the_newest_n():
@@ -83,7 +83,7 @@ def test_ecr_repository_is_immutable_scanned_kms_and_keeps_the_newest_n():
     assert p["ImageTagMutability"] == "IMMUTABLE"
     assert p["ImageScanningConfiguration"] == {"ScanOnPush": True}
     assert p["EncryptionConfiguration"] == {"EncryptionType": "KMS", "KmsKey": KEY_ARN}
-    assert repo["DeletionPolicy"] == "Retain"
+    assert repo["DeletionPolicy"] == "RetainExceptOnCreate"
     rules = json.loads(p["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
     assert rules == [{"action": {"type": "expire"}, "description": f"Keep the newest {account.ecr_keep_images} images",
                       "rulePriority": 1, "selection": {"countNumber": account.ecr_keep_images,
@@ -106,7 +106,7 @@ def test_git_token_secret_has_no_value_and_a_token_key():
     generated = secret["GenerateSecretString"]
     assert generated["GenerateStringKey"] == bootstrap.GIT_TOKEN_JSON_KEY == "token"
     assert json.loads(generated["SecretStringTemplate"]) == {}
-    assert res("GitTokenSecret")["DeletionPolicy"] == "Retain"
+    assert res("GitTokenSecret")["DeletionPolicy"] == "RetainExceptOnCreate"
 
 
 def test_outputs_are_exported_with_the_naming_helper():
@@ -122,4 +122,5 @@ def test_no_parameters_and_every_stateful_resource_has_explicit_policies():
     assert not tmpl().get("Parameters")
     for type_ in ("AWS::KMS::Key", "AWS::S3::Bucket", "AWS::ECR::Repository", "AWS::SecretsManager::Secret"):
         for lid, resource in require(tmpl(), type_).items():
-            assert resource.get("DeletionPolicy") == resource.get("UpdateReplacePolicy") == "Retain", lid
+            assert (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy")) == (
+                "RetainExceptOnCreate", "Retain"), lid

@@ -209,7 +209,7 @@ class TestContentBucket:
     def test_both_buckets_retained(self, env):
         for lid in ("ContentBucket", "AccessLogBucket"):
             res = tmpl(env)["Resources"][lid]
-            assert (res["DeletionPolicy"], res["UpdateReplacePolicy"]) == ("Retain", "Retain")
+            assert (res["DeletionPolicy"], res["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
 
 
 # ---- AWS Backup ---------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ class TestContentBucket:
 class TestBackup:
     def test_vault_encrypted_with_data_key_and_retained(self, env):
         _, vault = one(tmpl(env), "AWS::Backup::BackupVault")
-        assert (props(vault)["EncryptionKeyArn"], vault["DeletionPolicy"]) == (DATA_KEY, "Retain")
+        assert (props(vault)["EncryptionKeyArn"], vault["DeletionPolicy"]) == (DATA_KEY, "RetainExceptOnCreate")
         assert props(vault)["BackupVaultName"] == naming.backup_vault_name(cfg(env))
 
     def test_daily_plan_with_configured_retention(self, env):

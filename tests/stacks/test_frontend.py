@@ -159,7 +159,7 @@ class TestApp:
         p = props(group)
         assert (p["KmsKeyId"], p["RetentionInDays"]) == (OPS_KEY, cfg(env).logging.retention_days)
         assert p["LogGroupName"] == {"Fn::Sub": "/aws/amplify/${App.AppId}"}
-        assert group["DeletionPolicy"] == ("Retain" if cfg(env).production else "Delete")
+        assert group["DeletionPolicy"] == ("RetainExceptOnCreate" if cfg(env).production else "Delete")
 
     def test_branch_url_and_origins(self, env):
         outputs = app_tmpl(env)["Outputs"]
@@ -242,7 +242,7 @@ class TestBranch:
             assert domains == {}
             return
         (domain,) = [props(d) for d in domains.values()]
-        assert (domain["DomainName"], [s["Prefix"] for s in domain["SubDomainSettings"]]) == (
+        assert (domain["DomainName"], [s.get("Prefix", "") for s in domain["SubDomainSettings"]]) == (
             configured.name, configured.subdomains)
         assert {json.dumps(s["BranchName"]) for s in domain["SubDomainSettings"]} == {
             json.dumps({"Fn::GetAtt": ["Branch", "BranchName"]})}

@@ -148,7 +148,7 @@ def test_paused_database_counts_as_ok(env):
 def test_metric_dimensions_match_the_other_stacks(env):
     config = load_environment(env)
     found = alarms(env)
-    assert dimension(found["Backend5xxRate"], "ServiceName") == naming.app_runner_service_name(config)
+    assert dimension(found["Backend5xxRate"], "ServiceName") == {"Ref": "ServiceName"}
     assert dimension(found["Backend5xxRate"], "ServiceID") == {"Ref": "ServiceId"}
     assert dimension(found["WafBlockedSpike"], "WebACL") == naming.web_acl_name(config)
     assert dimension(found["WafBlockedSpike"], "Rule") == "ALL"
@@ -169,7 +169,7 @@ def test_dashboard_shows_every_component_and_every_alarm(env):
     body, variables = props(dashboard)["DashboardBody"]["Fn::Sub"]
     widgets = json.loads(body)["widgets"]
     text = json.dumps(widgets)
-    for needle in ("AWS/AppRunner", naming.app_runner_service_name(config), "${ServiceId}",   # backend
+    for needle in ("AWS/AppRunner", "${ServiceName}", "${ServiceId}",                       # backend
                    "AWS/RDS", "${ClusterIdentifier}",                                         # database
                    "AWS/AmplifyHosting", "${AppId}",                                          # frontend
                    "AWS/NATGateway", "AWS/WAFV2", naming.web_acl_name(config),                # network, WAF

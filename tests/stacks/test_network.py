@@ -234,7 +234,8 @@ def test_flow_log_group_is_kms_encrypted_with_configured_retention(env):
     _, group = one(tmpl(env), "AWS::Logs::LogGroup")
     assert props(group)["KmsKeyId"] == ref("OpsKeyArn")
     assert props(group)["RetentionInDays"] == cfg(env).logging.retention_days >= 30
-    assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == ("Retain" if cfg(env).production else "Delete")
+    assert (group["DeletionPolicy"], group["UpdateReplacePolicy"]) == (
+        ("RetainExceptOnCreate", "Retain") if cfg(env).production else ("Delete", "Delete"))
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

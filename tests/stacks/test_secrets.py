@@ -30,8 +30,8 @@ def test_only_parameter_is_the_data_key(env):
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_secret_is_retained_in_production_only(env):
     _, secret = one(tmpl(env), "AWS::SecretsManager::Secret")
-    expected = "Retain" if load_environment(env).production else "Delete"
-    assert secret["DeletionPolicy"] == secret["UpdateReplacePolicy"] == expected
+    expected = ("RetainExceptOnCreate", "Retain") if load_environment(env).production else ("Delete", "Delete")
+    assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == expected
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

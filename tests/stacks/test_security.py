@@ -56,7 +56,7 @@ def test_every_key_rotates_waits_30_days_and_is_retained(env):
     keys = resources_of(tmpl(env), "AWS::KMS::Key")
     assert set(keys) == set(KEYS)
     assert all(props(k)["EnableKeyRotation"] is True and props(k)["PendingWindowInDays"] == 30 for k in keys.values())
-    assert all(k["DeletionPolicy"] == k["UpdateReplacePolicy"] == "Retain" for k in keys.values())
+    assert all((k["DeletionPolicy"], k["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain") for k in keys.values())
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -144,7 +144,7 @@ def test_trail_bucket_is_private_owner_enforced_logged_and_retained(env):
     assert p["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
     assert p["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": "TrailAccessLogBucket"}
     assert p["VersioningConfiguration"]["Status"] == "Enabled"
-    assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Retain"
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
