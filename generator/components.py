@@ -17,7 +17,6 @@ from troposphere import AWSHelperFn, GetAtt, Ref, Sub, Template, awslambda, iam,
 
 from generator.cfn import describe, skip_checkov
 
-
 # DeletionPolicy for what must outlive its stack. RetainExceptOnCreate keeps the resource on stack deletion
 # and on removal from the template, but deletes it when the stack operation that created it rolls back, so a
 # retry after a failed first create never meets an orphan with the same physical name (AlreadyExists).

@@ -30,3 +30,9 @@ HEALTH_PATH = "/healthz"
 # Release contract: the backend image is promoted by an immutable tag (the commit SHA), never `latest`.
 IMAGE_TAG_PARAMETER = "ImageTag"
 IMAGE_TAG_PATTERN = r"^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+
+# Request bodies: the one limit the edge (WAF size rule) and the service (413) both enforce, in bytes.
+# The reference service's own constant (apprunner/.../middleware.py MAX_BODY_BYTES) must equal it; a test checks.
+# 64 KiB is also the largest body AWS WAF can inspect for App Runner (KB_64):
+# https://docs.aws.amazon.com/waf/latest/developerguide/web-acl-setting-body-inspection-limit.html
+MAX_REQUEST_BODY_BYTES = 64 * 1024

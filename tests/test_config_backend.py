@@ -8,13 +8,11 @@ import tomllib
 
 import pytest
 
-from generator import naming
 from generator.config import (
     APP_RUNNER_SIZES,
     ENVIRONMENTS_DIR,
     AccountConfig,
     ConfigError,
-    EnvironmentConfig,
     parse_environment,
 )
 

@@ -1,6 +1,7 @@
 """The backend's regional WAF web ACL and its logging, shared by every backend platform.
 
-`web_acl(config)` gives the web ACL (rate limit per IP + AWS managed rule groups); `waf_logging(...)` adds a
+`web_acl(config)` gives the web ACL (rate limit per IP, the request-body size limit of the app contract, AWS
+managed rule groups with the common rule set's 8 KB body rule counted instead of blocking); `waf_logging(...)` adds a
 KMS-encrypted `aws-waf-logs-` log group and the logging configuration (blocked and counted requests only).
 The association with the backend's endpoint belongs to each platform's stack.
 """
@@ -9,14 +10,48 @@ from __future__ import annotations
 
 from troposphere import GetAtt, Ref, Sub, Template, wafv2
 
-from generator import naming
+from generator import contract, naming
 from generator.cfn import describe
 from generator.components import log_group
 from generator.config import EnvironmentConfig
 
 # WAF rule names double as their CloudWatch metric names (the `Rule` dimension).
 RATE_LIMIT_RULE = "RateLimitPerIp"
+BODY_SIZE_RULE = "BodyOverServiceLimit"
 MANAGED_RULE_GROUPS = ("AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet")
+# The common rule set blocks bodies over 8 KB (SizeRestrictions_BODY); the service accepts up to
+# contract.MAX_REQUEST_BODY_BYTES, so that rule only counts and BODY_SIZE_RULE enforces the contract's limit.
+# https://docs.aws.amazon.com/waf/latest/developerguide/aws-managed-rule-groups-baseline.html
+COUNTED_MANAGED_RULES = {"AWSManagedRulesCommonRuleSet": ("SizeRestrictions_BODY",)}
+# Body bytes the protected resource forwards to WAF (App Runner: 16 KB default, 32/48/64 KB for an extra fee):
+# https://docs.aws.amazon.com/waf/latest/developerguide/web-acl-setting-body-inspection-limit.html
+BODY_INSPECTION_LIMITS = {"KB_16": 16 * 1024, "KB_32": 32 * 1024, "KB_48": 48 * 1024, "KB_64": 64 * 1024}
+ASSOCIATED_RESOURCE_TYPE = "APP_RUNNER_SERVICE"
+PAYLOAD_TOO_LARGE = 413
+
+
+def body_inspection_limit(max_body_bytes: int) -> str:
+    """Smallest AssociationConfig inspection limit (KB_16..KB_64) that covers `max_body_bytes` (bytes), so a
+    body of exactly the limit is inspected whole and only a larger one is "oversize". ValueError above 64 KiB."""
+    for setting, size in BODY_INSPECTION_LIMITS.items():
+        if max_body_bytes <= size:
+            return setting
+    raise ValueError(f"request body limit {max_body_bytes} bytes exceeds what AWS WAF can inspect (64 KiB)")
+
+
+def body_size_rule(priority: int, visibility) -> wafv2.WebACLRule:
+    """Block (413) bodies over contract.MAX_REQUEST_BODY_BYTES. Oversize handling MATCH: a body beyond the
+    inspection limit is beyond the contract's limit too (the inspection limit is chosen to cover it)."""
+    return wafv2.WebACLRule(
+        Name=BODY_SIZE_RULE, Priority=priority,
+        Action=wafv2.RuleAction(Block=wafv2.BlockAction(
+            CustomResponse=wafv2.CustomResponse(ResponseCode=PAYLOAD_TOO_LARGE))),
+        Statement=wafv2.Statement(SizeConstraintStatement=wafv2.SizeConstraintStatement(
+            FieldToMatch=wafv2.FieldToMatch(Body=wafv2.Body(OversizeHandling="MATCH")),
+            ComparisonOperator="GT", Size=contract.MAX_REQUEST_BODY_BYTES,
+            TextTransformations=[wafv2.TextTransformation(Priority=0, Type="NONE")])),
+        VisibilityConfig=visibility(BODY_SIZE_RULE),
+    )
 WAF_REDACTED_HEADERS = ("authorization", "cookie")
 
 
@@ -32,13 +67,17 @@ def web_acl(config: EnvironmentConfig) -> wafv2.WebACL:
         Statement=wafv2.Statement(RateBasedStatement=wafv2.RateBasedStatement(
             AggregateKeyType="IP", Limit=config.backend.waf_rate_limit_per_5_min, EvaluationWindowSec=300)),
         VisibilityConfig=visibility(RATE_LIMIT_RULE),
-    )]
-    for priority, group in enumerate(MANAGED_RULE_GROUPS, start=1):
+    ), body_size_rule(1, visibility)]
+    for priority, group in enumerate(MANAGED_RULE_GROUPS, start=2):
+        statement = wafv2.ManagedRuleGroupStatement(VendorName="AWS", Name=group)
+        if group in COUNTED_MANAGED_RULES:
+            statement.RuleActionOverrides = [
+                wafv2.RuleActionOverride(Name=rule, ActionToUse=wafv2.RuleAction(Count=wafv2.CountAction()))
+                for rule in COUNTED_MANAGED_RULES[group]]
         rules.append(wafv2.WebACLRule(
             Name=group, Priority=priority,
             OverrideAction=wafv2.OverrideAction(**{"None": {}}),  # keep the group's own Block actions
-            Statement=wafv2.Statement(ManagedRuleGroupStatement=wafv2.ManagedRuleGroupStatement(
-                VendorName="AWS", Name=group)),
+            Statement=wafv2.Statement(ManagedRuleGroupStatement=statement),
             VisibilityConfig=visibility(group),
         ))
     return describe(wafv2.WebACL(
@@ -48,6 +87,9 @@ def web_acl(config: EnvironmentConfig) -> wafv2.WebACL:
         Description=f"{config.app_name} {config.name}: rate limit per IP and AWS managed rules for the backend",
         DefaultAction=wafv2.DefaultAction(Allow=wafv2.AllowAction()),
         Rules=rules,
+        AssociationConfig=wafv2.AssociationConfig(RequestBody={
+            ASSOCIATED_RESOURCE_TYPE: wafv2.RequestBodyAssociatedResourceTypeConfig(
+                DefaultSizeInspectionLimit=body_inspection_limit(contract.MAX_REQUEST_BODY_BYTES))}),
         VisibilityConfig=visibility(name),  # metric name = web ACL name: the `WebACL` dimension
     ), "WAF web ACL of the backend (rate limit, AWS managed rules)")
 

@@ -308,7 +308,6 @@ def test_app_runner_log_groups_get_retention(env):
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_log_retention_function_runs_the_handler_file_with_scoped_permissions(env):
-    config = load_environment(env)
     function = props(tmpl(env)["Resources"]["LogRetentionFunction"])
     assert function["Code"]["ZipFile"] == Path(handler_module.__file__).read_text(encoding="utf-8")
     assert function["Handler"] == "index.handler"

@@ -72,7 +72,7 @@ def test_one_subnet_per_az_in_each_tier(env, name):
     subnets = tier(tmpl(env), name)
     assert len(subnets) == cfg(env).network.az_count
     assert [props(s)["AvailabilityZone"] for s in subnets.values()] == [
-        {"Fn::Select": [i, {"Fn::GetAZs": ""}]} for i in range(cfg(env).network.az_count)]
+        {"Fn::Select": [i, {"Fn::GetAZs": {"Ref": "AWS::Region"}}]} for i in range(cfg(env).network.az_count)]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

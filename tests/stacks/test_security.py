@@ -56,7 +56,8 @@ def test_every_key_rotates_waits_30_days_and_is_retained(env):
     keys = resources_of(tmpl(env), "AWS::KMS::Key")
     assert set(keys) == set(KEYS)
     assert all(props(k)["EnableKeyRotation"] is True and props(k)["PendingWindowInDays"] == 30 for k in keys.values())
-    assert all((k["DeletionPolicy"], k["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain") for k in keys.values())
+    assert all((k["DeletionPolicy"], k["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
+               for k in keys.values())
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

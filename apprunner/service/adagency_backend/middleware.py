@@ -17,7 +17,7 @@ log = logging.getLogger("adagency_backend.access")
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-MAX_BODY_BYTES = 64 * 1024  # JSON bodies only; files go straight to S3
+MAX_BODY_BYTES = 64 * 1024  # JSON bodies only; files go straight to S3. = the kit's WAF size rule (contract)
 _SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
                      (b"x-frame-options", b"DENY")]
 

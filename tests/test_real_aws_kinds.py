@@ -1,0 +1,205 @@
+"""Real-AWS correctness by kind (issue 10): invariants over every rendered template that lint and checkov
+cannot see. Each test iterates over all rendered templates (every environment in config/ plus the account-level
+templates), never over values of the shipped sample configuration.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import cfnlint
+import pytest
+from cfn_helpers import ENVIRONMENTS, all_templates, as_list, props, resources_of, stack, statements, template
+
+from generator import contract
+from generator.stacks import _waf
+
+SERVICE_DIR = Path(__file__).resolve().parents[1] / "apprunner" / "service"
+if str(SERVICE_DIR) not in sys.path:
+    sys.path.insert(0, str(SERVICE_DIR))
+
+SCHEMAS = Path(cfnlint.__file__).parent / "data" / "schemas"
+
+
+@functools.cache
+def schema(resource_type: str) -> dict:
+    index = json.loads((SCHEMAS / "providers" / "us-east-1.json").read_text())
+    handle = index[resource_type]
+    return json.loads((SCHEMAS / "resources" / (handle if handle.endswith(".json") else f"{handle}.json")).read_text())
+
+
+def create_only(resource_type: str) -> set[str]:
+    """Top-level create-only properties of a resource type (cfn-lint's copy of the CloudFormation schema)."""
+    if resource_type.startswith("Custom::") or resource_type == "AWS::CloudFormation::CustomResource":
+        return set()
+    return {p.split("/")[2] for p in schema(resource_type).get("createOnlyProperties", [])}
+
+
+def physical_name_properties(resource_type: str) -> set[str]:
+    """Create-only properties that name the resource (ServiceName, BackupVaultName, Name, ...)."""
+    return {p for p in create_only(resource_type) if p.endswith(("Name", "Identifier"))}
+
+
+def every_resource() -> Iterator[tuple[str, str, dict]]:
+    templates = all_templates()
+    assert any(path.startswith(f"{env}/") for env in ENVIRONMENTS for path in templates)
+    for path, tmpl in sorted(templates.items()):
+        for logical_id, resource in tmpl.get("Resources", {}).items():
+            yield path, logical_id, resource
+
+
+def walk(node, path: str = "") -> Iterator[tuple[str, object]]:
+    yield path, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, f"{path}[{index}]")
+
+
+# ---- 1. a retry after a failed first create --------------------------------------------------------
+
+def test_no_resource_combines_plain_retain_with_a_fixed_physical_name():
+    offenders = [f"{path}:{lid}" for path, lid, res in every_resource()
+                 if res.get("DeletionPolicy") == "Retain" and physical_name_properties(res["Type"]) & set(props(res))]
+    assert not offenders, f"Retain + fixed name collides on retry after a failed create: {offenders}"
+
+
+def test_update_replace_policy_never_uses_the_deletion_only_value():
+    """UpdateReplacePolicy accepts Delete | Retain | Snapshot only."""
+    for path, lid, res in every_resource():
+        assert res.get("UpdateReplacePolicy", "Delete") in ("Delete", "Retain", "Snapshot"), f"{path}:{lid}"
+
+
+# ---- 2. the edge refuses what the application accepts ----------------------------------------------
+
+def web_acls() -> list[tuple[str, dict]]:
+    found = [(env, acl) for env in ENVIRONMENTS for acl in resources_of(stack(env, "backend"),
+                                                                        "AWS::WAFv2::WebACL").values()]
+    assert found
+    return found
+
+
+def waf_blocks_body(acl: dict, body_bytes: int) -> bool:
+    """What the web ACL's body rules do with a body of `body_bytes` (AWS WAF's documented semantics: the resource
+    forwards up to the inspection limit; a larger body is oversize and gets the rule's OversizeHandling)."""
+    limits = props(acl)["AssociationConfig"]["RequestBody"]
+    inspected = _waf.BODY_INSPECTION_LIMITS[limits[_waf.ASSOCIATED_RESOURCE_TYPE]["DefaultSizeInspectionLimit"]]
+    for rule in props(acl)["Rules"]:
+        size = rule["Statement"].get("SizeConstraintStatement")
+        if not size or "Body" not in size["FieldToMatch"] or "Block" not in rule.get("Action", {}):
+            continue
+        assert size["ComparisonOperator"] == "GT"
+        oversize = size["FieldToMatch"]["Body"]["OversizeHandling"]
+        if body_bytes > inspected:
+            if oversize == "MATCH":
+                return True
+        elif body_bytes > size["Size"]:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_waf_body_rule_equals_the_contract_limit_with_explicit_oversize_handling(env):
+    for _, acl in [(e, a) for e, a in web_acls() if e == env]:
+        rules = {r["Name"]: r for r in props(acl)["Rules"]}
+        size = rules[_waf.BODY_SIZE_RULE]["Statement"]["SizeConstraintStatement"]
+        assert size["Size"] == contract.MAX_REQUEST_BODY_BYTES
+        assert size["FieldToMatch"]["Body"]["OversizeHandling"] == "MATCH"
+        assert rules[_waf.BODY_SIZE_RULE]["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 413
+        common = rules["AWSManagedRulesCommonRuleSet"]["Statement"]["ManagedRuleGroupStatement"]
+        assert {"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}} in common["RuleActionOverrides"]
+        # Boundary on the edge side: exactly the limit passes, one byte more is blocked; so does 8 KB + 1.
+        assert not waf_blocks_body(acl, contract.MAX_REQUEST_BODY_BYTES)
+        assert waf_blocks_body(acl, contract.MAX_REQUEST_BODY_BYTES + 1)
+        assert not waf_blocks_body(acl, 8 * 1024 + 1)
+
+
+def test_service_limit_is_the_contract_limit():
+    from adagency_backend import middleware
+    assert middleware.MAX_BODY_BYTES == contract.MAX_REQUEST_BODY_BYTES
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_service_accepts_exactly_the_limit_and_refuses_one_byte_more(chunked):
+    from adagency_backend.middleware import RequestGuardMiddleware
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"received": len(await request.body())})
+
+    app = RequestGuardMiddleware(Starlette(routes=[Route("/events", echo, methods=["POST"])]))
+    client = TestClient(app)
+
+    def post(size: int):
+        body = b"x" * size
+        headers = {"content-type": "application/json"}
+        content = iter([body[: size // 2], body[size // 2:]]) if chunked else body
+        return client.post("/events", content=content, headers=headers)
+
+    limit = contract.MAX_REQUEST_BODY_BYTES
+    accepted = post(limit)
+    assert (accepted.status_code, accepted.json()) == (200, {"received": limit})
+    assert post(limit + 1).status_code == 413
+
+
+def test_inspection_limit_is_the_smallest_that_covers_the_limit():
+    assert _waf.body_inspection_limit(16 * 1024) == "KB_16"
+    assert _waf.body_inspection_limit(16 * 1024 + 1) == "KB_32"
+    assert _waf.body_inspection_limit(64 * 1024) == "KB_64"
+    with pytest.raises(ValueError, match="64 KiB"):
+        _waf.body_inspection_limit(64 * 1024 + 1)
+
+
+# ---- 3. features nothing feeds ------------------------------------------------------------------------
+
+def test_no_xray_permissions_unless_a_service_traces():
+    tracing = any(res["Type"] == "AWS::AppRunner::ObservabilityConfiguration" for _, _, res in every_resource())
+    granted = [f"{path}:{lid}" for path, lid, res in every_resource() if res["Type"] in ("AWS::IAM::Role",
+                                                                                          "AWS::IAM::Policy",
+                                                                                          "AWS::IAM::ManagedPolicy")
+               and "xray:" in json.dumps(props(res).get("Policies", props(res).get("PolicyDocument", {})))]
+    assert tracing or not granted, f"X-Ray permissions with nothing that emits traces: {granted}"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_app_runner_tracing_is_off(env):
+    for service in resources_of(stack(env, "backend"), "AWS::AppRunner::Service").values():
+        assert props(service)["ObservabilityConfiguration"] == {"ObservabilityEnabled": False}
+
+
+# ---- 4. rendered values that AWS normalises away ------------------------------------------------------
+
+def test_no_property_renders_as_an_empty_string():
+    empty = [f"{path}:{lid}{where}" for path, lid, res in every_resource()
+             for where, value in walk(props(res)) if value == ""]
+    assert not empty, f"empty strings drift forever (AWS stores no value): {empty}"
+
+
+# ---- 9. create-only properties that a routine change would hit ----------------------------------------
+
+def test_no_resource_with_create_only_tags_has_a_fixed_name():
+    """Stack tags propagate to every resource; when Tags are create-only a tag change replaces the resource,
+    which CloudFormation cannot do while the name is fixed."""
+    offenders = [f"{path}:{lid}:{sorted(physical_name_properties(res['Type']) & set(props(res)))}"
+                 for path, lid, res in every_resource()
+                 if "Tags" in create_only(res["Type"]) and physical_name_properties(res["Type"]) & set(props(res))]
+    assert not offenders, offenders
+
+
+def test_the_create_only_check_knows_the_app_runner_service():
+    assert "Tags" in create_only("AWS::AppRunner::Service")
+    assert "ServiceName" in physical_name_properties("AWS::AppRunner::Service")
+
+
+# helpers used by later kinds
+__all__ = ["as_list", "statements", "template"]
