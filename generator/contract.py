@@ -36,3 +36,10 @@ IMAGE_TAG_PATTERN = r"^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 # 64 KiB is also the largest body AWS WAF can inspect for App Runner (KB_64):
 # https://docs.aws.amazon.com/waf/latest/developerguide/web-acl-setting-body-inspection-limit.html
 MAX_REQUEST_BODY_BYTES = 64 * 1024
+
+# The service's own latency metric (CloudWatch Embedded Metric Format in its stdout logs): non-streaming requests
+# only, so SSE responses that stay open ~100 s by design do not keep the latency alarm firing. Must equal
+# apprunner/service/adagency_backend/metrics.py (a test checks).
+METRICS_NAMESPACE = "AdkitBackend"
+LATENCY_METRIC = "ApiLatency"          # milliseconds
+METRICS_DIMENSION = "Environment"      # value: APP_ENVIRONMENT (= the environment name)

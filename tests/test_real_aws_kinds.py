@@ -177,6 +177,97 @@ def test_app_runner_tracing_is_off(env):
         assert props(service)["ObservabilityConfiguration"] == {"ObservabilityEnabled": False}
 
 
+# Which resource type publishes each namespace an alarm may watch (AWS namespaces, and the service's own EMF one).
+PUBLISHERS = {
+    "AWS/AppRunner": "AWS::AppRunner::Service",
+    contract.METRICS_NAMESPACE: "AWS::AppRunner::Service",  # EMF lines of the reference service
+    "AWS/RDS": "AWS::RDS::DBCluster",
+    "AWS/AmplifyHosting": "AWS::Amplify::App",
+    "AWS/NATGateway": "AWS::EC2::NatGateway",
+    "AWS/WAFV2": "AWS::WAFv2::WebACL",
+    "AWS/Backup": "AWS::Backup::BackupPlan",
+}
+
+
+def alarm_metrics(alarm: dict) -> list[dict]:
+    p = props(alarm)
+    if "MetricName" in p:
+        return [{"Namespace": p["Namespace"], "MetricName": p["MetricName"], "Dimensions": p.get("Dimensions", [])}]
+    return [q["MetricStat"]["Metric"] for q in p.get("Metrics", []) if "MetricStat" in q]
+
+
+def environment_resource_types(env: str) -> set[str]:
+    return {res["Type"] for path, tmpl in all_templates().items() if path.startswith(f"{env}/")
+            for res in tmpl.get("Resources", {}).values()}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_alarm_watches_a_metric_that_a_resource_of_the_environment_publishes(env):
+    types = environment_resource_types(env)
+    alarms = resources_of(stack(env, "monitoring"), "AWS::CloudWatch::Alarm")
+    assert alarms
+    for lid, alarm in alarms.items():
+        for metric in alarm_metrics(alarm):
+            assert PUBLISHERS.get(metric["Namespace"]) in types, f"{env}:{lid} watches {metric['Namespace']}"
+
+
+def test_the_service_emits_the_metric_the_alarm_watches():
+    from adagency_backend import metrics
+    assert (metrics.NAMESPACE, metrics.LATENCY_METRIC, metrics.DIMENSION) == (
+        contract.METRICS_NAMESPACE, contract.LATENCY_METRIC, contract.METRICS_DIMENSION)
+
+
+# ---- 10. an alarm that the product's own design keeps firing -----------------------------------------
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_no_alarm_watches_app_runner_latency_which_includes_sse_streams(env):
+    for lid, alarm in resources_of(stack(env, "monitoring"), "AWS::CloudWatch::Alarm").items():
+        for metric in alarm_metrics(alarm):
+            assert (metric["Namespace"], metric["MetricName"]) != ("AWS/AppRunner", "RequestLatency"), lid
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_latency_alarm_watches_the_non_streaming_metric_of_this_environment(env):
+    watched = [m for a in resources_of(stack(env, "monitoring"), "AWS::CloudWatch::Alarm").values()
+               for m in alarm_metrics(a) if m["MetricName"] == contract.LATENCY_METRIC]
+    assert len(watched) == 1
+    assert watched[0]["Namespace"] == contract.METRICS_NAMESPACE
+    assert watched[0]["Dimensions"] == [{"Name": contract.METRICS_DIMENSION, "Value": env}]
+    dashboard = json.dumps(next(iter(resources_of(stack(env, "monitoring"), "AWS::CloudWatch::Dashboard").values())))
+    assert "RequestLatency" in dashboard and contract.LATENCY_METRIC in dashboard  # stream duration still shown
+
+
+def test_service_emits_emf_for_plain_requests_and_not_for_streams(capsys):
+    from adagency_backend.middleware import RequestContextMiddleware
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    async def plain(_request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    async def stream(_request) -> StreamingResponse:
+        async def events():
+            yield b"data: 1\n\n"
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    app = RequestContextMiddleware(Starlette(routes=[Route("/plain", plain), Route("/stream", stream)]),
+                                   metrics_environment="someenv")
+    client = TestClient(app)
+    capsys.readouterr()
+    client.get("/plain")
+    client.get("/stream")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert len(lines) == 1, lines
+    emf = lines[0]
+    directive = emf["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == contract.METRICS_NAMESPACE
+    assert directive["Dimensions"] == [[contract.METRICS_DIMENSION]] and emf[contract.METRICS_DIMENSION] == "someenv"
+    assert directive["Metrics"] == [{"Name": contract.LATENCY_METRIC, "Unit": "Milliseconds"}]
+    assert isinstance(emf[contract.LATENCY_METRIC], (int, float)) and isinstance(emf["_aws"]["Timestamp"], int)
+
+
 # ---- 4. rendered values that AWS normalises away ------------------------------------------------------
 
 def test_no_property_renders_as_an_empty_string():

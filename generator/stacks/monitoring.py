@@ -23,7 +23,7 @@ from awacs.aws import (
 )
 from troposphere import Ref, Select, Split, Sub, Template, budgets, ce, cloudwatch, sns
 
-from generator import naming
+from generator import contract, naming
 from generator.cfn import add_output, add_parameter, describe, new_template
 from generator.config import ConfigError, EnvironmentConfig
 
@@ -135,11 +135,15 @@ def _backend_alarms(template: Template, config: EnvironmentConfig) -> None:
         ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.backend_5xx_rate_percent,
         EvaluationPeriods=3, DatapointsToAlarm=2, TreatMissingData="notBreaching",
     )
+    # The service's own metric (EMF in its logs), non-streaming requests only: App Runner's RequestLatency
+    # includes SSE responses that stay open ~sse_max_stream_seconds by design (dashboard: "stream duration").
     _alarm(
         template, "BackendLatencyP99",
-        summary=f"Backend p99 request latency above {thresholds.backend_p99_latency_ms} ms for 15 minutes.",
+        summary=f"Backend p99 latency of non-streaming requests above {thresholds.backend_p99_latency_ms} ms for "
+                "15 minutes.",
         anchor="backend-latency",
-        Namespace="AWS/AppRunner", MetricName="RequestLatency", Dimensions=service,
+        Namespace=contract.METRICS_NAMESPACE, MetricName=contract.LATENCY_METRIC,
+        Dimensions=_dimensions(**{contract.METRICS_DIMENSION: config.name}),
         ExtendedStatistic="p99", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
         ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.backend_p99_latency_ms,
         TreatMissingData="notBreaching",
@@ -286,9 +290,13 @@ def _dashboard_body(config: EnvironmentConfig, alarms: list[str]) -> tuple[str, 
         _widget("Backend requests and responses", [
             [app, "Requests", *svc], [app, "2xxStatusResponses", *svc],
             [app, "4xxStatusResponses", *svc], [app, "5xxStatusResponses", *svc]], x=0, y=6),
-        _widget("Backend latency (ms)", [
-            [app, "RequestLatency", *svc, {"stat": "p50", "label": "p50"}],
-            [app, "RequestLatency", *svc, {"stat": "p99", "label": "p99"}]], x=8, y=6, stat="p99"),
+        _widget("Backend latency (ms): requests (alarmed) and SSE stream duration", [
+            [contract.METRICS_NAMESPACE, contract.LATENCY_METRIC, contract.METRICS_DIMENSION, config.name,
+             {"stat": "p50", "label": "requests p50"}],
+            [contract.METRICS_NAMESPACE, contract.LATENCY_METRIC, contract.METRICS_DIMENSION, config.name,
+             {"stat": "p99", "label": "requests p99"}],
+            [app, "RequestLatency", *svc, {"stat": "p99", "label": "all incl. SSE streams p99 (stream duration)",
+                                           "yAxis": "right"}]], x=8, y=6, stat="p99"),
         _widget("Backend instances, CPU and memory", [
             [app, "ActiveInstances", *svc, {"stat": "Maximum"}],
             [app, "CPUUtilization", *svc, {"stat": "Average", "yAxis": "right"}],

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cfn_helpers import ENVIRONMENTS, all_templates, one, props, require, resources_of, stack
 
-from generator import naming
+from generator import contract, naming
 from generator.cfn import to_data
 from generator.config import ConfigError, load_environment
 from generator.stacks import monitoring, root
@@ -20,7 +20,7 @@ TOPIC = {"Ref": "AlertTopic"}
 # signal -> (namespace, metric name) of the alarm that must watch it
 SIGNALS = {
     "backend 5xx rate": ("AWS/AppRunner", "5xxStatusResponses"),
-    "backend p99 latency": ("AWS/AppRunner", "RequestLatency"),
+    "backend p99 latency": (contract.METRICS_NAMESPACE, contract.LATENCY_METRIC),  # non-streaming requests
     "backend instances near max": ("AWS/AppRunner", "ActiveInstances"),
     "aurora capacity near max": ("AWS/RDS", "ServerlessDatabaseCapacity"),
     "aurora cpu": ("AWS/RDS", "CPUUtilization"),
@@ -125,8 +125,9 @@ def test_thresholds_come_from_config(env):
         t.capacity_ratio * config.backend.max_instances)
     assert by_metric[("AWS/RDS", "ServerlessDatabaseCapacity")]["Threshold"] == pytest.approx(
         t.capacity_ratio * config.database.max_acu)
-    assert by_metric[("AWS/AppRunner", "RequestLatency")]["ExtendedStatistic"] == "p99"
-    assert by_metric[("AWS/AppRunner", "RequestLatency")]["Threshold"] == t.backend_p99_latency_ms
+    latency = (contract.METRICS_NAMESPACE, contract.LATENCY_METRIC)
+    assert by_metric[latency]["ExtendedStatistic"] == "p99"
+    assert by_metric[latency]["Threshold"] == t.backend_p99_latency_ms
     assert by_metric[("AWS/WAFV2", "BlockedRequests")]["Threshold"] == t.waf_blocked_requests
 
 

@@ -75,5 +75,5 @@ def create_app(settings: Settings) -> FastAPI:
                        allow_methods=["GET", "POST"],
                        allow_headers=["Content-Type", "Last-Event-ID", REQUEST_ID_HEADER],
                        expose_headers=[REQUEST_ID_HEADER], max_age=600)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics_environment=None if local else settings.environment)
     return app

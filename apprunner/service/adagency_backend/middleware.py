@@ -10,6 +10,7 @@ import uuid
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import metrics
 from .errors import error_response
 from .logs import request_id_var
 
@@ -30,10 +31,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestContextMiddleware:
-    """Request id (accepted from X-Request-Id if well-formed, else new), access log, JSON 500s."""
+    """Request id (accepted from X-Request-Id if well-formed, else new), access log, JSON 500s, and the latency
+    metric of non-streaming requests (`metrics.emit_latency`) when `metrics_environment` is given."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics_environment: str | None = None) -> None:
         self.app = app
+        self.metrics_environment = metrics_environment
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,11 +47,14 @@ class RequestContextMiddleware:
         request_id_var.set(request_id)  # each request runs in its own task, so this never leaks
         started = time.perf_counter()
         status = 0
+        streaming = False
 
         async def send_with_context(message: Message) -> None:
-            nonlocal status
+            nonlocal status, streaming
             if message["type"] == "http.response.start":
                 status = message["status"]
+                content_type = dict(message.get("headers", ())).get(b"content-type", b"").decode("latin-1")
+                streaming = content_type.startswith(metrics.STREAM_CONTENT_TYPE)
                 headers = [(k, v) for k, v in message.get("headers", ()) if k != REQUEST_ID_HEADER.encode()]
                 headers += [(REQUEST_ID_HEADER.encode(), request_id.encode()), *_SECURITY_HEADERS]
                 message = {**message, "headers": headers}
@@ -63,10 +69,13 @@ class RequestContextMiddleware:
             await error_response(500, "internal_error", "internal error; quote the request id when reporting it")(
                 scope, receive, send_with_context)
         finally:
+            duration_ms = (time.perf_counter() - started) * 1000
             log.info("request", extra={
                 "method": scope.get("method"), "path": scope.get("path"), "status": status or 500,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "duration_ms": round(duration_ms, 1),
                 "client": (scope.get("client") or ("-",))[0]})
+            if self.metrics_environment and not streaming:
+                metrics.emit_latency(self.metrics_environment, duration_ms, request_id)
 
 
 class BodyTooLarge(HTTPException):
