@@ -353,7 +353,10 @@ class AccountConfig(Strict):
     account_id: AccountId | None = None
     region: Region | None = None
     ecr_keep_images: int = Field(100, ge=1, le=1000)
-    artifact_expiration_days: int = Field(90, ge=1, le=3650)
+    # How far back a release can be rolled back to (CodePipeline rollback to an older execution, `adkit` with
+    # packaged templates): its artifacts, including the packaged nested templates, must still exist.
+    rollback_window_days: int = Field(365, ge=1, le=3650)
+    artifact_expiration_days: int = Field(365, ge=1, le=3650)
     access_log_expiration_days: int = Field(365, ge=1, le=3650)  # S3 access logs of the artifact bucket
     source_repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
     source_branch: str = "main"
@@ -364,6 +367,15 @@ class AccountConfig(Strict):
     pipeline_environments: list[str] = Field(default_factory=lambda: ["dev", "prod"], min_length=2)
     approval_emails: list[Email] = Field(default_factory=list, max_length=10)
     logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("artifact_expiration_days")
+    @classmethod
+    def _covers_rollback_window(cls, value: int, info: ValidationInfo) -> int:
+        window = info.data.get("rollback_window_days")
+        if window is not None and value < window:
+            raise ValueError(f"must be >= rollback_window_days ({window}): a rollback to a release inside the "
+                             "window needs its pipeline artifacts and packaged templates")
+        return value
 
     @field_validator("pipeline_environments")
     @classmethod

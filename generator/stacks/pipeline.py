@@ -4,8 +4,9 @@ the last one, and roll a failed deploy stage back.
 Source (CodeConnections, push to the source branch) -> Build (backend tests against a real PostgreSQL and the
 image pushed once as `<repo>:<commit sha>`, in parallel with the infrastructure gates and the packaged
 templates) -> for every environment before the last: Deploy-<env> (CloudFormation CREATE_UPDATE) and
-Smoke-<env> (CodeBuild: /healthz and one SSE event) -> Approve-<last> (create the change set, then a manual
-approval linking to it) -> Deploy-<last> (re-create the change set from the same artifacts and execute it).
+Smoke-<env> (CodeBuild: /healthz and one SSE event) -> Deploy-<last> (create the change set, a manual approval
+linking to it, then execute exactly that change set; CloudFormation refuses it as OBSOLETE if the stack changed
+after it was created, so what runs is what was reviewed).
 
 Values of the bootstrap stack arrive by `Fn::ImportValue`. The CloudFormation deployment role's actions are
 derived from the resource schemas of every type the environment templates use (`generator.deploy_permissions`).
@@ -381,15 +382,15 @@ def _stages(account: AccountConfig, chain: list[EnvironmentConfig], connection, 
         },
         RunOrder=2,
     )
-    stages.append(cp.Stages(Name=f"Approve-{gated.name}", Actions=[
-        _cfn_action("CreateChangeSet", "CHANGE_SET_REPLACE", gated, deploy_role, 1),
-        approval,
-    ]))
-    # The change set is created again from the same artifacts right before it is executed: a stage
-    # rollback re-runs this stage with the previous release's artifacts, which needs both actions.
+    # One stage: create the change set, approve it, execute that same change set (never re-created between
+    # review and execution). If the stack changes after the change set was created, CloudFormation marks it
+    # OBSOLETE and refuses to execute it. A stage rollback re-runs all three with the earlier release's
+    # artifacts, so a rollback is reviewed and approved like a release.
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DescribeChangeSet.html (ExecutionStatus)
     stages.append(cp.Stages(Name=f"Deploy-{gated.name}", OnFailure=rollback, Actions=[
         _cfn_action("CreateChangeSet", "CHANGE_SET_REPLACE", gated, deploy_role, 1),
-        _cfn_action("ExecuteChangeSet", "CHANGE_SET_EXECUTE", gated, deploy_role, 2, deploy_namespace(gated)),
+        approval,
+        _cfn_action("ExecuteChangeSet", "CHANGE_SET_EXECUTE", gated, deploy_role, 3, deploy_namespace(gated)),
     ]))
     return stages
 

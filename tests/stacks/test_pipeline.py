@@ -99,8 +99,7 @@ def test_source_is_the_configured_repository_through_the_connection():
 
 
 def test_stage_order_is_build_dev_smoke_approval_prod():
-    assert [s["Name"] for s in stages()] == ["Source", "Build", "Deploy-dev", "Smoke-dev", "Approve-prod",
-                                             "Deploy-prod"]
+    assert [s["Name"] for s in stages()] == ["Source", "Build", "Deploy-dev", "Smoke-dev", "Deploy-prod"]
 
 
 def test_manual_approval_precedes_every_change_to_prod():
@@ -114,7 +113,7 @@ def test_manual_approval_precedes_every_change_to_prod():
 
 
 def test_prod_change_set_is_created_before_the_approval_and_linked_from_it():
-    (approve_stage,) = [s for s in stages() if s["Name"] == f"Approve-{LAST.name}"]
+    (approve_stage,) = [s for s in stages() if s["Name"] == f"Deploy-{LAST.name}"]
     by_name = {a["Name"]: a for a in approve_stage["Actions"]}
     create, approve = by_name["CreateChangeSet"], by_name["Approve"]
     assert create["Configuration"]["ActionMode"] == "CHANGE_SET_REPLACE" and create["RunOrder"] < approve["RunOrder"]
@@ -123,10 +122,11 @@ def test_prod_change_set_is_created_before_the_approval_and_linked_from_it():
     assert approve["Configuration"]["NotificationArn"] == {"Ref": "ApprovalTopic"}
 
 
-def test_prod_deploy_executes_the_change_set_after_recreating_it_from_the_same_artifacts():
+def test_prod_deploy_executes_the_reviewed_change_set_without_recreating_it():
     (deploy,) = [s for s in stages() if s["Name"] == f"Deploy-{LAST.name}"]
-    modes = [a["Configuration"]["ActionMode"] for a in sorted(deploy["Actions"], key=lambda a: a["RunOrder"])]
-    assert modes == ["CHANGE_SET_REPLACE", "CHANGE_SET_EXECUTE"]
+    ordered = sorted(deploy["Actions"], key=lambda a: a["RunOrder"])
+    assert [a["Configuration"].get("ActionMode", provider(a)) for a in ordered] == [
+        "CHANGE_SET_REPLACE", "Manual", "CHANGE_SET_EXECUTE"]
 
 
 def test_first_environment_deploys_automatically_with_create_update():
