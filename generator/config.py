@@ -174,22 +174,26 @@ class BackupConfig(Strict):
     schedule: str = Field("cron(0 3 * * ? *)", pattern=r"^cron\(\S+ \S+ \* \* \? \*\)$")
 
 
-class SecurityConfig(Strict):
-    """Audit trail of the environment (security stack). Turn `cloudtrail` off when an organization trail
-    already records this account: a second trail bills management events ($2 per 100,000)."""
+def _check_trail_archive(archive: int, retention: int) -> None:
+    if archive and archive + 90 > retention:
+        raise ValueError(
+            f"trail_log_archive_after_days ({archive}) must be at least 90 days before "
+            f"trail_log_retention_days ({retention}): Glacier Instant Retrieval bills "
+            "a 90-day minimum; use 0 to never archive")
 
-    cloudtrail: bool = True
+
+class SecurityConfig(Strict):
+    """Per-environment audit trail (security stack), off by default: the account-level trail of the bootstrap
+    stack (`cloudtrail` in config/account.toml) records every environment of the account. A second trail in one
+    account bills management events ($2 per 100,000); opt in only for a reason (e.g. a separate bucket)."""
+
+    cloudtrail: bool = False
     trail_log_retention_days: int = Field(365, ge=90, le=3650)
     trail_log_archive_after_days: int = Field(90, ge=0, le=3650)  # to Glacier Instant Retrieval; 0 = never
 
     @model_validator(mode="after")
     def _archive_before_expiry(self) -> SecurityConfig:
-        archive = self.trail_log_archive_after_days
-        if archive and archive + 90 > self.trail_log_retention_days:
-            raise ValueError(
-                f"trail_log_archive_after_days ({archive}) must be at least 90 days before "
-                f"trail_log_retention_days ({self.trail_log_retention_days}): Glacier Instant Retrieval bills "
-                "a 90-day minimum; use 0 to never archive")
+        _check_trail_archive(self.trail_log_archive_after_days, self.trail_log_retention_days)
         return self
 
 
@@ -358,6 +362,10 @@ class AccountConfig(Strict):
     rollback_window_days: int = Field(365, ge=1, le=3650)
     artifact_expiration_days: int = Field(365, ge=1, le=3650)
     access_log_expiration_days: int = Field(365, ge=1, le=3650)  # S3 access logs of the artifact bucket
+    # The account-level CloudTrail trail (bootstrap stack); turn off when an organization trail records the account.
+    cloudtrail: bool = True
+    trail_log_retention_days: int = Field(365, ge=90, le=3650)
+    trail_log_archive_after_days: int = Field(90, ge=0, le=3650)  # to Glacier Instant Retrieval; 0 = never
     source_repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
     source_branch: str = "main"
     source_provider: Literal["GitHub", "GitHubEnterpriseServer", "Bitbucket", "GitLab"] = "GitHub"
@@ -383,6 +391,11 @@ class AccountConfig(Strict):
         if len(set(value)) != len(value):
             raise ValueError("each environment may appear once (promotion order)")
         return value
+
+    @model_validator(mode="after")
+    def _trail_archive(self) -> AccountConfig:
+        _check_trail_archive(self.trail_log_archive_after_days, self.trail_log_retention_days)
+        return self
 
     @model_validator(mode="after")
     def _source_host(self) -> AccountConfig:

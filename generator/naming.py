@@ -138,6 +138,15 @@ def trail_name(config: EnvironmentConfig) -> str:
     return checked("cloudtrail_trail", f"{_prefix(config)}-audit")
 
 
+def account_trail_name(app_name: str) -> str:
+    """The account-level trail (bootstrap): its key and bucket policies name its ARN before it exists."""
+    return checked("cloudtrail_trail", f"{app_name}-account-audit")
+
+
+def account_trail_key_alias(app_name: str) -> str:
+    return checked("kms_alias", f"alias/{app_name}-account-trail")
+
+
 def ecr_repository_name(app_name: str) -> str:
     """Account-level (bootstrap) repository; environments pull `<repo>:<ImageTag>` from it."""
     return checked("ecr_repository", f"{app_name}/backend")

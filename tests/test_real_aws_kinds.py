@@ -276,6 +276,85 @@ def test_no_property_renders_as_an_empty_string():
     assert not empty, f"empty strings drift forever (AWS stores no value): {empty}"
 
 
+# ---- 6. approval integrity --------------------------------------------------------------------------
+
+def pipeline_stages() -> list[dict]:
+    (pipeline,) = resources_of(template("pipeline.yaml"), "AWS::CodePipeline::Pipeline").values()
+    return props(pipeline)["Stages"]
+
+
+def test_every_executed_change_set_is_the_one_created_before_the_approval_in_its_stage():
+    executes = 0
+    for stage in pipeline_stages():
+        actions = stage["Actions"]
+        for execute in [a for a in actions if a["Configuration"].get("ActionMode") == "CHANGE_SET_EXECUTE"]:
+            executes += 1
+            key = (execute["Configuration"]["StackName"], execute["Configuration"]["ChangeSetName"])
+            creates = [a for a in actions if a["Configuration"].get("ActionMode") == "CHANGE_SET_REPLACE"
+                       and (a["Configuration"]["StackName"], a["Configuration"]["ChangeSetName"]) == key]
+            approvals = [a for a in actions if a["ActionTypeId"]["Category"] == "Approval"]
+            assert len(creates) == 1 and approvals, stage["Name"]
+            (create,) = creates
+            assert any(create["RunOrder"] < a["RunOrder"] < execute["RunOrder"] for a in approvals), stage["Name"]
+            assert stage.get("OnFailure") == {"Result": "ROLLBACK"}
+    assert executes, "no change set is executed: the gated environment has no approval"
+    # Nowhere else is that change set (re-)created: another stage would replace what the approver reviewed.
+    replaces = [(a["Configuration"]["StackName"], a["Configuration"]["ChangeSetName"])
+                for st in pipeline_stages() for a in st["Actions"]
+                if a["Configuration"].get("ActionMode") == "CHANGE_SET_REPLACE"]
+    assert len(replaces) == len(set(replaces))
+
+
+# ---- 7. retention shorter than the rollback window ---------------------------------------------------
+
+def test_artifacts_outlive_the_rollback_window():
+    from generator.config import load_account
+    window = load_account().rollback_window_days
+    (bucket,) = [b for lid, b in resources_of(template("bootstrap.yaml"), "AWS::S3::Bucket").items()
+                 if lid == "ArtifactBucket"]
+    for rule in props(bucket)["LifecycleConfiguration"]["Rules"]:
+        if "ExpirationInDays" in rule:
+            assert rule["ExpirationInDays"] >= window
+        if "NoncurrentVersionExpiration" in rule:
+            assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] >= window
+
+
+def test_artifact_expiration_shorter_than_the_rollback_window_is_refused(tmp_path):
+    from generator.config import ConfigError, load_account
+    path = tmp_path / "account.toml"
+    path.write_text('app_name = "acme"\nsource_repository = "org/repo"\nrollback_window_days = 200\n'
+                    "artifact_expiration_days = 199\n")
+    with pytest.raises(ConfigError) as error:
+        load_account(path)
+    assert "artifact_expiration_days" in str(error.value) and "rollback_window_days (200)" in str(error.value)
+    path.write_text('app_name = "acme"\nsource_repository = "org/repo"\nrollback_window_days = 200\n'
+                    "artifact_expiration_days = 200\n")
+    assert load_account(path).artifact_expiration_days == 200
+
+
+# ---- 8. account-wide things created per environment -------------------------------------------------
+
+def test_no_environment_has_its_own_trail_unless_it_opts_in():
+    from generator.config import load_environment
+    for env in ENVIRONMENTS:
+        trails = [t for p, tmpl in all_templates().items() if p.startswith(f"{env}/")
+                  for t in resources_of(tmpl, "AWS::CloudTrail::Trail")]
+        assert len(trails) == (1 if load_environment(env).security.cloudtrail else 0), env
+
+
+def test_the_account_level_trail_is_the_default_and_lives_in_bootstrap():
+    from generator.config import AccountConfig, SecurityConfig, load_account
+    assert AccountConfig.model_fields["cloudtrail"].default is True
+    assert SecurityConfig.model_fields["cloudtrail"].default is False
+    trails = resources_of(template("bootstrap.yaml"), "AWS::CloudTrail::Trail")
+    assert len(trails) == (1 if load_account().cloudtrail else 0)
+    for trail in trails.values():
+        p = props(trail)
+        assert (p["IsMultiRegionTrail"], p["IncludeGlobalServiceEvents"], p["EnableLogFileValidation"]) == (
+            True, True, True)
+        assert p["KMSKeyId"] == {"Fn::GetAtt": ["TrailKey", "Arn"]}
+
+
 # ---- 9. create-only properties that a routine change would hit ----------------------------------------
 
 def test_no_resource_with_create_only_tags_has_a_fixed_name():

@@ -3,7 +3,9 @@
 - a KMS key (rotation on, Retain) with alias `alias/<app>-bootstrap`,
 - the artifact bucket for packaged nested templates and pipeline artifacts (+ its access-log bucket),
 - the ECR repository of the backend image (immutable tags, scan on push, KMS, keeps the newest N images),
-- the Git-provider token secret Amplify reads by dynamic reference, created with a random placeholder.
+- the Git-provider token secret Amplify reads by dynamic reference, created with a random placeholder,
+- the account-level CloudTrail trail with its own key and bucket (`cloudtrail`, default on): one trail records
+  every environment of the account; environments add their own only when they opt in.
 
 Its outputs are exported (`naming.bootstrap_export`) for the account-level pipeline stack only; environment
 stacks never import them (they derive the repository name and key alias from `generator.naming`).
@@ -21,6 +23,7 @@ from generator import naming
 from generator.cfn import add_output, describe, new_template
 from generator.components import access_log_bucket, retention_policies, secure_bucket
 from generator.config import AccountConfig, EnvironmentConfig
+from generator.stacks._trail import TRAIL_BUCKET, add_trail
 
 DESCRIPTION = "account-level bootstrap: artifact bucket, ECR repository, Git token secret and their KMS key"
 
@@ -152,6 +155,15 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Temp
             SecretStringTemplate="{}", GenerateStringKey=GIT_TOKEN_JSON_KEY,
             PasswordLength=40, ExcludePunctuation=True),
     ), "Git provider token for Amplify (placeholder until the operator sets it)"), retain=True))
+
+    if account.cloudtrail:
+        add_trail(template, name=naming.account_trail_name(app), alias=naming.account_trail_key_alias(app),
+                  owner=f"{app} account", retention_days=account.trail_log_retention_days,
+                  archive_after_days=account.trail_log_archive_after_days,
+                  access_log_expiration_days=account.access_log_expiration_days)
+        add_output(template, "AuditTrailBucketName", Ref(TRAIL_BUCKET),
+                   "S3 bucket holding the account's CloudTrail logs",
+                   export=naming.bootstrap_export(app, "AuditTrailBucketName"))
 
     outputs = {
         "ArtifactBucketName": (Ref(artifacts), "Bucket for packaged nested templates and pipeline artifacts"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from cfn_helpers import ENVIRONMENTS, as_list, one, props, resources_of, stack, statements
 
@@ -17,8 +19,14 @@ USAGE = {"kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "
          "kms:GenerateDataKeyWithoutPlaintext", "kms:CreateGrant"}
 
 
+@functools.cache
 def tmpl(env: str) -> dict:
-    return stack(env, "security")
+    """The environment's security stack with its own trail opted in (the account-level trail is the default)."""
+    config = cfg(env)
+    if config.security.cloudtrail:
+        return stack(env, "security")
+    return to_data(security.build(config.model_copy(
+        update={"security": config.security.model_copy(update={"cloudtrail": True})})))
 
 
 def cfg(env: str):
@@ -202,6 +210,6 @@ def test_archiving_trail_logs_too_close_to_expiry_is_refused():
 def test_zero_means_never_archive():
     config = load_environment("dev")
     config = config.model_copy(update={"security": config.security.model_copy(
-        update={"trail_log_archive_after_days": 0})})
+        update={"trail_log_archive_after_days": 0, "cloudtrail": True})})
     (rule,) = props(to_data(security.build(config))["Resources"]["TrailBucket"])["LifecycleConfiguration"]["Rules"]
     assert "Transitions" not in rule
