@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from cfn_helpers import as_list, one, props, require, statements, template
+from cfn_helpers import as_list, props, require, statements, template
 
 from generator import naming
 from generator.config import load_account
