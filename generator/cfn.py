@@ -77,6 +77,14 @@ def apply_tags(template: Template, tags: dict[str, str]) -> Template:
     return template
 
 
+def apply_permissions_boundary(template: Template, boundary_arn) -> Template:
+    """Attach the permissions boundary to every IAM role of the template (roles that set their own keep it)."""
+    for resource in template.resources.values():
+        if resource.resource_type == "AWS::IAM::Role" and "PermissionsBoundary" not in resource.properties:
+            resource.PermissionsBoundary = boundary_arn
+    return template
+
+
 # libyaml's emitter (shipped in PyYAML's wheels) is ~10x faster than the pure-Python one; same output.
 _BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 

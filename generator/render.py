@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from generator import naming
-from generator.cfn import apply_tags, to_yaml
+from generator import deploy_scopes, naming
+from generator.cfn import apply_permissions_boundary, apply_tags, to_yaml
 from generator.config import (
     ACCOUNT_FILE,
     ENVIRONMENTS_DIR,
@@ -37,6 +37,7 @@ def render_environment(config: EnvironmentConfig) -> dict[str, str]:
     children = root.build_children(config)
     for child in children:
         apply_tags(child.template, naming.environment_tags(config, child.component))
+        apply_permissions_boundary(child.template, deploy_scopes.boundary_arn(config.app_name))
     files = {child.filename: to_yaml(child.template) for child in children}
     files[root.ROOT_FILE] = to_yaml(root.build(config, children))
     files[root.ROOT_FILE.replace(".yaml", ".config.json")] = config_json(root.template_configuration(config))

@@ -17,10 +17,10 @@ import json
 
 from awacs import kms as awacs_kms
 from awacs.aws import Allow, ArnLike, Condition, PolicyDocument, Principal, Statement, StringEquals
-from troposphere import GetAtt, Ref, Sub, Template, ecr, kms, s3, secretsmanager
+from troposphere import GetAtt, Ref, Sub, Template, ecr, iam, kms, s3, secretsmanager
 
-from generator import naming
-from generator.cfn import add_output, describe, new_template
+from generator import deploy_scopes, naming
+from generator.cfn import add_output, describe, new_template, skip_checkov
 from generator.components import access_log_bucket, retention_policies, secure_bucket
 from generator.config import AccountConfig, EnvironmentConfig
 from generator.stacks._trail import TRAIL_BUCKET, add_trail
@@ -156,6 +156,18 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Temp
             PasswordLength=40, ExcludePunctuation=True),
     ), "Git provider token for Amplify (placeholder until the operator sets it)"), retain=True))
 
+    boundary = template.add_resource(describe(iam.ManagedPolicy(
+        "PermissionsBoundary",
+        ManagedPolicyName=deploy_scopes.boundary_name(app),
+        Description=f"{app}: permissions boundary of every IAM role the environment stacks create",
+        PolicyDocument=deploy_scopes.boundary_document(app),
+    ), "Permissions boundary of every environment role (the deployment role may create roles only with it)"))
+    reason = ("A permissions boundary grants nothing: it is the ceiling of the environment roles, whose own "
+              "policies stay least-privilege. Its Allow names whole services on purpose; IAM is denied.")
+    for check in ("CKV_AWS_107", "CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_110", "CKV_AWS_111", "CKV_AWS_289",
+                  "CKV_AWS_290", "CKV_AWS_355"):
+        skip_checkov(boundary, check, reason)
+
     if account.cloudtrail:
         add_trail(template, name=naming.account_trail_name(app), alias=naming.account_trail_key_alias(app),
                   owner=f"{app} account", retention_days=account.trail_log_retention_days,
@@ -166,6 +178,7 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Temp
                    export=naming.bootstrap_export(app, "AuditTrailBucketName"))
 
     outputs = {
+        "PermissionsBoundaryArn": (Ref(boundary), "Permissions boundary of every environment role"),
         "ArtifactBucketName": (Ref(artifacts), "Bucket for packaged nested templates and pipeline artifacts"),
         "ArtifactKeyArn": (key_arn, "KMS key of the bootstrap resources"),
         "EcrRepositoryName": (Ref(repository), "ECR repository of the backend image"),

@@ -1,0 +1,158 @@
+"""How far the pipeline's CloudFormation deployment role reaches, beyond the schema-derived action list.
+
+`generator.deploy_permissions` derives *which* actions CloudFormation needs from the resource schemas. This
+module decides the rest, kept apart so each can change alone:
+
+- `SUPPLEMENTS`: actions CloudFormation calls that a type's schema handler list misses (each with its source).
+- the environment permissions boundary: a managed policy (bootstrap stack) that every IAM role of the
+  environment stacks carries; the deployment role may create or change roles only with it attached.
+- resource scopes: actions whose only resource type the kit can name (Lambda functions, log groups, buckets,
+  secrets) are granted on the kit's name prefixes (or its Application tag) instead of "*".
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Mapping
+
+from awacs.aws import Action, Allow, Deny, PolicyDocument, Statement
+from troposphere import Sub
+
+from generator import deploy_permissions
+
+# ---- (a) supplements ------------------------------------------------------------------------------
+# resource type -> ((action, source), ...). Add an entry when a deploy fails with AccessDenied on an action the
+# schema does not list (the CloudFormation event names the action); cite where the need is documented or seen.
+SUPPLEMENTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "AWS::AppRunner::AutoScalingConfiguration": (
+        ("apprunner:ListTagsForResource",
+         "read after create lists the configuration's tags; missing from the schema's handler permissions "
+         "(issue 10 of this repository, observed AccessDenied)"),
+    ),
+    "AWS::AppRunner::Service": (
+        ("apprunner:ListTagsForResource",
+         "same read path as the auto scaling configuration (tags are create-only and read back)"),
+    ),
+    "AWS::AppRunner::VpcConnector": (
+        ("apprunner:ListTagsForResource",
+         "same read path as the auto scaling configuration (tags are create-only and read back)"),
+    ),
+}
+
+
+def supplement_actions(types: Iterable[str]) -> list[str]:
+    """Sorted supplement actions for these resource types."""
+    return sorted({action for t in types for action, _ in SUPPLEMENTS.get(t, ())})
+
+
+# ---- (c) the environment permissions boundary -----------------------------------------------------
+# Services the environment roles may ever use (their policies' Allow actions must fall inside; a test checks).
+# AWS Backup's role uses the AWS managed backup/restore policies, which for Aurora call backup, rds, kms, tag
+# and ec2 (describe) actions:
+# https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSBackupServiceRolePolicyForBackup.html
+BOUNDARY_SERVICES = ("amplify", "backup", "ec2", "ecr", "kms", "logs", "rds", "s3", "secretsmanager", "tag")
+
+# IAM actions on roles that accept the iam:PermissionsBoundary condition key (IAM service authorization
+# reference: https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html).
+BOUNDARY_CONDITIONED = frozenset({
+    "iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRolePolicy", "iam:DetachRolePolicy",
+    "iam:PutRolePermissionsBoundary", "iam:PutRolePolicy",
+})
+# Never granted to the deployment role, whatever a schema lists: removing the boundary is the escape hatch.
+NEVER_GRANTED = frozenset({"iam:DeleteRolePermissionsBoundary", "iam:DeleteUserPermissionsBoundary"})
+
+# IAM writes the boundary denies outright (escalation: new principals, new policies, new credentials).
+ESCALATION_ACTIONS = (
+    "iam:AttachRolePolicy", "iam:AttachUserPolicy", "iam:CreateAccessKey", "iam:CreatePolicy",
+    "iam:CreatePolicyVersion", "iam:CreateRole", "iam:CreateUser", "iam:PassRole", "iam:PutRolePermissionsBoundary",
+    "iam:PutRolePolicy", "iam:PutUserPermissionsBoundary", "iam:PutUserPolicy", "iam:SetDefaultPolicyVersion",
+    "iam:UpdateAssumeRolePolicy",
+)
+BOUNDARY_SELF_PROTECTION = ("iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePolicyVersion",
+                            "iam:SetDefaultPolicyVersion")
+
+
+def boundary_name(app_name: str) -> str:
+    """`<app>-permissions-boundary`: no environment prefix `<app>-<env>-` can match it (env names are 2..10
+    characters, and `permissions` is 11), so the deployment role's IAM scope never covers it."""
+    return f"{app_name}-permissions-boundary"
+
+
+def boundary_arn(app_name: str) -> Sub:
+    return Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{boundary_name(app_name)}")
+
+
+def _actions(names: Iterable[str]) -> list[Action]:
+    return [Action(*name.split(":", 1)) for name in sorted(names)]
+
+
+def boundary_document(app_name: str) -> PolicyDocument:
+    """Ceiling for every environment role: the listed services only; no IAM at all (explicitly denied: new
+    roles/users/policies, PassRole); the boundary can neither be changed nor removed."""
+    return PolicyDocument(Version="2012-10-17", Statement=[
+        Statement(Sid="EnvironmentServicesOnly", Effect=Allow,
+                  Action=[Action(service, "*") for service in BOUNDARY_SERVICES], Resource=["*"]),
+        Statement(Sid="DenyPrivilegeEscalation", Effect=Deny, Action=_actions(ESCALATION_ACTIONS), Resource=["*"]),
+        Statement(Sid="DenyRemovingBoundaries", Effect=Deny, Action=_actions(NEVER_GRANTED), Resource=["*"]),
+        Statement(Sid="DenyChangingThisBoundary", Effect=Deny, Action=_actions(BOUNDARY_SELF_PROTECTION),
+                  Resource=[boundary_arn(app_name)]),
+    ])
+
+
+def boundary_condition_actions(iam_actions: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Split IAM role actions into (conditioned on the boundary, unconditioned); NEVER_GRANTED are dropped."""
+    kept = [a for a in sorted(set(iam_actions)) if a not in NEVER_GRANTED]
+    return [a for a in kept if a in BOUNDARY_CONDITIONED], [a for a in kept if a not in BOUNDARY_CONDITIONED]
+
+
+# ---- (b) and (d) resource scopes ------------------------------------------------------------------
+SCOPE_FUNCTIONS = "lambda-functions"
+SCOPE_LOG_GROUPS = "log-groups"
+SCOPE_BUCKETS = "buckets"
+SCOPE_SECRET_VALUES = "secret-values"
+
+# service -> the one resource type whose ARNs the kit can name.
+SCOPED_RESOURCE_TYPES = {"lambda": ("function", SCOPE_FUNCTIONS), "logs": ("log-group", SCOPE_LOG_GROUPS),
+                         "s3": ("bucket", SCOPE_BUCKETS)}
+
+
+@functools.cache
+def _resource_types() -> Mapping[str, Mapping[str, tuple[str, ...]]]:
+    """Resource types of every IAM action (lower-case), from cfn-lint's copy of the IAM service reference."""
+    data = json.loads((deploy_permissions._schemas_dir().parent / "AdditionalSpecs" / "Policies.json").read_text())
+    return {service: {name: tuple(spec.get("Resources", ())) for name, spec in body.get("Actions", {}).items()}
+            for service, body in data.items()}
+
+
+def scope_of(action: str) -> str | None:
+    """The narrower scope of an action that deploy_permissions grants on "*", or None to keep "*". An action is
+    scoped only when every resource type it accepts is the one the kit can name (so no call needs another)."""
+    if action == "secretsmanager:GetSecretValue":
+        return SCOPE_SECRET_VALUES
+    service, name = action.split(":", 1)
+    if service not in SCOPED_RESOURCE_TYPES:
+        return None
+    resource_type, scope = SCOPED_RESOURCE_TYPES[service]
+    types = _resource_types().get(service, {}).get(name.lower(), ())
+    return scope if types and set(types) == {resource_type} else None
+
+
+def split_scoped(actions: Iterable[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """(scope -> sorted actions, sorted actions that stay on "*")."""
+    scoped: dict[str, list[str]] = {}
+    rest = []
+    for action in sorted(set(actions)):
+        scope = scope_of(action)
+        if scope is None:
+            rest.append(action)
+        else:
+            scoped.setdefault(scope, []).append(action)
+    return scoped, rest
+
+
+def literal_log_group_names(templates: Iterable[Mapping]) -> list[str]:
+    """LogGroupName values written literally in the templates (WAF's `aws-waf-logs-…`, RDS's `/aws/rds/…`)."""
+    return sorted({r["Properties"]["LogGroupName"] for t in templates for r in t.get("Resources", {}).values()
+                   if r["Type"] == "AWS::Logs::LogGroup" and isinstance(r.get("Properties", {}).get("LogGroupName"),
+                                                                      str)})
