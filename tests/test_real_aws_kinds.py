@@ -276,6 +276,111 @@ def test_no_property_renders_as_an_empty_string():
     assert not empty, f"empty strings drift forever (AWS stores no value): {empty}"
 
 
+# ---- 5. the pipeline's CloudFormation deploy role -----------------------------------------------------
+
+ROLE_WRITES = {"iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:PutRolePermissionsBoundary",
+               "iam:DetachRolePolicy", "iam:DeleteRolePolicy"}
+
+
+def app_name() -> str:
+    from generator.config import load_account
+    return load_account().app_name
+
+
+def deploy_role_statements() -> list[dict]:
+    pipeline = template("pipeline.yaml")["Resources"]
+    found = []
+    for lid, res in pipeline.items():
+        p = props(res)
+        if lid == "DeployRole":
+            found += [st for policy in p["Policies"] for st in statements(policy["PolicyDocument"])]
+        elif res["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy") and {"Ref": "DeployRole"} in p.get(
+                "Roles", []):
+            found += statements(p["PolicyDocument"])
+    assert found
+    return found
+
+
+def test_every_environment_role_carries_the_kits_permissions_boundary():
+    from generator import deploy_scopes
+    expected = json.loads(json.dumps(deploy_scopes.boundary_arn(app_name()).to_dict()))
+    roles = [(path, lid, res) for path, lid, res in every_resource()
+             if res["Type"] == "AWS::IAM::Role" and path.split("/")[0] in ENVIRONMENTS]
+    assert roles
+    for path, lid, res in roles:
+        assert props(res).get("PermissionsBoundary") == expected, f"{path}:{lid}"
+
+
+def test_deploy_role_creates_and_changes_roles_only_with_the_boundary():
+    from generator import deploy_scopes
+    boundary = json.loads(json.dumps(deploy_scopes.boundary_arn(app_name()).to_dict()))
+    writes = 0
+    for st in deploy_role_statements():
+        if st["Effect"] != "Allow":
+            continue
+        actions = set(as_list(st["Action"]))
+        assert not actions & deploy_scopes.NEVER_GRANTED, st.get("Sid")
+        if actions & ROLE_WRITES:
+            writes += 1
+            assert st["Condition"]["StringEquals"]["iam:PermissionsBoundary"] == boundary, st.get("Sid")
+    assert writes, "the deploy role cannot create roles at all"
+
+
+def test_deploy_role_reads_secret_values_only_of_this_apps_secrets():
+    reads = [st for st in deploy_role_statements() if st["Effect"] == "Allow"
+             and "secretsmanager:GetSecretValue" in as_list(st["Action"])]
+    assert reads
+    for st in reads:
+        for resource in as_list(st["Resource"]):
+            assert resource != "*", st.get("Sid")
+            arn = resource["Fn::Sub"] if isinstance(resource, dict) else resource
+            arn = arn[0] if isinstance(arn, list) else arn
+            if arn.endswith(":secret:*"):
+                assert st["Condition"]["StringEquals"]["aws:ResourceTag/Application"] == app_name(), st.get("Sid")
+
+
+def test_the_boundary_cannot_be_changed_or_removed_and_grants_no_iam():
+    from generator import deploy_scopes
+    policies = [props(res) for res in resources_of(template("bootstrap.yaml"), "AWS::IAM::ManagedPolicy").values()
+                if props(res).get("ManagedPolicyName") == deploy_scopes.boundary_name(app_name())]
+    assert len(policies) == 1
+    found = statements(policies[0]["PolicyDocument"])
+    allowed = {a for st in found if st["Effect"] == "Allow" for a in as_list(st["Action"])}
+    assert not any(a.startswith("iam:") or a == "*" for a in allowed)
+    denied = {a: st["Resource"] for st in found if st["Effect"] == "Deny" for a in as_list(st["Action"])}
+    for action in ("iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion", "iam:DeletePolicy",
+                   "iam:DeleteRolePermissionsBoundary", "iam:CreateRole", "iam:PutRolePolicy",
+                   "iam:AttachRolePolicy", "iam:PassRole"):
+        assert action in denied, action
+
+
+def test_the_boundary_allows_everything_the_environment_roles_are_granted():
+    from generator import deploy_scopes
+    for path, lid, res in every_resource():
+        if path.split("/")[0] not in ENVIRONMENTS or res["Type"] not in ("AWS::IAM::Role", "AWS::IAM::Policy",
+                                                                          "AWS::IAM::ManagedPolicy"):
+            continue
+        p = props(res)
+        documents = [pol["PolicyDocument"] for pol in p.get("Policies", [])] + (
+            [p["PolicyDocument"]] if "PolicyDocument" in p else [])
+        for document in documents:
+            for st in statements(document):
+                if st["Effect"] == "Allow":
+                    for action in as_list(st["Action"]):
+                        assert action.split(":")[0] in deploy_scopes.BOUNDARY_SERVICES, f"{path}:{lid}: {action}"
+
+
+def test_every_supplement_is_a_real_action_with_a_source_and_is_granted():
+    from generator import deploy_permissions, deploy_scopes
+    granted = {a for st in deploy_role_statements() if st["Effect"] == "Allow" for a in as_list(st["Action"])}
+    types = {res["Type"] for path, _, res in every_resource() if path.split("/")[0] in ENVIRONMENTS}
+    for type_, entries in deploy_scopes.SUPPLEMENTS.items():
+        for action, source in entries:
+            assert deploy_permissions.is_iam_action(action) and source.strip(), (type_, action)
+            if type_ in types:
+                assert action in granted, (type_, action)
+
+
 # ---- 6. approval integrity --------------------------------------------------------------------------
 
 def pipeline_stages() -> list[dict]:
@@ -370,6 +475,3 @@ def test_the_create_only_check_knows_the_app_runner_service():
     assert "Tags" in create_only("AWS::AppRunner::Service")
     assert "ServiceName" in physical_name_properties("AWS::AppRunner::Service")
 
-
-# helpers used by later kinds
-__all__ = ["as_list", "statements", "template"]

@@ -112,7 +112,8 @@ def test_git_token_secret_has_no_value_and_a_token_key():
 def test_outputs_are_exported_with_the_naming_helper():
     app = load_account().app_name
     outputs = tmpl()["Outputs"]
-    expected = ["ArtifactBucketName", "ArtifactKeyArn", "EcrRepositoryName", "EcrRepositoryUri", "GitTokenSecretArn"]
+    expected = ["ArtifactBucketName", "ArtifactKeyArn", "EcrRepositoryName", "EcrRepositoryUri", "GitTokenSecretArn",
+                "PermissionsBoundaryArn"]
     if load_account().cloudtrail:
         expected = sorted([*expected, "AuditTrailBucketName"])
     assert sorted(outputs) == expected
