@@ -30,11 +30,25 @@ DATA_KEY_GRANT_SERVICES = ("rds", "backup", "apprunner")
 
 
 def _data_key(template: Template, config: EnvironmentConfig):
+    # App Runner uses the EncryptionConfiguration key "to encrypt copies of the source repository and service
+    # logs" (https://docs.aws.amazon.com/apprunner/latest/api/API_EncryptionConfiguration.html), so CloudWatch
+    # Logs may use this key, for App Runner's own log groups of this account only (docs/stack-security.md).
+    app_runner_logs = Statement(
+        Sid="CloudWatchLogsForAppRunnerLogGroups",
+        Effect=Allow,
+        Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
+        Action=[k.Encrypt, k.Decrypt, k.ReEncryptFrom, k.ReEncryptTo, k.GenerateDataKey,
+                k.GenerateDataKeyWithoutPlaintext, k.DescribeKey],
+        Resource=["*"],
+        Condition=Condition(ArnLike(
+            "kms:EncryptionContext:aws:logs:arn",
+            Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/apprunner/*"))),
+    )
     return customer_key(
         template, "DataKey", alias=naming.kms_alias(config, "data"),
         description=f"{config.app_name} {config.name}: data at rest (Aurora, S3 content, Secrets Manager, "
                     "AWS Backup, App Runner)",
-        statements=use_through(DATA_KEY_SERVICES, DATA_KEY_GRANT_SERVICES))
+        statements=[*use_through(DATA_KEY_SERVICES, DATA_KEY_GRANT_SERVICES), app_runner_logs])
 
 
 def _publisher(sid: str, service: str, source_arn: str | None) -> Statement:

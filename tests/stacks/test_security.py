@@ -100,7 +100,11 @@ def test_data_key_serves_exactly_the_data_services(env):
         "rds", "s3", "secretsmanager", "backup", "apprunner"}
     grants = by_sid(env, "DataKey", "GrantsOnlyForAwsResourcesOfRdsBackupApprunner")
     assert grants["Condition"]["Bool"]["kms:GrantIsForAWSResource"] == "true"
-    assert {s["Principal"]["Service"] for s in policy(env, "DataKey") if "Service" in s["Principal"]} == set()
+    # The one service principal: CloudWatch Logs, for App Runner's own log groups only (EncryptionConfiguration).
+    services = [s for s in policy(env, "DataKey") if "Service" in s["Principal"]]
+    assert [s["Sid"] for s in services] == ["CloudWatchLogsForAppRunnerLogGroups"]
+    assert services[0]["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/apprunner/*"}
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
