@@ -52,6 +52,13 @@ def supplement_actions(types: Iterable[str]) -> list[str]:
 # and ec2 (describe) actions:
 # https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSBackupServiceRolePolicyForBackup.html
 BOUNDARY_SERVICES = ("amplify", "backup", "ec2", "ecr", "kms", "logs", "rds", "s3", "secretsmanager", "tag")
+# AWS managed policies environment roles may attach (path after `policy/`) -> the services the kit uses them
+# for; each must be inside BOUNDARY_SERVICES (a test checks). The boundary caps these broad policies to those
+# services: AWS Backup of the Aurora cluster and its restore.
+AWS_MANAGED_POLICY_SERVICES: dict[str, tuple[str, ...]] = {
+    "service-role/AWSBackupServiceRolePolicyForBackup": ("backup", "ec2", "kms", "rds", "tag"),
+    "service-role/AWSBackupServiceRolePolicyForRestores": ("backup", "ec2", "kms", "rds", "tag"),
+}
 
 # IAM actions on roles that accept the iam:PermissionsBoundary condition key (IAM service authorization
 # reference: https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html).

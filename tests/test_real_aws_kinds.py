@@ -370,6 +370,22 @@ def test_the_boundary_allows_everything_the_environment_roles_are_granted():
                         assert action.split(":")[0] in deploy_scopes.BOUNDARY_SERVICES, f"{path}:{lid}: {action}"
 
 
+def test_every_aws_managed_policy_of_an_environment_role_is_known_and_inside_the_boundary():
+    from generator import deploy_scopes
+    attached = 0
+    for path, lid, res in every_resource():
+        if path.split("/")[0] not in ENVIRONMENTS or res["Type"] != "AWS::IAM::Role":
+            continue
+        for arn in props(res).get("ManagedPolicyArns", []):
+            text = arn.get("Fn::Sub") if isinstance(arn, dict) else arn
+            if isinstance(text, str) and ":iam::aws:policy/" in text:
+                attached += 1
+                name = text.split(":iam::aws:policy/", 1)[1]
+                assert name in deploy_scopes.AWS_MANAGED_POLICY_SERVICES, f"{path}:{lid}: {name}"
+                assert set(deploy_scopes.AWS_MANAGED_POLICY_SERVICES[name]) <= set(deploy_scopes.BOUNDARY_SERVICES)
+    assert attached or not deploy_scopes.AWS_MANAGED_POLICY_SERVICES
+
+
 def test_every_supplement_is_a_real_action_with_a_source_and_is_granted():
     from generator import deploy_permissions, deploy_scopes
     granted = {a for st in deploy_role_statements() if st["Effect"] == "Allow" for a in as_list(st["Action"])}

@@ -158,8 +158,8 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Temp
 
     boundary = template.add_resource(describe(iam.ManagedPolicy(
         "PermissionsBoundary",
+        # No Description: it is create-only, and with a fixed name a changed description could never replace it.
         ManagedPolicyName=deploy_scopes.boundary_name(app),
-        Description=f"{app}: permissions boundary of every IAM role the environment stacks create",
         PolicyDocument=deploy_scopes.boundary_document(app),
     ), "Permissions boundary of every environment role (the deployment role may create roles only with it)"))
     reason = ("A permissions boundary grants nothing: it is the ceiling of the environment roles, whose own "
