@@ -7,6 +7,8 @@ import json
 import yaml
 from troposphere import AWSObject, Export, Output, Parameter, Tags, Template
 
+from generator import contract
+
 TEMPLATE_VERSION = "2010-09-09"
 
 
@@ -55,6 +57,15 @@ def add_parameter(template: Template, name: str, description: str, type_: str = 
     return template.add_parameter(Parameter(name, Type=type_, Description=description, **kwargs))
 
 
+def add_image_tag_parameter(template: Template) -> Parameter:
+    """The release parameter `ImageTag` (the backend image's commit SHA; `latest` is refused by its pattern)."""
+    return add_parameter(
+        template, contract.IMAGE_TAG_PARAMETER,
+        "Backend image tag in the ECR repository (the commit SHA); `latest` is refused",
+        AllowedPattern=contract.IMAGE_TAG_PATTERN, MinLength=1, MaxLength=128,
+        ConstraintDescription="must be an immutable image tag such as a commit SHA, never 'latest'")
+
+
 def add_output(template: Template, name: str, value, description: str, export: str | None = None) -> Output:
     output = Output(name, Value=value, Description=description)
     if export:
@@ -98,7 +109,12 @@ def to_data(template: Template) -> dict:
     return json.loads(template.to_json(indent=None, sort_keys=True))
 
 
+def dump_yaml(data: dict) -> str:
+    """Deterministic YAML of template data in CloudFormation's long form (Fn::GetAtt etc.)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True,
+                     width=4096)
+
+
 def to_yaml(template: Template) -> str:
     """Deterministic YAML in CloudFormation's long form (Fn::GetAtt etc.), readable by every tool."""
-    return yaml.dump(to_data(template), Dumper=_Dumper, sort_keys=True, default_flow_style=False,
-                     allow_unicode=True, width=4096)
+    return dump_yaml(to_data(template))

@@ -81,6 +81,11 @@ class NetworkConfig(Strict):
             raise ValueError("must be a private (RFC 1918) range")
         return value
 
+    @property
+    def nat_gateway_count(self) -> int:
+        """NAT gateways the network stack creates: one (`single`) or one per AZ (`one_per_az`)."""
+        return 1 if self.nat_mode == "single" else self.az_count
+
 
 class DatabaseConfig(Strict):
     engine_version: str = "17.7"

@@ -27,6 +27,7 @@ from generator import naming
 from generator.cfn import add_output, add_parameter, describe, new_template, skip_checkov
 from generator.components import access_log_bucket, log_group, retention_policies, secure_bucket
 from generator.config import EnvironmentConfig
+from generator.stacks.spec import StackSpec
 
 COMPONENT = "data"
 DESCRIPTION = "Aurora Serverless v2 PostgreSQL, content bucket, AWS Backup"
@@ -342,3 +343,6 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, "DataAccessPolicyArn", Ref(policy), "Managed policy for the backend's data access")
     add_output(template, "BackupVaultName", Ref(vault), "AWS Backup vault name")
     return template
+
+
+SPEC = StackSpec(name="data", component=COMPONENT, description=DESCRIPTION, build=build)
