@@ -10,6 +10,8 @@ from troposphere import AWSObject, Export, Output, Parameter, Tags, Template
 from generator import contract
 
 TEMPLATE_VERSION = "2010-09-09"
+# Metadata key of the human description of a resource (namespaced, as copilot namespaces its own keys).
+DESCRIPTION_KEY = "adkit:description"
 
 
 def new_template(description: str) -> Template:
@@ -21,7 +23,7 @@ def new_template(description: str) -> Template:
 def describe(resource: AWSObject, text: str) -> AWSObject:
     """Human description, shown by the deploy progress view instead of the logical id."""
     metadata = dict(getattr(resource, "Metadata", {}) or {})
-    metadata["Description"] = text
+    metadata[DESCRIPTION_KEY] = text
     resource.Metadata = metadata
     return resource
 

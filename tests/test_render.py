@@ -13,6 +13,7 @@ import yaml
 from cfn_helpers import ENVIRONMENTS, all_templates, rendered, resources_of, stack, template
 
 from generator import compose, contract, naming, render
+from generator.cfn import DESCRIPTION_KEY
 from generator.config import load_environment
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,8 +118,8 @@ def test_template_configuration_has_stack_tags_and_no_secrets(env):
 def test_every_resource_has_a_human_description():
     missing = [f"{path}:{lid}" for path, tmpl in all_templates().items()
                for lid, res in tmpl.get("Resources", {}).items()
-               if not res.get("Metadata", {}).get("Description")]
-    assert not missing, f"resources without Metadata.Description: {missing}"
+               if not res.get("Metadata", {}).get(DESCRIPTION_KEY)]
+    assert not missing, f"resources without a description in Metadata: {missing}"
 
 
 def test_bad_config_stops_before_anything_is_written(tmp_path, capsys):
