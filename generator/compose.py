@@ -67,22 +67,6 @@ class Child:
     spec: StackSpec
     template: Template
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def component(self) -> str:
-        return self.spec.component
-
-    @property
-    def logical_id(self) -> str:
-        return self.spec.logical_id
-
-    @property
-    def filename(self) -> str:
-        return self.spec.filename
-
 
 def build_children(config: EnvironmentConfig) -> list[Child]:
     """Build every child stack of the environment (pure). Raises ConfigError from the builders."""
@@ -93,11 +77,11 @@ def _sources(children: list[Child]) -> dict[str, dict[str, Child]]:
     seen: dict[str, Child] = {}
     available: dict[str, dict[str, Child]] = {}
     for child in children:
-        available[child.name] = dict(seen)
+        available[child.spec.name] = dict(seen)
         for output in child.template.outputs:
             if output in seen:
-                raise WiringError(f"output {output!r} is defined by both {seen[output].name} and "
-                                  f"{child.name}; output names must be unique across stacks")
+                raise WiringError(f"output {output!r} is defined by both {seen[output].spec.name} and "
+                                  f"{child.spec.name}; output names must be unique across stacks")
             seen[output] = child
     return available
 
@@ -119,22 +103,22 @@ def build_root(config: EnvironmentConfig, children: list[Child]) -> Template:
     }})
 
     available = _sources(children)
-    by_name = {child.name: child for child in children}
+    by_name = {child.spec.name: child for child in children}
     for child in children:
         parameters = {}
         for name in sorted(child.template.parameters):
             if name in template.parameters:
                 parameters[name] = Ref(name)
-            elif name in available[child.name]:
-                source = available[child.name][name]
-                parameters[name] = GetAtt(source.logical_id, f"Outputs.{name}")
+            elif name in available[child.spec.name]:
+                source = available[child.spec.name][name]
+                parameters[name] = GetAtt(source.spec.logical_id, f"Outputs.{name}")
             else:
-                raise WiringError(f"{child.name} stack parameter {name!r} has no source: no root parameter "
+                raise WiringError(f"{child.spec.name} stack parameter {name!r} has no source: no root parameter "
                                   "and no earlier stack outputs it")
         stack = cloudformation.Stack(
-            child.logical_id,
-            TemplateURL=child.filename,
-            Tags=Tags(**naming.environment_tags(config, child.component)),
+            child.spec.logical_id,
+            TemplateURL=child.spec.filename,
+            Tags=Tags(**naming.environment_tags(config, child.spec.component)),
         )
         if parameters:
             stack.Parameters = parameters
@@ -151,7 +135,7 @@ def build_root(config: EnvironmentConfig, children: list[Child]) -> Template:
         child = by_name[stack]
         if output not in child.template.outputs:
             raise WiringError(f"root output {name} expects output {output!r} from the {stack} stack")
-        add_output(template, name, GetAtt(child.logical_id, f"Outputs.{output}"), description)
+        add_output(template, name, GetAtt(child.spec.logical_id, f"Outputs.{output}"), description)
     return template
 
 

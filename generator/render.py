@@ -36,8 +36,8 @@ def environment_data(config: EnvironmentConfig) -> dict[str, dict]:
     """One environment's templates as data, tagged, keyed by file name relative to templates/<env>/."""
     children = compose.build_children(config)
     for child in children:
-        apply_tags(child.template, naming.environment_tags(config, child.component))
-    data = {child.filename: to_data(child.template) for child in children}
+        apply_tags(child.template, naming.environment_tags(config, child.spec.component))
+    data = {child.spec.filename: to_data(child.template) for child in children}
     data[layout.ROOT_FILE] = to_data(compose.build_root(config, children))
     return data
 
