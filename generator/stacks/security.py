@@ -18,6 +18,7 @@ from generator.cfn import add_output, new_template
 from generator.config import EnvironmentConfig
 from generator.stacks._kms import customer_key, use_through
 from generator.stacks._trail import TRAIL_BUCKET, add_trail
+from generator.stacks.spec import StackSpec
 
 COMPONENT = "security"
 DESCRIPTION = "Customer-managed KMS keys and the CloudTrail audit trail"
@@ -105,3 +106,6 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, "DataKeyArn", GetAtt(data_key, "Arn"), "KMS key for data at rest")
     add_output(template, "OpsKeyArn", GetAtt(ops_key, "Arn"), "KMS key for logs and the alert topic")
     return template
+
+
+SPEC = StackSpec(name="security", component=COMPONENT, description=DESCRIPTION, build=build)
