@@ -164,8 +164,7 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Temp
     ), "Permissions boundary of every environment role (the deployment role may create roles only with it)"))
     reason = ("A permissions boundary grants nothing: it is the ceiling of the environment roles, whose own "
               "policies stay least-privilege. Its Allow names whole services on purpose; IAM is denied.")
-    for check in ("CKV_AWS_107", "CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_110", "CKV_AWS_111", "CKV_AWS_289",
-                  "CKV_AWS_290", "CKV_AWS_355"):
+    for check in ("CKV_AWS_107", "CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_111"):
         skip_checkov(boundary, check, reason)
 
     if account.cloudtrail:
