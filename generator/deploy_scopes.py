@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterable, Mapping
 
 from awacs.aws import Action, Allow, Deny, PolicyDocument, Statement
@@ -158,8 +159,19 @@ def split_scoped(actions: Iterable[str]) -> tuple[dict[str, list[str]], list[str
     return scoped, rest
 
 
-def literal_log_group_names(templates: Iterable[Mapping]) -> list[str]:
-    """LogGroupName values written literally in the templates (WAF's `aws-waf-logs-…`, RDS's `/aws/rds/…`)."""
-    return sorted({r["Properties"]["LogGroupName"] for t in templates for r in t.get("Resources", {}).values()
-                   if r["Type"] == "AWS::Logs::LogGroup" and isinstance(r.get("Properties", {}).get("LogGroupName"),
-                                                                      str)})
+def log_group_name_patterns(templates: Iterable[Mapping]) -> list[str] | None:
+    """IAM name patterns of the log groups the templates name themselves: literal names as they are, `Fn::Sub`
+    names with every `${...}` as `*` (e.g. Amplify's `/aws/amplify/${App.AppId}`). None when a name is built
+    another way: the caller then keeps log-group actions on "*" rather than risk a failed deploy."""
+    found: set[str] = set()
+    for template in templates:
+        for resource in template.get("Resources", {}).values():
+            if resource["Type"] != "AWS::Logs::LogGroup" or "LogGroupName" not in resource.get("Properties", {}):
+                continue
+            name = resource["Properties"]["LogGroupName"]
+            if isinstance(name, dict) and isinstance(name.get("Fn::Sub"), str):
+                name = re.sub(r"\$\{[^}]*\}", "*", name["Fn::Sub"])
+            if not isinstance(name, str):
+                return None
+            found.add(name)
+    return sorted(found)

@@ -386,6 +386,29 @@ def test_every_aws_managed_policy_of_an_environment_role_is_known_and_inside_the
     assert attached or not deploy_scopes.AWS_MANAGED_POLICY_SERVICES
 
 
+def test_deploy_role_may_create_every_log_group_the_environments_name():
+    """Scoping log-group actions must never lock the deploy role out of a group a template names."""
+    import fnmatch
+    import re
+    creates = [st for st in deploy_role_statements() if st["Effect"] == "Allow"
+               and "logs:CreateLogGroup" in as_list(st["Action"])]
+    assert creates
+    patterns = []
+    for st in creates:
+        for resource in as_list(st["Resource"]):
+            text = resource if isinstance(resource, str) else resource["Fn::Sub"]
+            patterns.append("*" if text == "*" else text.split(":log-group:", 1)[1])
+    for path, lid, res in every_resource():
+        if path.split("/")[0] not in ENVIRONMENTS or res["Type"] != "AWS::Logs::LogGroup":
+            continue
+        name = props(res).get("LogGroupName")
+        if name is None:
+            continue  # generated from the stack name: covered by the <app>-<env>-* pattern
+        if isinstance(name, dict):
+            name = re.sub(r"\$\{[^}]*\}", "x", name["Fn::Sub"])
+        assert any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns), f"{path}:{lid}: {name}"
+
+
 def test_every_supplement_is_a_real_action_with_a_source_and_is_granted():
     from generator import deploy_permissions, deploy_scopes
     granted = {a for st in deploy_role_statements() if st["Effect"] == "Allow" for a in as_list(st["Action"])}
