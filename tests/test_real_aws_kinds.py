@@ -276,6 +276,13 @@ def test_no_property_renders_as_an_empty_string():
     assert not empty, f"empty strings drift forever (AWS stores no value): {empty}"
 
 
+def test_no_empty_string_anywhere_in_a_rendered_template():
+    """Outputs, parameters and metadata too (an output of "" is as useless as a property of "")."""
+    empty = [f"{path}{where}" for path, tmpl in sorted(all_templates().items()) for where, value in walk(tmpl)
+             if value == ""]
+    assert not empty, empty
+
+
 # ---- 5. the pipeline's CloudFormation deploy role -----------------------------------------------------
 
 ROLE_WRITES = {"iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:PutRolePermissionsBoundary",
