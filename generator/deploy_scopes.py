@@ -119,10 +119,18 @@ SCOPE_FUNCTIONS = "lambda-functions"
 SCOPE_LOG_GROUPS = "log-groups"
 SCOPE_BUCKETS = "buckets"
 SCOPE_SECRET_VALUES = "secret-values"
+SCOPE_TOPICS = "topics"
+SCOPE_ALARMS_AND_DASHBOARDS = "alarms-and-dashboards"
 
-# service -> the one resource type whose ARNs the kit can name.
-SCOPED_RESOURCE_TYPES = {"lambda": ("function", SCOPE_FUNCTIONS), "logs": ("log-group", SCOPE_LOG_GROUPS),
-                         "s3": ("bucket", SCOPE_BUCKETS)}
+# service -> (the resource types whose ARNs the kit can name, scope). Names: generated from the stack name
+# (functions, unnamed log groups, buckets, topics, alarms) or the kit's own (`<app>-<env>` dashboards).
+SCOPED_RESOURCE_TYPES = {
+    "lambda": (frozenset({"function"}), SCOPE_FUNCTIONS),
+    "logs": (frozenset({"log-group"}), SCOPE_LOG_GROUPS),
+    "s3": (frozenset({"bucket"}), SCOPE_BUCKETS),
+    "sns": (frozenset({"topic"}), SCOPE_TOPICS),
+    "cloudwatch": (frozenset({"alarm", "dashboard"}), SCOPE_ALARMS_AND_DASHBOARDS),
+}
 
 
 @functools.cache
@@ -135,15 +143,15 @@ def _resource_types() -> Mapping[str, Mapping[str, tuple[str, ...]]]:
 
 def scope_of(action: str) -> str | None:
     """The narrower scope of an action that deploy_permissions grants on "*", or None to keep "*". An action is
-    scoped only when every resource type it accepts is the one the kit can name (so no call needs another)."""
+    scoped only when every resource type it accepts is one the kit can name (so no call needs another)."""
     if action == "secretsmanager:GetSecretValue":
         return SCOPE_SECRET_VALUES
     service, name = action.split(":", 1)
     if service not in SCOPED_RESOURCE_TYPES:
         return None
-    resource_type, scope = SCOPED_RESOURCE_TYPES[service]
+    known, scope = SCOPED_RESOURCE_TYPES[service]
     types = _resource_types().get(service, {}).get(name.lower(), ())
-    return scope if types and set(types) == {resource_type} else None
+    return scope if types and set(types) <= known else None
 
 
 def split_scoped(actions: Iterable[str]) -> tuple[dict[str, list[str]], list[str]]:

@@ -416,6 +416,25 @@ def test_deploy_role_may_create_every_log_group_the_environments_name():
         assert any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns), f"{path}:{lid}: {name}"
 
 
+PREFIX_SCOPED_NAMES = {"AWS::SNS::Topic": "TopicName", "AWS::Lambda::Function": "FunctionName",
+                       "AWS::S3::Bucket": "BucketName", "AWS::CloudWatch::Alarm": "AlarmName",
+                       "AWS::CloudWatch::Dashboard": "DashboardName"}
+
+
+def test_resources_the_deploy_role_reaches_by_prefix_are_named_by_the_prefix_or_by_cloudformation():
+    """The deploy role reaches these types only under `<app>-<env>` (generated names start with the stack name)."""
+    from generator import naming
+    from generator.config import load_environment
+    for env in ENVIRONMENTS:
+        prefix = naming.root_stack_name(load_environment(env))
+        for path, lid, res in every_resource():
+            if path.split("/")[0] != env or res["Type"] not in PREFIX_SCOPED_NAMES:
+                continue
+            name = props(res).get(PREFIX_SCOPED_NAMES[res["Type"]])
+            assert name is None or name == prefix or (isinstance(name, str) and name.startswith(f"{prefix}-")), (
+                f"{path}:{lid}: {name}")
+
+
 def test_every_supplement_is_a_real_action_with_a_source_and_is_granted():
     from generator import deploy_permissions, deploy_scopes
     granted = {a for st in deploy_role_statements() if st["Effect"] == "Allow" for a in as_list(st["Action"])}

@@ -247,10 +247,17 @@ def _deploy_role(template: Template, account: AccountConfig, chain: list[Environ
         deploy_scopes.SCOPE_LOG_GROUPS: log_groups,
         # Bucket names are generated from the (lower-case) stack names.
         deploy_scopes.SCOPE_BUCKETS: each(f"{ARN}:s3:::{{prefix}}-*"),
+        deploy_scopes.SCOPE_TOPICS: each(f"{ARN}:sns:{REGIONAL}:{{prefix}}-*"),
+        deploy_scopes.SCOPE_ALARMS_AND_DASHBOARDS: (
+            each(f"{ARN}:cloudwatch:{REGIONAL}:alarm:{{prefix}}-*")
+            + each(f"{ARN}:cloudwatch::${{AWS::AccountId}}:dashboard/{{prefix}}")
+            + each(f"{ARN}:cloudwatch::${{AWS::AccountId}}:dashboard/{{prefix}}-*")),
     }
     narrow_sids = {deploy_scopes.SCOPE_FUNCTIONS: "FunctionsOfTheEnvironments",
                    deploy_scopes.SCOPE_LOG_GROUPS: "LogGroupsOfTheEnvironments",
-                   deploy_scopes.SCOPE_BUCKETS: "BucketsOfTheEnvironments"}
+                   deploy_scopes.SCOPE_BUCKETS: "BucketsOfTheEnvironments",
+                   deploy_scopes.SCOPE_TOPICS: "TopicsOfTheEnvironments",
+                   deploy_scopes.SCOPE_ALARMS_AND_DASHBOARDS: "AlarmsAndDashboardsOfTheEnvironments"}
     for scope, resources in narrow_resources.items():
         if narrowed.get(scope):
             scoped.append(_statement(narrow_sids[scope], _actions(narrowed[scope]), resources))
