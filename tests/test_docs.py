@@ -11,18 +11,20 @@ from generator.config import AccountConfig, EnvironmentConfig
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
-def _model(annotation) -> type[BaseModel] | None:
-    for candidate in (annotation, *getattr(annotation, "__args__", ())):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
+def _models(annotation) -> list[type[BaseModel]]:
+    """The models a field holds: itself, or every member of a union (e.g. one per backend platform)."""
+    return [candidate for candidate in (annotation, *getattr(annotation, "__args__", ()))
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel)]
 
 
 def field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     paths = []
     for name, field in model.model_fields.items():
-        nested = _model(field.annotation)
-        paths += field_paths(nested, f"{prefix}{name}.") if nested else [f"{prefix}{name}"]
+        nested = _models(field.annotation)
+        if not nested:
+            paths.append(f"{prefix}{name}")
+        for member in nested:
+            paths += [p for p in field_paths(member, f"{prefix}{name}.") if p not in paths]
     return paths
 
 

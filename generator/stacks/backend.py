@@ -34,14 +34,17 @@ from awacs.helpers.trust import make_simple_assume_policy
 from troposphere import GetAtt, Ref, Sub, Template, apprunner, cloudformation, iam, wafv2
 
 from generator import contract, naming
+from generator.backend_metrics import BackendMetrics, Metric
 from generator.cfn import add_output, add_parameter, describe, new_template
 from generator.components import inline_function
-from generator.config import EnvironmentConfig
+from generator.config import APP_RUNNER, EnvironmentConfig
 from generator.stacks._waf import waf_logging, web_acl
 from generator.stacks.handlers import source
 
 COMPONENT = "backend"
 DESCRIPTION = "App Runner service behind the VPC connector, with WAF"
+STACK_NAME = "backend"  # shared with backend_express: one nested stack, whichever platform runs it
+PLATFORM = APP_RUNNER
 
 IMAGE_TAG_PATTERN = contract.IMAGE_TAG_PATTERN
 
@@ -98,6 +101,26 @@ def _parameters(template: Template) -> None:
     add_parameter(template, "DataAccessPolicyArn", "Managed policy: DB secret and content bucket objects")
     add_parameter(template, "GeminiApiKeySecretArn", "ARN of the Gemini API key secret")
     add_parameter(template, "FrontendOrigins", "Comma-separated https origins allowed by CORS")
+
+
+add_parameters = _parameters  # the backend contract's inputs, shared with the ECS Express Mode stack
+
+
+def metrics(config: EnvironmentConfig) -> BackendMetrics:
+    """App Runner publishes per service in AWS/AppRunner, dimensioned by ServiceName and ServiceID."""
+    service = (("ServiceName", naming.app_runner_service_name(config)), ("ServiceID", "${ServiceId}"))
+
+    def metric(name: str, statistic: str = "Sum") -> Metric:
+        return Metric("AWS/AppRunner", name, service, statistic)
+
+    return BackendMetrics(
+        platform=PLATFORM, title="App Runner",
+        parameters={"ServiceId": "App Runner service id (metric dimension ServiceID)"},
+        requests=metric("Requests"), errors_5xx=(metric("5xxStatusResponses"),),
+        latency=metric("RequestLatency", "p99"), latency_per_ms=1.0,
+        instances=metric("ActiveInstances", "Maximum"), desired=None,
+        cpu=metric("CPUUtilization", "Average"), memory=metric("MemoryUtilization", "Average"),
+    )
 
 
 def _access_role(config: EnvironmentConfig) -> iam.Role:
@@ -269,5 +292,6 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, "ServiceUrl", Sub("https://${Service.ServiceUrl}"), "HTTPS URL of the backend")
     add_output(template, "ServiceArn", GetAtt(service, "ServiceArn"), "ARN of the App Runner service")
     add_output(template, "ServiceId", GetAtt(service, "ServiceId"), "Id of the App Runner service (metrics)")
+    add_output(template, "Platform", PLATFORM, "Backend platform of this environment")
     return template
 

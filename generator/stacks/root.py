@@ -14,8 +14,18 @@ from troposphere import GetAtt, Ref, Tags, Template, cloudformation
 
 from generator import contract, naming
 from generator.cfn import add_output, add_parameter, describe, new_template, skip_cfn_lint
-from generator.config import EnvironmentConfig
-from generator.stacks import backend, data, frontend, frontend_branch, monitoring, network, secrets, security
+from generator.config import ECS_EXPRESS, EnvironmentConfig
+from generator.stacks import (
+    backend,
+    backend_express,
+    data,
+    frontend,
+    frontend_branch,
+    monitoring,
+    network,
+    secrets,
+    security,
+)
 
 ROOT_FILE = "root.yaml"
 IMAGE_TAG = contract.IMAGE_TAG_PARAMETER
@@ -27,8 +37,9 @@ CHILDREN: tuple[ModuleType, ...] = (security, network, frontend, data, secrets, 
 
 # Root outputs: name -> (child stack, child output, description)
 ROOT_OUTPUTS = {
-    "BackendUrl": ("backend", "ServiceUrl", "HTTPS URL of the App Runner backend"),
-    "BackendServiceArn": ("backend", "ServiceArn", "ARN of the App Runner service (start-deployment target)"),
+    "BackendUrl": ("backend", "ServiceUrl", "HTTPS URL of the backend"),
+    "BackendServiceArn": ("backend", "ServiceArn", "ARN of the backend service (App Runner or ECS; redeploy target)"),
+    "BackendPlatform": ("backend", "Platform", "Backend platform: apprunner or ecs-express"),
     "FrontendUrl": ("frontend", "BranchUrl", "HTTPS URL of the Amplify branch for this environment"),
     "AmplifyAppId": ("frontend", "AppId", "Amplify app id"),
     "GeminiApiKeySecretArn": ("secrets", "GeminiApiKeySecretArn", "Secret to set with `adkit secrets set`"),
@@ -47,8 +58,8 @@ class Child:
 
     @property
     def name(self) -> str:
-        """Stack name inside the environment (the module name): network, backend, ..."""
-        return self.module.__name__.rsplit(".", 1)[-1]
+        """Stack name inside the environment (the module name, or its STACK_NAME): network, backend, ..."""
+        return getattr(self.module, "STACK_NAME", self.module.__name__.rsplit(".", 1)[-1])
 
     @property
     def component(self) -> str:
@@ -68,8 +79,18 @@ class WiringError(ValueError):
     """A child parameter has no source, or two children claim the same output name."""
 
 
+def backend_module(config: EnvironmentConfig) -> ModuleType:
+    """The module that builds the `backend` stack for the environment's platform."""
+    return backend_express if config.backend.platform == ECS_EXPRESS else backend
+
+
+def modules(config: EnvironmentConfig) -> tuple[ModuleType, ...]:
+    """CHILDREN with the `backend` slot filled by the platform's module."""
+    return tuple(backend_module(config) if module is backend else module for module in CHILDREN)
+
+
 def build_children(config: EnvironmentConfig) -> list[Child]:
-    return [Child(module, module.build(config)) for module in CHILDREN]
+    return [Child(module, module.build(config)) for module in modules(config)]
 
 
 def _sources(children: list[Child]) -> dict[str, dict[str, Child]]:

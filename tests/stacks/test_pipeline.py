@@ -284,10 +284,10 @@ def test_root_stack_names_must_survive_cloudformations_generated_name_cut():
     for config in CHAIN:
         assert len(naming.root_stack_name(config)) <= pipeline.GENERATED_NAME_STACK_CHARS
     app = "adagency-virtual-web"  # 20 characters, the longest app_name allowed
-    envs = [c.model_copy(update={"app_name": app, "name": "staging" if c.name == FIRST.name else c.name})
+    envs = [c.model_copy(update={"app_name": app, "name": "qastage" if c.name == FIRST.name else c.name})
             for c in CHAIN]
-    with pytest.raises(ConfigError, match=f"{app}-staging.*longer than 25"):
-        pipeline.build(_account(app_name=app, pipeline_environments=["staging", LAST.name]), envs)
+    with pytest.raises(ConfigError, match=f"{app}-qastage.*longer than 25"):
+        pipeline.build(_account(app_name=app, pipeline_environments=["qastage", LAST.name]), envs)
 
 
 def test_deploy_role_scopes_iam_and_nested_stacks_to_the_environments():
@@ -419,4 +419,4 @@ def test_pipeline_environments_must_be_known_and_unique():
     with pytest.raises(ValidationError, match="once"):
         _account(pipeline_environments=["dev", "dev"])
     with pytest.raises(ConfigError, match="unknown environment"):
-        pipeline.build(_account(pipeline_environments=["dev", "staging"]), load_all())
+        pipeline.build(_account(pipeline_environments=["dev", "qa9"]), load_all())
