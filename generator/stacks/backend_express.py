@@ -48,6 +48,7 @@ PLATFORM = ECS_EXPRESS
 IMAGE_TAG_PATTERN = contract.IMAGE_TAG_PATTERN
 SCALING_METRIC = "REQUEST_COUNT_PER_TARGET"
 LOG_STREAM_PREFIX = "backend"
+SERVICE_LOGICAL_ID = "ExpressService"
 INFRASTRUCTURE_POLICY = "AmazonECSInfrastructureRoleforExpressGatewayServices"
 LOAD_BALANCER_ARN = "ECSManagedResourceArns.IngressPath.LoadBalancerArn"
 # The LoadBalancer metric dimension is the ARN's tail after "loadbalancer/": app/<name>/<id>
@@ -206,7 +207,9 @@ def build(config: EnvironmentConfig) -> Template:
 
     variables = environment_variables(config)
     service = template.add_resource(describe(ecs.ExpressGatewayService(
-        "Service",
+        # Not "Service": CloudFormation refuses to change the type behind a logical id, and App Runner's
+        # stack calls its service "Service"; a new id lets a platform switch update the stack in place.
+        SERVICE_LOGICAL_ID,
         ServiceName=naming.ecs_backend_service_name(config),
         Cluster=Ref(cluster),
         Cpu=backend.cpu,

@@ -157,6 +157,15 @@ def test_only_monitoring_reads_a_platform_specific_backend_output(case):
     assert root_tmpl["Outputs"]["BackendPlatform"]["Value"] == {"Fn::GetAtt": ["Backend", "Outputs.Platform"]}
 
 
+def test_no_logical_id_changes_type_between_platforms():
+    """CloudFormation refuses an update that changes the type behind a logical id ("Update of resource type
+    is not permitted"), so switching platform in place needs every shared id to keep its type."""
+    types_ = [{lid: r["Type"] for lid, r in tmpl(case)["Resources"].items()} for case in ONE_PER_PLATFORM]
+    shared = set(types_[0]) & set(types_[1])
+    assert shared, "the WAF resources are shared"
+    assert {lid for lid in shared if types_[0][lid] != types_[1][lid]} == set()
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_backend_stack_is_built_by_the_platforms_module(case):
     module = root.backend_module(config(case))
@@ -442,7 +451,7 @@ def test_service_url_output_is_https(case):
 @pytest.mark.parametrize("case", EXPRESS_CASES)
 def test_express_url_strips_any_scheme_from_the_endpoint(case):
     host = tmpl(case)["Outputs"]["ServiceUrl"]["Value"]["Fn::Sub"][1]["Host"]
-    assert host == {"Fn::Join": ["", {"Fn::Split": ["https://", {"Fn::GetAtt": ["Service", "Endpoint"]}]}]}
+    assert host == {"Fn::Join": ["", {"Fn::Split": ["https://", {"Fn::GetAtt": ["ExpressService", "Endpoint"]}]}]}
 
 
 # ---- WAF ------------------------------------------------------------------------------------------
@@ -452,7 +461,7 @@ def test_waf_is_associated_with_the_backends_endpoint(case):
     acl_id, _ = one(tmpl(case), "AWS::WAFv2::WebACL")
     _, assoc = one(tmpl(case), "AWS::WAFv2::WebACLAssociation")
     endpoint = {APP_RUNNER: ["Service", "ServiceArn"],  # App Runner services take a web ACL directly
-                ECS_EXPRESS: ["Service", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"]}  # the managed ALB
+                ECS_EXPRESS: ["ExpressService", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"]}  # managed ALB
     assert props(assoc) == {"ResourceArn": {"Fn::GetAtt": endpoint[platform(case)]},
                             "WebACLArn": {"Fn::GetAtt": [acl_id, "Arn"]}}
 

@@ -216,7 +216,7 @@ def test_metric_dimensions_match_the_other_stacks(env):
         assert wired["LoadBalancerFullName"] == {"Fn::GetAtt": ["Backend", "Outputs.LoadBalancerFullName"]}
         output = case_stack(env, "backend")["Outputs"]["LoadBalancerFullName"]["Value"]
         assert output == {"Fn::Select": [1, {"Fn::Split": [":loadbalancer/", {"Fn::GetAtt": [
-            "Service", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"]}]}]}
+            "ExpressService", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"]}]}]}
     assert dimension(found["WafBlockedSpike"], "WebACL") == naming.web_acl_name(config)
     assert dimension(found["WafBlockedSpike"], "Rule") == "ALL"
     assert dimension(found["Frontend5xx"], "App") == {"Ref": "AppId"}
