@@ -16,6 +16,7 @@ import pytest
 from botocore.stub import Stubber
 
 from generator.deploy import changeset, flow, preflight, progress, secrets
+from generator.deploy import status as status_command
 from generator.deploy.changeset import Change, Ref, StackChanges
 from generator.deploy.errors import DeployFailed, Interrupted, PreflightRefused
 from generator.deploy.render_changes import render
@@ -369,6 +370,24 @@ def test_deploy_secrets_set_says_the_value_is_stored_when_ecs_refuses_the_deploy
     (f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/c", False)])
 def test_deploy_secrets_tells_ecs_service_arns_from_app_runner_ones(arn, ecs):
     assert secrets.is_ecs_service(arn) is ecs
+
+
+@pytest.mark.parametrize("platform", ["apprunner", "ecs-express"])
+def test_deploy_status_shows_the_backend_platform_the_stack_reports(aws, platform):
+    aws.stub("sts").add_response("get_caller_identity", {"Account": ACCOUNT, "Arn": "arn:aws:iam::1:user/x",
+                                                         "UserId": "x"})
+    aws.stub("cloudformation").add_response("describe_stacks", _stack("UPDATE_COMPLETE", Outputs=[
+        {"OutputKey": "BackendPlatform", "OutputValue": platform},
+        {"OutputKey": "BackendUrl", "OutputValue": "https://backend.example"}]), {"StackName": "app-dev"})
+    aws.stub("cloudformation").add_response("list_stack_resources", {"StackResourceSummaries": []},
+                                            {"StackName": STACK_ID})
+    ui = _ui()
+
+    assert status_command.run(aws, _target(), ui) == 0
+
+    assert f"backend platform: {platform}" in ui.err_file.getvalue()
+    assert f"BackendPlatform  {platform}" in ui.out_file.getvalue()
+    aws.verify()
 
 
 # ---- cost-allocation tags: budgets read 0 USD until activated; a warning, never a refusal ----------------

@@ -99,8 +99,10 @@ def test_source_is_the_configured_repository_through_the_connection():
 
 
 def test_stage_order_is_build_dev_smoke_approval_prod():
-    assert [s["Name"] for s in stages()] == ["Source", "Build", "Deploy-dev", "Smoke-dev", "Approve-prod",
-                                             "Deploy-prod"]
+    """Every environment but the last is deployed and smoke-tested in order; the last waits for approval."""
+    earlier = [f"{kind}-{e.name}" for e in CHAIN[:-1] for kind in ("Deploy", "Smoke")]
+    assert [s["Name"] for s in stages()] == ["Source", "Build", *earlier, f"Approve-{LAST.name}",
+                                             f"Deploy-{LAST.name}"]
 
 
 def test_manual_approval_precedes_every_change_to_prod():
@@ -262,7 +264,9 @@ def test_deploy_role_covers_every_resource_type_of_the_environment_templates():
         children = root.build_children(config)
         templates = [to_data(root.build(config, children))] + [to_data(c.template) for c in children]
         types = deploy_permissions.resource_types(templates)
-        assert {"AWS::RDS::DBCluster", "AWS::AppRunner::Service", "AWS::CloudFormation::Stack"} <= set(types)
+        service = {"apprunner": "AWS::AppRunner::Service",
+                   "ecs-express": "AWS::ECS::ExpressGatewayService"}[config.backend.platform]
+        assert {"AWS::RDS::DBCluster", service, "AWS::CloudFormation::Stack"} <= set(types)
         for type_ in types:
             missing = deploy_permissions.handler_permissions(type_) - granted
             assert not missing, f"{config.name}: {type_} needs {sorted(missing)}"
