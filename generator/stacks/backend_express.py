@@ -172,9 +172,10 @@ def _infrastructure_role() -> iam.Role:
     """The role ECS Express Mode provisions the load balancer, listener rules, target groups, security groups,
     certificate, autoscaling and alarms with.
 
-    AWS's managed policy is used: AWS documents no narrower set for Express Mode, its statements are already
-    limited to resources ECS tags as its own, and AWS revised it six times in its first three months (v1 to
-    v6, 2025-11 to 2026-02) as Express Mode changed, so a hand-copied subset would break without notice
+    AWS's managed policy is used: AWS documents no narrower set for Express Mode, AWS scopes its statements
+    itself (e.g. iam:CreateServiceLinkedRole only for the ECS autoscaling and ELB service-linked roles; the
+    rest was not read in full here), and AWS revised it from v1 to v6 in its first three months (2025-11 to
+    2026-02) as Express Mode changed, so a hand-copied subset would fall behind and break without notice
     (https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonECSInfrastructureRoleforExpressGatewayServices.html,
     https://docs.aws.amazon.com/AmazonECS/latest/developerguide/infrastructure_IAM_role.html).
     """
