@@ -37,15 +37,14 @@ from generator.backend_metrics import BackendMetrics, Metric
 from generator.cfn import add_output, describe, new_template
 from generator.components import log_group, service_trust
 from generator.config import ECS_EXPRESS, EnvironmentConfig
-from generator.stacks import backend as app_runner
+from generator.stacks import _backend as shared
 from generator.stacks._waf import waf_logging, web_acl
+from generator.stacks.spec import StackSpec
 
 COMPONENT = "backend"
 DESCRIPTION = "ECS Express Mode service (Fargate behind an ECS-managed ALB) in the app subnets, with WAF"
-STACK_NAME = "backend"  # the same nested stack as App Runner: switching platform updates it in place
 PLATFORM = ECS_EXPRESS
 
-IMAGE_TAG_PATTERN = contract.IMAGE_TAG_PATTERN
 SCALING_METRIC = "REQUEST_COUNT_PER_TARGET"
 LOG_STREAM_PREFIX = "backend"
 SERVICE_LOGICAL_ID = "ExpressService"
@@ -58,7 +57,7 @@ LOAD_BALANCER_OUTPUT = "LoadBalancerFullName"
 
 def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
     """The contract's plain variables plus PORT: App Runner sets PORT from the service port, ECS does not."""
-    return {**app_runner.environment_variables(config), contract.PORT: str(config.backend.port)}
+    return {**shared.environment_variables(config), contract.PORT: str(config.backend.port)}
 
 
 def metrics(config: EnvironmentConfig) -> BackendMetrics:
@@ -92,7 +91,7 @@ def _execution_role(config: EnvironmentConfig, group) -> iam.Role:
             Statement(
                 Sid="PullBackendImage",
                 Effect=Allow,
-                Action=list(app_runner.ECR_PULL_ACTIONS),
+                Action=list(shared.ECR_PULL_ACTIONS),
                 Resource=[Sub(f"arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/"
                               f"{repository}")],
             ),
@@ -154,7 +153,7 @@ def _task_role() -> iam.Role:
             Statement(
                 Sid="WriteTraces",
                 Effect=Allow,
-                Action=list(app_runner.X_RAY_ACTIONS),
+                Action=list(shared.X_RAY_ACTIONS),
                 Resource=["*"],  # X-Ray has no resource-level permissions for these actions
             ),
             Statement(
@@ -190,7 +189,7 @@ def _infrastructure_role() -> iam.Role:
 def build(config: EnvironmentConfig) -> Template:
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
-    app_runner.add_parameters(template)
+    shared.add_parameters(template)
 
     cluster = template.add_resource(describe(ecs.Cluster(
         "Cluster",
@@ -222,7 +221,7 @@ def build(config: EnvironmentConfig) -> Template:
         NetworkConfiguration=ecs.ExpressGatewayServiceNetworkConfiguration(
             Subnets=Ref("AppSubnetIds"), SecurityGroups=[Ref("ConnectorSecurityGroupId")]),
         PrimaryContainer=ecs.ExpressGatewayContainer(
-            Image=app_runner.image_identifier(config),
+            Image=shared.image_identifier(config),
             ContainerPort=backend.port,
             Environment=[ecs.KeyValuePair(Name=name, Value=value) for name, value in variables.items()],
             Secrets=[ecs.Secret(Name=contract.GEMINI_API_KEY, ValueFrom=Ref("GeminiApiKeySecretArn"))],
@@ -251,3 +250,7 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, LOAD_BALANCER_OUTPUT, Select(1, Split(":loadbalancer/", GetAtt(service, LOAD_BALANCER_ARN))),
                "Load balancer of the backend as app/<name>/<id> (ALB metric dimension)")
     return template
+
+
+# The same nested stack as App Runner (name `backend`): switching platform updates it in place.
+SPEC = StackSpec(name="backend", component=COMPONENT, description=DESCRIPTION, build=build)

@@ -18,9 +18,9 @@ import pytest
 from cfn_helpers import CASE_CONFIGS, CASES, CASES_BY_PLATFORM, as_list, case_stack, one, props, require, statements
 from moto import mock_aws
 
-from generator import contract, naming
+from generator import compose, contract, naming
 from generator.config import APP_RUNNER, ECS_EXPRESS, EXPRESS_ALB_IDLE_TIMEOUT_SECONDS, EnvironmentConfig
-from generator.stacks import _waf, backend, backend_express, monitoring, root
+from generator.stacks import _waf
 from generator.stacks.handlers import apprunner_log_retention as handler_module
 
 SECRET_LOOKING = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE", re.IGNORECASE)
@@ -134,7 +134,7 @@ def test_both_platforms_take_the_same_parameters_and_offer_the_same_contract_out
     for case in ONE_PER_PLATFORM:
         outputs = set(tmpl(case)["Outputs"])
         assert outputs >= CONTRACT_OUTPUTS
-        metric_parameters = set(monitoring.backend_metrics(config(case)).parameters)
+        metric_parameters = set(compose.backend_module(config(case)).metrics(config(case)).parameters)
         assert metric_parameters <= outputs, case
         assert outputs - CONTRACT_OUTPUTS == metric_parameters - CONTRACT_OUTPUTS, case
         assert tmpl(case)["Outputs"]["Platform"]["Value"] == platform(case)
@@ -146,7 +146,7 @@ def test_only_monitoring_reads_a_platform_specific_backend_output(case):
     root_tmpl = _files(case)["root"]
     assert root_tmpl["Resources"]["Backend"]["Type"] == "AWS::CloudFormation::Stack"
     assert root_tmpl["Resources"]["Backend"]["Properties"]["TemplateURL"] == "backend.yaml"
-    for name, (child, output, _) in root.ROOT_OUTPUTS.items():
+    for name, (child, output, _) in compose.ROOT_OUTPUTS.items():
         if child == "backend":
             assert output in CONTRACT_OUTPUTS, name
     for logical_id, resource in root_tmpl["Resources"].items():
@@ -168,33 +168,28 @@ def test_no_logical_id_changes_type_between_platforms():
 
 @pytest.mark.parametrize("case", CASES)
 def test_backend_stack_is_built_by_the_platforms_module(case):
-    module = root.backend_module(config(case))
-    assert platform(case) == module.PLATFORM and module.STACK_NAME == "backend"
+    module = compose.backend_module(config(case))
+    assert platform(case) == module.PLATFORM and module.SPEC.name == "backend"
     assert tmpl(case)["Description"].endswith(module.DESCRIPTION)
 
 
 # ---- image and deployment -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pattern", [root.IMAGE_TAG_PATTERN, backend.IMAGE_TAG_PATTERN,
-                                     backend_express.IMAGE_TAG_PATTERN])
-def test_image_tag_pattern_refuses_latest_and_accepts_a_sha(pattern):
+def test_image_tag_pattern_refuses_latest_and_accepts_a_sha():
+    pattern = contract.IMAGE_TAG_PATTERN
     assert not re.search(pattern, "latest")
     assert not re.search(pattern, "")
     assert re.search(pattern, "3f2a9c1d0b7e4f5a6c8d9e0f1a2b3c4d5e6f7a8b")
     assert re.search(pattern, "latest-but-not-really")
 
 
-def test_backend_and_root_image_tag_patterns_are_the_same():
-    assert backend.IMAGE_TAG_PATTERN == backend_express.IMAGE_TAG_PATTERN == root.IMAGE_TAG_PATTERN
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_image_tag_is_a_parameter_wired_from_the_root(case):
     params = tmpl(case)["Parameters"]["ImageTag"]
-    assert params["AllowedPattern"] == root.IMAGE_TAG_PATTERN
+    assert params["AllowedPattern"] == contract.IMAGE_TAG_PATTERN
     assert "Default" not in params
     root_tmpl = _files(case)["root"]
-    assert root_tmpl["Parameters"]["ImageTag"]["AllowedPattern"] == root.IMAGE_TAG_PATTERN
+    assert root_tmpl["Parameters"]["ImageTag"]["AllowedPattern"] == contract.IMAGE_TAG_PATTERN
     assert root_tmpl["Resources"]["Backend"]["Properties"]["Parameters"]["ImageTag"] == ref("ImageTag")
 
 
