@@ -52,13 +52,20 @@ def supplement_actions(types: Iterable[str]) -> list[str]:
 # AWS Backup's role uses the AWS managed backup/restore policies, which for Aurora call backup, rds, kms, tag
 # and ec2 (describe) actions:
 # https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSBackupServiceRolePolicyForBackup.html
-BOUNDARY_SERVICES = ("amplify", "backup", "ec2", "ecr", "kms", "logs", "rds", "s3", "secretsmanager", "tag")
+BOUNDARY_SERVICES = ("acm", "amplify", "application-autoscaling", "backup", "cloudwatch", "ec2", "ecr", "ecs",
+                     "elasticloadbalancing", "kms", "logs", "rds", "s3", "secretsmanager", "tag")
 # AWS managed policies environment roles may attach (path after `policy/`) -> the services the kit uses them
 # for; each must be inside BOUNDARY_SERVICES (a test checks). The boundary caps these broad policies to those
 # services: AWS Backup of the Aurora cluster and its restore.
 AWS_MANAGED_POLICY_SERVICES: dict[str, tuple[str, ...]] = {
     "service-role/AWSBackupServiceRolePolicyForBackup": ("backup", "ec2", "kms", "rds", "tag"),
     "service-role/AWSBackupServiceRolePolicyForRestores": ("backup", "ec2", "kms", "rds", "tag"),
+    # ECS Express Mode's infrastructure role provisions the load balancer, certificate, security groups,
+    # scaling and alarms of the service (backend.platform = "ecs-express"). Which IAM actions it needs, if any,
+    # is UNCONFIRMED; the boundary grants none.
+    # https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonECSInfrastructureRoleforExpressGatewayServices.html
+    "service-role/AmazonECSInfrastructureRoleforExpressGatewayServices": (
+        "acm", "application-autoscaling", "cloudwatch", "ec2", "ecs", "elasticloadbalancing", "logs"),
 }
 
 # IAM actions on roles that accept the iam:PermissionsBoundary condition key (IAM service authorization
