@@ -67,7 +67,8 @@ def test_rendering_every_environment_takes_about_a_second():
 def test_root_uses_relative_template_urls_for_every_child(env):
     stacks = resources_of(stack(env, "root"), "AWS::CloudFormation::Stack")
     urls = sorted(res["Properties"]["TemplateURL"] for res in stacks.values())
-    assert urls == sorted(f"{child.__name__.rsplit('.', 1)[-1]}.yaml" for child in root.CHILDREN)
+    children = root.child_modules(load_environment(env))
+    assert urls == sorted(f"{child.__name__.rsplit('.', 1)[-1]}.yaml" for child in children)
     for url in urls:
         assert f"{env}/{url}" in rendered()
 

@@ -20,6 +20,7 @@ from awacs import iam as awacs_iam
 from awacs import kms as awacs_kms
 from awacs import logs as awacs_logs
 from awacs import secretsmanager as awacs_secretsmanager
+from awacs import sqs as awacs_sqs
 from awacs import xray as awacs_xray
 from awacs.aws import (
     Allow,
@@ -77,10 +78,12 @@ def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
         contract.SSE_MAX_STREAM_SECONDS: str(config.backend.sse_max_stream_seconds),
     }
     assert tuple(values) == contract.PLAIN_VARIABLES, "backend env vars drifted from generator.contract"
+    if config.workers.enabled:
+        values[contract.RUN_QUEUE_URL] = Ref("RunQueueUrl")  # the API enqueues runs (workers stack)
     return values
 
 
-def _parameters(template: Template) -> None:
+def _parameters(template: Template, config: EnvironmentConfig) -> None:
     add_parameter(template, "ImageTag", "Backend image tag in the ECR repository (the commit SHA); never latest",
                   AllowedPattern=IMAGE_TAG_PATTERN, MinLength=1, MaxLength=128,
                   ConstraintDescription="must be an immutable image tag such as a commit SHA, never 'latest'")
@@ -98,6 +101,9 @@ def _parameters(template: Template) -> None:
     add_parameter(template, "DataAccessPolicyArn", "Managed policy: DB secret and content bucket objects")
     add_parameter(template, "GeminiApiKeySecretArn", "ARN of the Gemini API key secret")
     add_parameter(template, "FrontendOrigins", "Comma-separated https origins allowed by CORS")
+    if config.workers.enabled:
+        add_parameter(template, "RunQueueUrl", "URL of the workers' run queue (the API enqueues run ids)")
+        add_parameter(template, "RunQueueArn", "ARN of the workers' run queue")
 
 
 def _access_role(config: EnvironmentConfig) -> iam.Role:
@@ -135,7 +141,18 @@ def _access_role(config: EnvironmentConfig) -> iam.Role:
     ), "Role App Runner uses to pull the backend image from ECR")
 
 
-def _instance_role() -> iam.Role:
+def _enqueue_runs() -> list[Statement]:
+    """Send to the run queue; SSE-KMS makes a sender need GenerateDataKey and Decrypt on the queue's key
+    (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html)."""
+    return [
+        Statement(Sid="EnqueueRuns", Effect=Allow, Action=[awacs_sqs.SendMessage], Resource=[Ref("RunQueueArn")]),
+        Statement(Sid="EncryptRunMessages", Effect=Allow, Action=[awacs_kms.Decrypt, awacs_kms.GenerateDataKey],
+                  Resource=[Ref("DataKeyArn")],
+                  Condition=Condition(StringEquals("kms:ViaService", Sub("sqs.${AWS::Region}.amazonaws.com")))),
+    ]
+
+
+def _instance_role(config: EnvironmentConfig) -> iam.Role:
     return describe(iam.Role(
         "InstanceRole",
         AssumeRolePolicyDocument=make_simple_assume_policy("tasks.apprunner.amazonaws.com"),
@@ -161,6 +178,7 @@ def _instance_role() -> iam.Role:
                 Action=list(X_RAY_ACTIONS),
                 Resource=["*"],  # X-Ray has no resource-level permissions for these actions
             ),
+            *(_enqueue_runs() if config.workers.enabled else []),
             Statement(
                 # Defence in depth: whatever a future policy attachment grants, the app never touches IAM.
                 Sid="NeverTouchIam",
@@ -202,10 +220,10 @@ def _log_retention(template: Template, config: EnvironmentConfig, service: appru
 def build(config: EnvironmentConfig) -> Template:
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
-    _parameters(template)
+    _parameters(template, config)
 
     access_role = template.add_resource(_access_role(config))
-    instance_role = template.add_resource(_instance_role())
+    instance_role = template.add_resource(_instance_role(config))
     connector = template.add_resource(describe(apprunner.VpcConnector(
         "VpcConnector",
         Subnets=Ref("AppSubnetIds"),

@@ -15,7 +15,17 @@ from troposphere import GetAtt, Ref, Tags, Template, cloudformation
 from generator import contract, naming
 from generator.cfn import add_output, add_parameter, describe, new_template, skip_cfn_lint
 from generator.config import EnvironmentConfig
-from generator.stacks import backend, data, frontend, frontend_branch, monitoring, network, secrets, security
+from generator.stacks import (
+    backend,
+    data,
+    frontend,
+    frontend_branch,
+    monitoring,
+    network,
+    secrets,
+    security,
+    workers,
+)
 
 ROOT_FILE = "root.yaml"
 IMAGE_TAG = contract.IMAGE_TAG_PARAMETER
@@ -37,6 +47,14 @@ ROOT_OUTPUTS = {
     "ContentBucketName": ("data", "ContentBucketName", "S3 bucket for uploaded content"),
     "AlertTopicArn": ("monitoring", "AlertTopicArn", "SNS topic that receives every alarm"),
     "DashboardUrl": ("monitoring", "DashboardUrl", "CloudWatch dashboard for this environment"),
+}
+
+# Root outputs of an environment with workers (`adkit secrets set` redeploys the worker service).
+WORKER_OUTPUTS = {
+    "WorkerClusterName": ("workers", "WorkerClusterName", "ECS cluster of the workers"),
+    "WorkerServiceName": ("workers", "WorkerServiceName", "ECS service of the workers (new deployment target)"),
+    "RunQueueUrl": ("workers", "RunQueueUrl", "SQS queue of runs"),
+    "DeadLetterQueueUrl": ("workers", "DeadLetterQueueUrl", "Dead-letter queue of runs (inspect, redrive)"),
 }
 
 
@@ -68,8 +86,17 @@ class WiringError(ValueError):
     """A child parameter has no source, or two children claim the same output name."""
 
 
+def child_modules(config: EnvironmentConfig) -> tuple[ModuleType, ...]:
+    """CHILDREN, plus the workers stack when `workers.enabled`. Workers come before backend: the API enqueues
+    runs, so the backend stack takes the queue URL from the workers stack's outputs (wiring only flows forward)."""
+    if not config.workers.enabled:
+        return CHILDREN
+    at = CHILDREN.index(backend)
+    return (*CHILDREN[:at], workers, *CHILDREN[at:])
+
+
 def build_children(config: EnvironmentConfig) -> list[Child]:
-    return [Child(module, module.build(config)) for module in CHILDREN]
+    return [Child(module, module.build(config)) for module in child_modules(config)]
 
 
 def _sources(children: list[Child]) -> dict[str, dict[str, Child]]:
@@ -129,7 +156,8 @@ def build(config: EnvironmentConfig, children: list[Child]) -> Template:
                       "`adkit deploy` uploads the child and rewrites it to an S3 URL")
         template.add_resource(stack)
 
-    for name, (stack, output, description) in ROOT_OUTPUTS.items():
+    outputs = {**ROOT_OUTPUTS, **(WORKER_OUTPUTS if "workers" in by_name else {})}
+    for name, (stack, output, description) in outputs.items():
         child = by_name[stack]
         if output not in child.template.outputs:
             raise WiringError(f"root output {name} expects output {output!r} from the {stack} stack")

@@ -216,7 +216,7 @@ def test_a_budget_tracks_each_component_of_the_environment(env):
     budgets = resources_of(stack(env, "monitoring"), "AWS::Budgets::Budget").values()
     per_component = {tag_filters(b)[naming.TAG_COMPONENT][0]: b for b in budgets
                      if naming.TAG_COMPONENT in tag_filters(b)}
-    assert sorted(per_component) == sorted({m.COMPONENT for m in root.CHILDREN})
+    assert sorted(per_component) == sorted({m.COMPONENT for m in root.child_modules(load_environment(env))})
     assert all(tag_filters(b)[naming.TAG_ENVIRONMENT] == [env] for b in per_component.values())
     assert all(props(b)["NotificationsWithSubscribers"] for b in per_component.values())
 
