@@ -78,8 +78,8 @@ def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
         contract.SSE_MAX_STREAM_SECONDS: str(config.backend.sse_max_stream_seconds),
     }
     assert tuple(values) == contract.PLAIN_VARIABLES, "backend env vars drifted from generator.contract"
-    if config.workers.enabled:
-        values[contract.RUN_QUEUE_URL] = Ref("RunQueueUrl")  # the API enqueues runs (workers stack)
+    if config.workers.enabled:  # the API enqueues runs (workers stack)
+        values.update(dict(zip(contract.RUNS_API_VARIABLES, [Ref("RunQueueUrl")], strict=True)))
     return values
 
 

@@ -102,7 +102,8 @@ def test_service_name_port_and_size_come_from_config(env):
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_plain_variables_are_exactly_the_contract(env):
-    assert tuple(plain_vars(env)) == contract.PLAIN_VARIABLES
+    runs = contract.RUNS_API_VARIABLES if load_environment(env).workers.enabled else ()
+    assert tuple(plain_vars(env)) == contract.PLAIN_VARIABLES + runs
     assert contract.PORT not in plain_vars(env)
 
 
@@ -171,6 +172,9 @@ def test_instance_role_names_only_the_expected_resources(env):
         ("kms:Decrypt", str(ref("DataKeyArn"))),
         ("xray:GetSamplingRules", "*"), ("xray:GetSamplingTargets", "*"),
         ("xray:PutTelemetryRecords", "*"), ("xray:PutTraceSegments", "*"),
+        # the API enqueues runs when the environment has workers (tests/stacks/test_workers.py)
+        *([("sqs:SendMessage", str(ref("RunQueueArn"))), ("kms:GenerateDataKey", str(ref("DataKeyArn")))]
+          if load_environment(env).workers.enabled else []),
     }
 
 

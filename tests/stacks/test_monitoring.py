@@ -76,7 +76,8 @@ def test_alert_topic_is_encrypted_with_the_ops_key_and_only_aws_services_of_this
     _, policy = one(tmpl, "AWS::SNS::TopicPolicy")
     allows = [s for s in props(policy)["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
     assert {s["Principal"]["Service"] for s in allows} == {
-        "cloudwatch.amazonaws.com", "budgets.amazonaws.com", "costalerts.amazonaws.com"}
+        "cloudwatch.amazonaws.com", "budgets.amazonaws.com", "costalerts.amazonaws.com",
+        *(["events.amazonaws.com"] if load_environment(env).workers.enabled else [])}
     assert all(s["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"} for s in allows)
     assert all(s["Action"] == ["sns:Publish"] for s in allows)
 

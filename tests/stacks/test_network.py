@@ -300,7 +300,8 @@ def test_every_security_group_rule_has_a_description(env):
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_outputs_match_the_contract(env):
     assert set(tmpl(env)["Outputs"]) == {"VpcId", "PublicSubnetIds", "AppSubnetIds", "DataSubnetIds",
-                                         "ConnectorSecurityGroupId", "DatabaseSecurityGroupId", "NatGatewayIds"}
+                                         "ConnectorSecurityGroupId", "DatabaseSecurityGroupId", "NatGatewayIds",
+                                         *(["WorkerSecurityGroupId"] if cfg(env).workers.enabled else [])}
     assert tmpl(env)["Outputs"]["AppSubnetIds"]["Value"] == {
         "Fn::Join": [",", [ref(s) for s in tier(tmpl(env), "app")]]}
 
