@@ -38,9 +38,10 @@ from awacs.sts import AssumeRole
 from troposphere import GetAtt, Ref, Sub, Template, applicationautoscaling, cloudwatch, ecs, iam, sqs
 
 from generator import contract, naming
-from generator.cfn import add_output, add_parameter, describe, new_template
+from generator.cfn import add_image_tag_parameter, add_output, add_parameter, describe, new_template
 from generator.components import log_group, retention_policies
 from generator.config import EnvironmentConfig
+from generator.stacks.spec import StackSpec
 
 COMPONENT = "workers"
 DESCRIPTION = "SQS run queue and the ECS Fargate worker service that runs the workflows"
@@ -111,9 +112,7 @@ def image(config: EnvironmentConfig) -> Sub:
 
 
 def _parameters(template: Template) -> None:
-    add_parameter(template, "ImageTag", "Backend image tag in the ECR repository (the commit SHA); never latest",
-                  AllowedPattern=contract.IMAGE_TAG_PATTERN, MinLength=1, MaxLength=128,
-                  ConstraintDescription="must be an immutable image tag such as a commit SHA, never 'latest'")
+    add_image_tag_parameter(template)
     add_parameter(template, "DataKeyArn", "Data KMS key (queue encryption, secrets)")
     add_parameter(template, "OpsKeyArn", "Operations KMS key (log group)")
     add_parameter(template, "AppSubnetIds", "Private app subnets (route to NAT) for the worker tasks",
@@ -457,3 +456,6 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, "WorkerServiceName", GetAtt(service, "Name"), "ECS service of the workers")
     add_output(template, "WorkerLogGroupName", Ref(group), "Log group of the worker containers")
     return template
+
+
+SPEC = StackSpec(name="workers", component=COMPONENT, description=DESCRIPTION, build=build)

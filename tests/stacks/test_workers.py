@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from cfn_helpers import ENVIRONMENTS, as_list, one, props, require, resources_of, statements
 
-from generator import contract, deploy_permissions
+from generator import compose, contract, deploy_permissions
 from generator.cfn import to_data
 from generator.config import FARGATE_SIZES, ConfigError, EnvironmentConfig, load_environment, parse_environment
-from generator.stacks import root, workers
+from generator.stacks import workers
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOK_ANCHORS = {re.sub(r"[^a-z0-9]+", "-", line.lstrip("#").strip().lower()).strip("-")
@@ -52,9 +52,9 @@ def configured(changes: dict) -> EnvironmentConfig:
 def environment(key: str) -> tuple[EnvironmentConfig, dict[str, dict]]:
     """(config, {stack name: template data}) for a config/ environment name or a BUILT key."""
     config = load_environment(key) if key in ENVIRONMENTS else configured(BUILT[key])
-    children = root.build_children(config)
-    stacks = {child.name: to_data(child.template) for child in children}
-    stacks["root"] = to_data(root.build(config, children))
+    children = compose.build_children(config)
+    stacks = {child.spec.name: to_data(child.template) for child in children}
+    stacks["root"] = to_data(compose.build_root(config, children))
     return config, stacks
 
 
@@ -330,7 +330,7 @@ def test_worker_alarms_are_present_and_notify_the_alert_topic_with_a_runbook_ent
 @pytest.mark.parametrize("key", WITH_WORKERS)
 def test_worker_stack_is_wired_before_the_backend_that_enqueues_into_it(key):
     order = [lid for lid, r in tmpl(key, "root")["Resources"].items() if r["Type"] == "AWS::CloudFormation::Stack"]
-    names = [child.name for child in root.build_children(cfg(key))]
+    names = [spec.name for spec in compose.children(cfg(key))]
     assert names.index("workers") < names.index("backend") and "Workers" in order
     outputs = tmpl(key, "root")["Outputs"]
     assert outputs["WorkerServiceName"]["Value"] == {"Fn::GetAtt": ["Workers", "Outputs.WorkerServiceName"]}
@@ -339,14 +339,14 @@ def test_worker_stack_is_wired_before_the_backend_that_enqueues_into_it(key):
 
 def test_without_workers_no_worker_resource_is_rendered_anywhere():
     config = configured({"workers": {"enabled": False}})
-    children = {child.name: to_data(child.template) for child in root.build_children(config)}
+    children = {child.spec.name: to_data(child.template) for child in compose.build_children(config)}
     assert "workers" not in children
     assert "WorkerSecurityGroup" not in children["network"]["Resources"]
     assert "RunQueueUrl" not in children["backend"]["Parameters"]
     text = json.dumps(children)
     assert "sqs" not in text.lower().replace("sqs.amazonaws", "")   # no queue, no SQS permission, no key use
     assert "Worker" not in json.dumps(children["monitoring"])
-    assert "WorkerServiceName" not in to_data(root.build(config, root.build_children(config)))["Outputs"]
+    assert "WorkerServiceName" not in to_data(compose.build_root(config, compose.build_children(config)))["Outputs"]
     with pytest.raises(ValueError, match=r"workers\.enabled is false"):
         workers.build(config)
 

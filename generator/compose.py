@@ -1,20 +1,23 @@
-"""Root stack of one environment: composes the nested stacks and wires outputs to parameters.
+"""The composer: which nested stacks an environment has, and the root stack that wires them together.
 
-Wiring is by name: a child's parameter `X` is fed from the root parameter `X` or from the one earlier
-child that outputs `X` (as `GetAtt(Child, "Outputs.X")`). Output names are unique across children,
-so the contract between stacks is visible in each child's Parameters and Outputs sections alone.
+`children(config)` chooses the stack specs from the config (a platform picks its backend variant; an optional
+stack appears when its config is on). `build_children` builds each one; `build_root` composes them.
+
+Wiring is by name: a child's parameter `X` is fed from the root parameter `X` or from the one earlier child that
+outputs `X` (as `GetAtt(Child, "Outputs.X")`). Output names are unique across children, so the contract between
+stacks is visible in each child's Parameters and Outputs sections alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 
 from troposphere import GetAtt, Ref, Tags, Template, cloudformation
 
-from generator import contract, naming
-from generator.cfn import add_output, add_parameter, describe, new_template, skip_cfn_lint
+from generator import naming
+from generator.cfn import add_image_tag_parameter, add_output, describe, new_template, skip_cfn_lint
 from generator.config import EnvironmentConfig
+from generator.contract import IMAGE_TAG_PARAMETER
 from generator.stacks import (
     backend,
     data,
@@ -26,14 +29,7 @@ from generator.stacks import (
     security,
     workers,
 )
-
-ROOT_FILE = "root.yaml"
-IMAGE_TAG = contract.IMAGE_TAG_PARAMETER
-IMAGE_TAG_PATTERN = contract.IMAGE_TAG_PATTERN  # refuses `latest`: images are promoted by immutable tag
-
-# Creation order; a child may use outputs of the children before it.
-CHILDREN: tuple[ModuleType, ...] = (security, network, frontend, data, secrets, backend, frontend_branch,
-                                    monitoring)
+from generator.stacks.spec import MonitoringInputs, StackSpec
 
 # Root outputs: name -> (child stack, child output, description)
 ROOT_OUTPUTS = {
@@ -58,96 +54,95 @@ WORKER_OUTPUTS = {
 }
 
 
-@dataclass(frozen=True)
-class Child:
-    module: ModuleType
-    template: Template
-
-    @property
-    def name(self) -> str:
-        """Stack name inside the environment (the module name): network, backend, ..."""
-        return self.module.__name__.rsplit(".", 1)[-1]
-
-    @property
-    def component(self) -> str:
-        """Value of the Component tag (cost tracking); two stacks may share one."""
-        return self.module.COMPONENT
-
-    @property
-    def logical_id(self) -> str:
-        return "".join(part.capitalize() for part in self.name.split("_"))
-
-    @property
-    def filename(self) -> str:
-        return f"{self.name}.yaml"
-
-
 class WiringError(ValueError):
     """A child parameter has no source, or two children claim the same output name."""
 
 
-def child_modules(config: EnvironmentConfig) -> tuple[ModuleType, ...]:
-    """CHILDREN, plus the workers stack when `workers.enabled`. Workers come before backend: the API enqueues
-    runs, so the backend stack takes the queue URL from the workers stack's outputs (wiring only flows forward)."""
-    if not config.workers.enabled:
-        return CHILDREN
-    at = CHILDREN.index(backend)
-    return (*CHILDREN[:at], workers, *CHILDREN[at:])
+def backend_spec(config: EnvironmentConfig) -> StackSpec:
+    """The backend variant of the environment's platform; every variant is the `backend` stack."""
+    return backend.SPEC
+
+
+def children(config: EnvironmentConfig) -> list[StackSpec]:
+    """The environment's nested stacks in creation order; a child may use outputs of the children before it.
+
+    Monitoring comes last and is told what it watches (components, NAT count, backend platform).
+    """
+    # Workers (optional) come before the backend: the API enqueues runs, so the backend stack takes the queue
+    # URL from the workers stack's outputs (wiring only flows forward).
+    specs = [security.SPEC, network.SPEC, frontend.SPEC, data.SPEC, secrets.SPEC,
+             *([workers.SPEC] if config.workers.enabled else []), backend_spec(config), frontend_branch.SPEC]
+    inputs = MonitoringInputs(
+        components=tuple(sorted({spec.component for spec in specs} | {monitoring.COMPONENT})),
+        nat_count=config.network.nat_gateway_count,
+        backend_platform="apprunner",
+    )
+    return [*specs, monitoring.spec(inputs)]
+
+
+@dataclass(frozen=True)
+class Child:
+    """A built nested stack: its spec and its template."""
+
+    spec: StackSpec
+    template: Template
 
 
 def build_children(config: EnvironmentConfig) -> list[Child]:
-    return [Child(module, module.build(config)) for module in child_modules(config)]
+    """Build every child stack of the environment (pure). Raises ConfigError from the builders."""
+    return [Child(spec, spec.build(config)) for spec in children(config)]
 
 
 def _sources(children: list[Child]) -> dict[str, dict[str, Child]]:
     seen: dict[str, Child] = {}
     available: dict[str, dict[str, Child]] = {}
     for child in children:
-        available[child.name] = dict(seen)
+        available[child.spec.name] = dict(seen)
         for output in child.template.outputs:
             if output in seen:
-                raise WiringError(f"output {output!r} is defined by both {seen[output].name} and "
-                                  f"{child.name}; output names must be unique across stacks")
+                raise WiringError(f"output {output!r} is defined by both {seen[output].spec.name} and "
+                                  f"{child.spec.name}; output names must be unique across stacks")
             seen[output] = child
     return available
 
 
-def build(config: EnvironmentConfig, children: list[Child]) -> Template:
+def build_root(config: EnvironmentConfig, children: list[Child]) -> Template:
+    """Root stack of one environment: one AWS::CloudFormation::Stack per child, wired by name.
+
+    Parameters: ImageTag. Outputs: ROOT_OUTPUTS. Raises WiringError when a child parameter has no source, two
+    children output the same name, or a root output's source is missing; naming.NameError for too-long names.
+    """
     naming.validate_environment_names(config)
     template = new_template(
         f"{config.app_name} {config.name}: root stack composing the environment's nested stacks "
         "(rendered by adagency-deploy-kit; do not edit by hand)")
-    add_parameter(
-        template, IMAGE_TAG, "Backend image tag in the ECR repository (the commit SHA); `latest` is refused",
-        AllowedPattern=IMAGE_TAG_PATTERN, MinLength=1, MaxLength=128,
-        ConstraintDescription="must be an immutable image tag such as a commit SHA, never 'latest'",
-    )
+    add_image_tag_parameter(template)
     template.set_metadata({"AWS::CloudFormation::Interface": {
-        "ParameterGroups": [{"Label": {"default": "Release"}, "Parameters": [IMAGE_TAG]}],
-        "ParameterLabels": {IMAGE_TAG: {"default": "Backend image tag (commit SHA)"}},
+        "ParameterGroups": [{"Label": {"default": "Release"}, "Parameters": [IMAGE_TAG_PARAMETER]}],
+        "ParameterLabels": {IMAGE_TAG_PARAMETER: {"default": "Backend image tag (commit SHA)"}},
     }})
 
     available = _sources(children)
-    by_name = {child.name: child for child in children}
+    by_name = {child.spec.name: child for child in children}
     for child in children:
         parameters = {}
         for name in sorted(child.template.parameters):
             if name in template.parameters:
                 parameters[name] = Ref(name)
-            elif name in available[child.name]:
-                source = available[child.name][name]
-                parameters[name] = GetAtt(source.logical_id, f"Outputs.{name}")
+            elif name in available[child.spec.name]:
+                source = available[child.spec.name][name]
+                parameters[name] = GetAtt(source.spec.logical_id, f"Outputs.{name}")
             else:
-                raise WiringError(f"{child.name} stack parameter {name!r} has no source: no root parameter "
+                raise WiringError(f"{child.spec.name} stack parameter {name!r} has no source: no root parameter "
                                   "and no earlier stack outputs it")
         stack = cloudformation.Stack(
-            child.logical_id,
-            TemplateURL=child.filename,
-            Tags=Tags(**naming.environment_tags(config, child.component)),
+            child.spec.logical_id,
+            TemplateURL=child.spec.filename,
+            Tags=Tags(**naming.environment_tags(config, child.spec.component)),
         )
         if parameters:
             stack.Parameters = parameters
-        describe(stack, child.module.DESCRIPTION)
+        describe(stack, child.spec.description)
         # Explicit on purpose: removing a child deletes its stack, while the stateful resources inside keep
         # their own Retain/Snapshot policies (database snapshot, buckets, keys, vault are never lost).
         stack.DeletionPolicy = "Delete"
@@ -161,7 +156,7 @@ def build(config: EnvironmentConfig, children: list[Child]) -> Template:
         child = by_name[stack]
         if output not in child.template.outputs:
             raise WiringError(f"root output {name} expects output {output!r} from the {stack} stack")
-        add_output(template, name, GetAtt(child.logical_id, f"Outputs.{output}"), description)
+        add_output(template, name, GetAtt(child.spec.logical_id, f"Outputs.{output}"), description)
     return template
 
 
