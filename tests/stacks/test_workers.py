@@ -188,8 +188,10 @@ def test_worker_task_runs_the_backend_image_with_the_worker_command_read_only_an
     assert (int(task["Cpu"]), int(task["Memory"])) == (config.workers.cpu, config.workers.memory)
     assert task["RuntimePlatform"] == {"CpuArchitecture": "X86_64", "OperatingSystemFamily": "LINUX"}
     (container,) = task["ContainerDefinitions"]
-    assert container["EntryPoint"] + container["Command"] == ["python", "-m", "adagency_backend",
-                                                             *contract.WORKER_COMMAND]
+    # the image's own ENTRYPOINT (apprunner/Dockerfile), then the worker command
+    (entry,) = re.findall(r"^ENTRYPOINT (\[.*\])$", (REPO / "apprunner" / "Dockerfile").read_text(), re.M)
+    assert container["EntryPoint"] == json.loads(entry)
+    assert container["Command"] == list(contract.WORKER_COMMAND)
     assert f"/{config.app_name}/backend:${{ImageTag}}" in container["Image"]["Fn::Sub"]
     assert container["ReadonlyRootFilesystem"] is True
     assert container["User"] and not re.match(r"^(0|root)(:|$)", container["User"])
