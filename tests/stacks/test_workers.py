@@ -123,15 +123,29 @@ def test_worker_queue_key_lets_sqs_use_it_and_the_api_may_send_and_the_worker_re
     via = [s["Condition"]["StringEquals"]["kms:ViaService"] for s in statements(key_policy)
            if s["Sid"].startswith("UseOnlyThrough")]
     assert {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"} in via[0]
-    backend_role = props(tmpl(key, "backend")["Resources"]["InstanceRole"])
-    sent = [s for p in backend_role["Policies"] for s in statements(p["PolicyDocument"])]
+    # the role the API runs as (App Runner instance role or ECS task role) may send, and only that role
+    backend = tmpl(key, "backend")
+    senders = {lid: [s for p in props(r).get("Policies", []) for s in statements(p["PolicyDocument"])
+                     if s["Sid"] == "EnqueueRuns"] for lid, r in resources_of(backend, "AWS::IAM::Role").items()}
+    (sender,) = [lid for lid, found in senders.items() if found]
+    sent = [s for p in props(backend["Resources"][sender])["Policies"] for s in statements(p["PolicyDocument"])]
     assert {"sqs:SendMessage"} == {a for s in sent if s["Sid"] == "EnqueueRuns" for a in as_list(s["Action"])}
     assert [s["Resource"] for s in sent if s["Sid"] == "EnqueueRuns"] == [[ref("RunQueueArn")]]
     (encrypt,) = [s for s in sent if s["Sid"] == "EncryptRunMessages"]
     assert set(encrypt["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}   # a sender needs both
-    env = {v["Name"]: v["Value"] for v in props(tmpl(key, "backend")["Resources"]["Service"])[
-        "SourceConfiguration"]["ImageRepository"]["ImageConfiguration"]["RuntimeEnvironmentVariables"]}
-    assert env[contract.RUN_QUEUE_URL] == ref("RunQueueUrl")
+    # the API's container gets RUN_QUEUE_URL = the workers stack's output, whatever the platform
+    assert {"Name": contract.RUN_QUEUE_URL, "Value": ref("RunQueueUrl")} in list(_dicts(backend))
+
+
+def _dicts(value):
+    """Every mapping nested anywhere in a template (to find a Name/Value pair on any platform)."""
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _dicts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _dicts(item)
 
 
 # ---- network ----------------------------------------------------------------------------------
@@ -184,7 +198,7 @@ def test_worker_task_runs_the_backend_image_with_the_worker_command_read_only_an
     (_, task) = one(tmpl(key), "AWS::ECS::TaskDefinition")
     task = props(task)
     assert task["RequiresCompatibilities"] == ["FARGATE"] and task["NetworkMode"] == "awsvpc"
-    assert int(task["Memory"]) in FARGATE_SIZES[int(task["Cpu"])]
+    assert task["Memory"] in FARGATE_SIZES[task["Cpu"]]
     assert (int(task["Cpu"]), int(task["Memory"])) == (config.workers.cpu, config.workers.memory)
     assert task["RuntimePlatform"] == {"CpuArchitecture": "X86_64", "OperatingSystemFamily": "LINUX"}
     (container,) = task["ContainerDefinitions"]
@@ -323,6 +337,12 @@ def test_worker_alarms_are_present_and_notify_the_alert_topic_with_a_runbook_ent
     described = [props(a)["AlarmDescription"] for a in alarms.values()] + [props(rule)["Description"]]
     anchors = {m for text in described for m in re.findall(r"runbook\.md#([a-z0-9-]+)", text)}
     assert {"worker-dead-letters", "worker-queue-age", "worker-task-failed"} <= anchors <= RUNBOOK_ANCHORS
+    (_, dashboard) = one(monitoring, "AWS::CloudWatch::Dashboard")
+    body = props(dashboard)["DashboardBody"]["Fn::Sub"]
+    body = body[0] if isinstance(body, list) else body
+    titles = [w["properties"].get("title", "") for w in json.loads(body)["widgets"]]
+    assert len([t for t in titles if t.startswith("Worker")]) == 3
+    assert all(needle in body for needle in ("${RunQueueName}", "${DeadLetterQueueName}", "${WorkerServiceName}"))
     params = tmpl(key, "root")["Resources"]["Monitoring"]["Properties"]["Parameters"]
     assert params["DeadLetterQueueName"] == {"Fn::GetAtt": ["Workers", "Outputs.DeadLetterQueueName"]}
 
@@ -400,4 +420,4 @@ def test_worker_spot_is_refused_in_production_and_allowed_elsewhere():
 @pytest.mark.parametrize("cpu", sorted(FARGATE_SIZES))
 def test_every_valid_fargate_worker_size_is_accepted(cpu):
     for memory in FARGATE_SIZES[cpu]:
-        assert configured({"workers": {"cpu": cpu, "memory": memory}}).workers.memory == memory
+        assert configured({"workers": {"cpu": int(cpu), "memory": int(memory)}}).workers.memory == int(memory)
