@@ -194,3 +194,30 @@ def test_worker_runs_api_refuses_bad_input_and_answers_503_without_a_queue():
     resp = client.post(url, json={"brief": "A fine brief"})
     assert resp.status_code == 503 and resp.json()["error"]["code"] == "unavailable"
     assert client.get(f"{url}/not-a-uuid").status_code == 422
+
+
+class _StubQueue:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    async def change_visibility(self, message, seconds):
+        self.calls.append(("change_visibility", message.receive_count, seconds))
+
+    async def resend(self, message):
+        self.calls.append(("resend", message.receive_count))
+
+
+def test_worker_stop_releases_the_message_and_never_spends_the_last_receive():
+    from adagency_backend.worker import Worker
+
+    settings = load_worker_settings({**WORKER_ENV, "WORKER_MAX_RECEIVE_COUNT": "3"})
+    queue = _StubQueue()
+    worker = Worker(settings, db=None, queue=queue, model=FakeModel(), checkpointer=None)
+
+    async def release_all():
+        for count in (1, 2, 3):
+            await worker._release_message(RunMessage("m", "h", count, message_body(uuid.uuid4())))
+
+    asyncio.run(release_all())
+    # visible again at once; on the last allowed receive a fresh copy instead (a stop is not a failure)
+    assert queue.calls == [("change_visibility", 1, 0), ("change_visibility", 2, 0), ("resend", 3)]
