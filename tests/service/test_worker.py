@@ -67,8 +67,13 @@ class Workers:
                          for p in self.procs)
 
     def stop_all(self) -> None:
+        """SIGTERM, not SIGKILL: a killed worker's long poll would still be waiting in the queue server and
+        swallow the next test's message (one receive spent, as a dropped connection can on real SQS too)."""
         for proc in self.procs:
-            localdev.stop_service(proc, timeout=STOP_TIMEOUT_SECONDS + 5)
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            localdev.stop_service(proc, timeout=STOP_TIMEOUT_SECONDS + 10)
 
 
 @pytest.fixture

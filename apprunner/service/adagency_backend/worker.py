@@ -81,6 +81,8 @@ class Worker:
         self.settings, self.db, self.queue, self.model, self.checkpointer = settings, db, queue, model, checkpointer
         self.stopping = asyncio.Event()
         self._deadline: float | None = None
+        self._lease_lock = asyncio.Lock()  # orders the heartbeat against the message's final visibility/delete
+        self._settled = False  # the current message got its final answer: the heartbeat must not touch it
         self.processed = 0
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
@@ -130,6 +132,7 @@ class Worker:
                       extra={"message_id": message.message_id, "reason": str(e)})
             return
         request_id_var.set(f"run:{run_id}")
+        self._settled = False
         heartbeat = asyncio.create_task(self._heartbeat(message), name="visibility-heartbeat")
         try:
             async with self._run_lock(run_id) as locked:
@@ -146,15 +149,18 @@ class Worker:
         run = await runs.get_run(self.db, run_id)
         if run is None:
             log.warning("message for an unknown run acknowledged", extra={"message_id": message.message_id})
+            await self._settle()
             await self.queue.delete(message)
             return
         if run["state"] in runs.FINISHED:  # delivered again after it finished: acknowledge, run nothing
             await self._announce_finished(run)
+            await self._settle()
             await self.queue.delete(message)
             log.info("run already finished; message acknowledged", extra={"state": run["state"]})
             return
         run = await runs.start_attempt(self.db, run_id)
         if run is None:  # finished between the two statements (cannot happen under the lock; be safe)
+            await self._settle()
             await self.queue.delete(message)
             return
         log.info("run started", extra={"attempt": run["attempts"], "receive_count": message.receive_count})
@@ -164,6 +170,7 @@ class Worker:
         if isinstance(outcome, dict):
             finished = await runs.succeed(self.db, run_id, outcome) or await runs.get_run(self.db, run_id)
             await self._announce_finished(finished)
+            await self._settle()
             await self.queue.delete(message)  # only now that the run is recorded finished
             self.processed += 1
             log.info("run succeeded", extra={"attempt": run["attempts"]})
@@ -218,6 +225,7 @@ class Worker:
         log.error("run attempt failed", exc_info=exc, extra={
             "reason": reason, "receive_count": message.receive_count, "final": final})
         recorded = await runs.record_failure(self.db, run["id"], reason, final)
+        await self._settle()
         if final:
             await runs.append_run_event(self.db, run, "run.failed", "failed",
                                         {"error": reason, "attempts": run["attempts"]})
@@ -241,6 +249,7 @@ class Worker:
 
     async def _release_message(self, message: RunMessage) -> None:
         """Give the message back now; at its last allowed receive send a fresh copy, so a stop never dead-letters it."""
+        await self._settle()
         try:
             if message.receive_count >= self.settings.max_receive_count:
                 await self.queue.resend(message)
@@ -253,10 +262,18 @@ class Worker:
         period = max(0.5, self.settings.visibility_timeout_seconds / 3)
         while True:
             await asyncio.sleep(period)
-            try:
-                await self.queue.change_visibility(message, self.settings.visibility_timeout_seconds)
-            except Exception as e:  # e.g. another worker received it meanwhile (the run lock keeps us apart)
-                log.warning("visibility heartbeat failed", extra={"error": f"{type(e).__name__}: {e}"})
+            async with self._lease_lock:
+                if self._settled:
+                    return
+                try:
+                    await self.queue.change_visibility(message, self.settings.visibility_timeout_seconds)
+                except Exception as e:  # e.g. another worker received it meanwhile (the run lock keeps us apart)
+                    log.warning("visibility heartbeat failed", extra={"error": f"{type(e).__name__}: {e}"})
+
+    async def _settle(self) -> None:
+        """From now on the heartbeat leaves the message alone (waits for a heartbeat call in flight)."""
+        async with self._lease_lock:
+            self._settled = True
 
     @contextlib.asynccontextmanager
     async def _run_lock(self, run_id: UUID) -> AsyncIterator[bool]:
