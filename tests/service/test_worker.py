@@ -167,13 +167,18 @@ def log_seconds(logs: str, message_prefix: str) -> float:
     raise AssertionError(f"no log line {message_prefix!r} in:\n{logs}")
 
 
+def checkpoints(pg, run: dict) -> int:
+    return int(pg.admin_sql(f"SELECT count(*) FROM checkpoints WHERE thread_id = '{run['id']}'",
+                            db=localdev.DB_NAME))
+
+
 def queue_counts(aws, queue_url: str) -> tuple[int, int]:
     attrs = aws.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
         "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
-def test_worker_run_goes_from_enqueue_to_done_with_events_over_sse_in_order(api, project, workers, aws, queues):
+def test_worker_run_goes_from_enqueue_to_done_with_events_over_sse_in_order(api, project, workers, aws, queues, pg):
     worker = workers.start("worker")
     run = submit(api, project)
     events = run_events(api, project, run)
@@ -184,6 +189,7 @@ def test_worker_run_goes_from_enqueue_to_done_with_events_over_sse_in_order(api,
     assert events[-1]["data"]["result"] == done["result"]
     assert model_calls(workers.dir) == Counter({s: 1 for s in STEPS})
     wait_for(lambda: queue_counts(aws, queues[0]) == (0, 0), "the message to be deleted", workers)
+    wait_for(lambda: checkpoints(pg, run) == 0, "the succeeded run's checkpoints to be deleted", workers)
 
     # SQS delivers at least once: the same message again is acknowledged without running anything
     aws.client("sqs").send_message(QueueUrl=queues[0], MessageBody=json.dumps({"run_id": run["id"]}))
@@ -247,7 +253,7 @@ def test_worker_graceful_stop_checkpoints_releases_and_the_next_worker_finishes(
     assert_happy_events(run_events(api, project, run))
 
 
-def test_worker_poison_run_lands_in_the_dead_letter_queue_and_says_why(api, project, workers, aws, queues):
+def test_worker_poison_run_lands_in_the_dead_letter_queue_and_says_why(api, project, workers, aws, queues, pg):
     workers.start("worker")
     run = submit(api, project, brief="A spot the model will never accept [poison]")
     done = wait_for(lambda: finished(api, project, run), "the run to be marked failed", workers)
@@ -266,3 +272,4 @@ def test_worker_poison_run_lands_in_the_dead_letter_queue_and_says_why(api, proj
     assert [e["type"] for e in events] == ["run.queued", "run.started", *["run.retrying"] * (MAX_RECEIVES - 1),
                                            "run.failed"]
     assert events[-1]["data"]["error"] == done["error"]
+    assert checkpoints(pg, run) > 0  # a failed run keeps its checkpoints for diagnosis

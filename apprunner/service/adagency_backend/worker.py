@@ -10,7 +10,8 @@ One message at a time per process (scale with tasks). For each message from the 
 4. Otherwise the graph runs with thread_id = run id and langgraph-checkpoint-postgres saving after every node
    (`durability="sync"`): a redelivered message resumes after the last checkpointed node. Events are appended
    with idempotent keys (run + step), so a repeated node never repeats its event.
-5. Success: the run is recorded succeeded, then the message is deleted (never before).
+5. Success: the run is recorded succeeded, then the message is deleted (never before), then the run's
+   checkpoints are deleted (the result is in `runs.result`; a failed run keeps its checkpoints for diagnosis).
    Failure: the reason is recorded on the run and the message becomes visible again after a backoff; on the
    WORKER_MAX_RECEIVE_COUNT-th receive the run is recorded failed and the message is left for SQS to move to
    the dead-letter queue (redrive policy with the same maxReceiveCount).
@@ -156,6 +157,8 @@ class Worker:
             await self._announce_finished(run)
             await self._settle()
             await self.queue.delete(message)
+            if run["state"] == "succeeded":
+                await self._forget_checkpoints(run_id)
             log.info("run already finished; message acknowledged", extra={"state": run["state"]})
             return
         run = await runs.start_attempt(self.db, run_id)
@@ -172,6 +175,7 @@ class Worker:
             await self._announce_finished(finished)
             await self._settle()
             await self.queue.delete(message)  # only now that the run is recorded finished
+            await self._forget_checkpoints(run_id)
             self.processed += 1
             log.info("run succeeded", extra={"attempt": run["attempts"]})
         elif isinstance(outcome, (WorkerStopping, asyncio.CancelledError)):
@@ -238,6 +242,13 @@ class Worker:
             await self.queue.change_visibility(message, delay)
         if recorded is None:
             log.warning("run was already finished when its failure was recorded")
+
+    async def _forget_checkpoints(self, run_id: UUID) -> None:
+        """A succeeded run's result is in `runs`; its checkpoints only cost storage. Failed runs keep theirs."""
+        try:
+            await self.checkpointer.adelete_thread(str(run_id))
+        except Exception as e:  # harmless: they are deleted the next time the run's message shows up, or never
+            log.warning("could not delete the run's checkpoints", extra={"error": type(e).__name__})
 
     async def _announce_finished(self, run: dict[str, Any]) -> None:
         """The final event, appended once however often this is called (covers a crash just after finishing)."""
