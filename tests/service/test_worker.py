@@ -273,3 +273,42 @@ def test_worker_poison_run_lands_in_the_dead_letter_queue_and_says_why(api, proj
                                            "run.failed"]
     assert events[-1]["data"]["error"] == done["error"]
     assert checkpoints(pg, run) > 0  # a failed run keeps its checkpoints for diagnosis
+
+
+def test_worker_duplicate_delivery_during_a_run_waits_and_is_acknowledged(api, project, workers, aws, queues):
+    """SQS may deliver a message twice while the first copy is being worked on: the second worker waits on the
+    run's lock, then finds the run finished and acknowledges its copy. Nothing runs twice, no event repeats."""
+    (workers.dir / "block-outline").touch()
+    first = workers.start("worker-a")
+    run = submit(api, project)
+    wait_for(lambda: (workers.dir / f"blocked-outline-{first.pid}").exists(), "the outline step", workers)
+    aws.client("sqs").send_message(QueueUrl=queues[0], MessageBody=json.dumps({"run_id": run["id"]}))
+    workers.start("worker-b")
+    wait_for(lambda: "another worker holds the run" in workers.procs[1].log_path.read_text(),
+             "the second worker to wait for the run's lock", workers)
+    (workers.dir / "block-outline").unlink()
+    done = wait_for(lambda: finished(api, project, run), "the run to finish", workers)
+    assert done["state"] == "succeeded" and done["attempts"] == 1
+    wait_for(lambda: "run already finished; message acknowledged" in workers.procs[1].log_path.read_text(),
+             "the duplicate to be acknowledged", workers)
+    wait_for(lambda: queue_counts(aws, queues[0]) == (0, 0), "both copies to be deleted", workers)
+    assert model_calls(workers.dir) == Counter({s: 1 for s in STEPS})
+    assert_happy_events(run_events(api, project, run))
+
+
+def test_worker_api_records_a_run_it_cannot_queue_as_failed(names, pg, aws, tmp_path):
+    """The queue is unreachable when the run is submitted: 503 for the client, and the run it recorded is
+    marked failed with the reason (never left queued forever)."""
+    missing = aws.endpoint + "/123456789012/no-such-queue"
+    env = service_env(names, pg, aws, "gemini-worker-test-key", RUN_QUEUE_URL=missing)
+    proc, base = localdev.start_service(env, tmp_path / "service.log")
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            project = client.post("/projects", json={"name": "Unqueued"}).json()
+            resp = client.post(f"/projects/{project['id']}/runs", json={"brief": "never queued"})
+    finally:
+        localdev.stop_service(proc)
+    assert resp.status_code == 503 and resp.json()["error"]["code"] == "unavailable"
+    rows = pg.admin_sql(f"SELECT state || '|' || error FROM runs WHERE project_id = '{project['id']}'",
+                        db=localdev.DB_NAME)
+    assert rows == "failed|the run queue was unavailable; submit the run again"
