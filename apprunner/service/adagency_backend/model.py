@@ -29,6 +29,7 @@ GEMINI_URL = "https://generativelanguage.googleapis.com/v1beta/models/{model}:ge
 GEMINI_TIMEOUT_SECONDS = 60.0
 GEMINI_RETRY_DELAYS = (1.0, 3.0)  # in-call retries on 429/5xx before the step fails (SQS then retries the run)
 OUTPUT_MAX_CHARS = 4000
+MAX_OUTPUT_TOKENS = 8192  # answer + thinking tokens of one call; the prompts ask for at most ~200 words
 POISON_MARKER = "[poison]"
 
 
@@ -63,8 +64,9 @@ class GeminiModel:
     async def generate(self, step: str, prompt: str) -> str:
         if not self._key:
             raise ModelError("the Gemini API key is not set (secret GEMINI_API_KEY)")
+        # thinking models count their thinking tokens against maxOutputTokens: leave room, or answers come back empty
         body = {"contents": [{"role": "user", "parts": [{"text": prompt}]}],
-                "generationConfig": {"temperature": 0.7, "maxOutputTokens": 1024}}
+                "generationConfig": {"temperature": 0.7, "maxOutputTokens": MAX_OUTPUT_TOKENS}}
         for attempt in range(len(GEMINI_RETRY_DELAYS) + 1):
             try:
                 resp = await self._client.post(self._url, json=body, headers={"x-goog-api-key": self._key})
