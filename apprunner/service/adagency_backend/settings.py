@@ -37,7 +37,9 @@ SQS_MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200  # 12 h: https://docs.aws.amazon.com
 SQS_MAX_RECEIVE_COUNT = 1000  # redrive maxReceiveCount 1-1000: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html
 
 APP_RUNNER_REQUEST_LIMIT_SECONDS = 120
-MAX_STREAM_SECONDS_CEILING = 110  # leave headroom under App Runner's hard 120 s request limit
+# The deploy kit sets the per-platform limit (App Runner: <= 110 s under its hard 120 s request limit; ECS
+# Express behind an ALB: <= 900 s); the service only refuses nonsense.
+MAX_STREAM_SECONDS_CEILING = 900
 TLS_SSLMODES = ("require", "verify-ca", "verify-full")  # the cluster refuses plaintext; so do we
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _GEMINI_MODEL = re.compile(r"^[a-z0-9][a-z0-9.-]{0,63}$")
