@@ -53,7 +53,7 @@ def supplement_actions(types: Iterable[str]) -> list[str]:
 # and ec2 (describe) actions:
 # https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSBackupServiceRolePolicyForBackup.html
 BOUNDARY_SERVICES = ("acm", "amplify", "application-autoscaling", "backup", "cloudwatch", "ec2", "ecr", "ecs",
-                     "elasticloadbalancing", "kms", "logs", "rds", "s3", "secretsmanager", "tag")
+                     "elasticloadbalancing", "kms", "logs", "rds", "s3", "secretsmanager", "sqs", "tag")
 # AWS managed policies environment roles may attach (path after `policy/`) -> the services the kit uses them
 # for; each must be inside BOUNDARY_SERVICES (a test checks). The boundary caps these broad policies to those
 # services: AWS Backup of the Aurora cluster and its restore.

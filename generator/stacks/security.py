@@ -30,6 +30,11 @@ DATA_KEY_SERVICES = ("rds", "s3", "secretsmanager", "backup", "apprunner")
 DATA_KEY_GRANT_SERVICES = ("rds", "backup", "apprunner")
 
 
+def data_key_services(config: EnvironmentConfig) -> tuple[str, ...]:
+    """Services that may use DataKey on a caller's behalf; SQS (the worker run queue) only with workers."""
+    return DATA_KEY_SERVICES + (("sqs",) if config.workers.enabled else ())
+
+
 def _data_key(template: Template, config: EnvironmentConfig):
     # App Runner uses the EncryptionConfiguration key "to encrypt copies of the source repository and service
     # logs" (https://docs.aws.amazon.com/apprunner/latest/api/API_EncryptionConfiguration.html), so CloudWatch
@@ -45,11 +50,12 @@ def _data_key(template: Template, config: EnvironmentConfig):
             "kms:EncryptionContext:aws:logs:arn",
             Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/apprunner/*"))),
     )
+    queue = ", SQS run queue" if config.workers.enabled else ""
     return customer_key(
         template, "DataKey", alias=naming.kms_alias(config, "data"),
         description=f"{config.app_name} {config.name}: data at rest (Aurora, S3 content, Secrets Manager, "
-                    "AWS Backup, App Runner)",
-        statements=[*use_through(DATA_KEY_SERVICES, DATA_KEY_GRANT_SERVICES), app_runner_logs])
+                    f"AWS Backup, App Runner{queue})",
+        statements=[*use_through(data_key_services(config), DATA_KEY_GRANT_SERVICES), app_runner_logs])
 
 
 def _publisher(sid: str, service: str, source_arn: str | None) -> Statement:
@@ -85,6 +91,10 @@ def _ops_key(template: Template, config: EnvironmentConfig):
                        "arn:${AWS::Partition}:budgets::${AWS::AccountId}:*"),
             # Cost Anomaly Detection's source ARN format is not documented well enough to pin; account only.
             _publisher("CostAnomalyDetectionPublishAlerts", "costalerts.amazonaws.com", None),
+            # EventBridge forwards stopped worker tasks that exited non-zero (monitoring stack).
+            *([_publisher("EventBridgePublishesWorkerTaskFailures", "events.amazonaws.com",
+                          "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/*")]
+              if config.workers.enabled else []),
         ])
 
 
