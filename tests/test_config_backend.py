@@ -50,7 +50,7 @@ BAD_BACKEND = [
     ({"max_instances": 30}, ["backend.max_instances", "less than or equal to 25", "got 30"]),
     ({"min_instances": 3, "max_instances": 2}, ["backend.max_instances", "must be >= min_instances (3)"]),
     ({"sse_max_stream_seconds": 120}, ["backend.sse_max_stream_seconds", "less than or equal to 110"]),
-    ({"health_check_path": "healthz"}, ["backend.health_check_path", "pattern"]),
+    ({"health_check_path": "healthz"}, ["backend.health_check_path", "starting with '/'"]),
     ({"port": 0}, ["backend.port", "greater than or equal to 1"]),
     ({"port": 70000}, ["backend.port", "less than or equal to 65535"]),
     ({"waf_rate_limit_per_5_min": 5}, ["backend.waf_rate_limit_per_5_min", "greater than or equal to 10"]),
