@@ -65,6 +65,18 @@ def test_second_operator_is_refused_while_the_first_waits_at_the_prompt(kit, fir
     assert stack["Parameters"] == [{"ParameterKey": "ImageTag", "ParameterValue": "v2"}]
 
 
+def test_destroy_is_refused_while_another_run_waits_on_the_stack(kit):
+    kit.bootstrap()
+    kit.cfn.create_change_set(StackName=kit.stack_name("dev"), ChangeSetName="pending", ChangeSetType="CREATE",
+                              TemplateBody=json.dumps({"Resources": {"T": {"Type": "AWS::SNS::Topic"}}}))
+
+    result = kit.run("destroy", "dev", "--yes")
+
+    assert result.code == EXIT_REFUSED, result.text
+    assert "another run seems to be in progress" in result.err
+    assert kit.stack("dev")["StackStatus"] == "REVIEW_IN_PROGRESS"
+
+
 # ---- secrets set: refused before any AWS call --------------------------------------------------------------------
 
 class _NoAws:
