@@ -10,6 +10,7 @@ that has no manifest and does not hold only the kit's own output (a slip such as
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -101,6 +102,15 @@ def _check_promotion_order(account: AccountConfig, environments: list[Environmen
                 f"approval ({detail}); put every non-production environment first (got {order})")
 
 
+@contextlib.contextmanager
+def _naming_the_file(path: Path):
+    """Rules the builders check (names too long, unknown budget components) become errors naming `path`."""
+    try:
+        yield
+    except (ConfigError, naming.NamingError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
 def manifest(files: dict[str, str]) -> str:
     """The manifest text: every rendered path (except the manifest itself) and the SHA-256 of its text."""
     listed = {rel: hashlib.sha256(text.encode()).hexdigest() for rel, text in sorted(files.items())
@@ -117,10 +127,13 @@ def render_all(environments_dir: Path = ENVIRONMENTS_DIR, account_file: Path = A
     if not environments:
         raise ConfigError(f"{environments_dir}: no environment files (*.toml)")
     _check_same_app(account, environments, environments_dir, account_file)
-    files = dict(render_account(account, environments))
-    for config in environments:
-        for name, text in render_environment(config).items():
-            files[f"{config.name}/{name}"] = text
+    files: dict[str, str] = {}
+    for config in environments:   # first, so that a rule of one environment names its own file
+        with _naming_the_file(environments_dir / f"{config.name}.toml"):
+            for name, text in render_environment(config).items():
+                files[f"{config.name}/{name}"] = text
+    with _naming_the_file(account_file):
+        files.update(render_account(account, environments))
     files[MANIFEST_FILE] = manifest(files)
     return dict(sorted(files.items()))
 

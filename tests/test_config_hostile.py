@@ -267,6 +267,14 @@ def test_production_must_come_after_every_non_production_environment(order, tmp_
     assert f"{account}: pipeline_environments: production environment 'live' must be last" in err
 
 
+def test_errors_found_while_building_name_the_file(tmp_path, capsys):
+    config = _config_copy(tmp_path)
+    qa = config / "environments" / "qa.toml"
+    qa.write_text(qa.read_text().replace("monthly_usd = 50", "monthly_usd = 50\ncomponent_limits_usd = { nosuch = 5 }"))
+    assert main(["render", "--config-dir", str(config), "--templates-dir", str(tmp_path / "t")]) == 2
+    assert f"{qa}: budget.component_limits_usd: unknown component(s) nosuch" in capsys.readouterr().err
+
+
 def test_two_production_environments_in_a_row_are_refused(tmp_path, capsys):
     """The pipeline approves only the last environment: the first of two production ones would go unapproved."""
     config = _config_copy(tmp_path)

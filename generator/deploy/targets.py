@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator import contract, naming
-from generator.config import load_account, load_environment
+from generator.config import load_account, load_environment, read_text
 from generator.deploy.errors import UsageError
 
 ROOT_FILE = "root.yaml"
@@ -62,7 +62,7 @@ def _configuration(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     if not path.is_file():
         return {}, {}
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: not valid JSON", str(exc), "run `make render` to regenerate it") from None
     params = {str(k): str(v) for k, v in (data.get("Parameters") or {}).items()}

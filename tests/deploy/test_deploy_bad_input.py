@@ -77,6 +77,17 @@ def test_destroy_is_refused_while_another_run_waits_on_the_stack(kit):
     assert kit.stack("dev")["StackStatus"] == "REVIEW_IN_PROGRESS"
 
 
+@pytest.mark.parametrize("name", ["root.config.json", "root.yaml"])
+def test_rendered_file_that_is_not_utf8_is_one_line_not_a_traceback(kit, name):
+    path = kit.templates_dir / "dev" / name
+    path.write_bytes(path.read_bytes() + b"\n# \xff\n")
+
+    result = kit.run("plan", "dev")
+
+    assert result.code == EXIT_USAGE, result.text
+    assert f"{path}: not valid UTF-8 (byte 0xff" in result.err and "Traceback" not in result.err
+
+
 # ---- secrets set: refused before any AWS call --------------------------------------------------------------------
 
 class _NoAws:
