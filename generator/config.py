@@ -154,6 +154,8 @@ DnsLabel = Annotated[str, _matching(f"({_DNS_LABEL})?",
                                     "a DNS label: lower-case letters, digits and '-', at most 63 characters, not "
                                     "starting or ending with '-' (\"\" for the apex)")]
 GitBranch = Annotated[str, AfterValidator(_git_branch)]
+EnvironmentName = Annotated[str, _matching(r"[a-z][a-z0-9]{1,9}", "2-10 lower-case letters and digits, starting "
+                                           "with a letter (e.g. dev, prod, staging)")]
 
 
 class Strict(BaseModel):
@@ -435,8 +437,7 @@ class FrontendConfig(Strict):
 class EnvironmentConfig(Strict):
     """One deployable environment (dev, prod, ...)."""
 
-    name: Annotated[str, _matching(r"[a-z][a-z0-9]{1,9}", "2-10 lower-case letters and digits, starting with a "
-                                   "letter (e.g. dev, prod, staging)")]
+    name: EnvironmentName
     app_name: Name
     account_id: AccountId | None = None
     region: Region | None = None
@@ -492,7 +493,7 @@ class AccountConfig(Strict):
         r"arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:[0-9]{12}:host/[A-Za-z0-9_-]{1,64}/?"
         r"[A-Za-z0-9_-]{0,64}", "a CodeConnections host ARN like "
         "arn:aws:codeconnections:eu-west-1:123456789012:host/my-host-1a2b3c4d")] | None = None
-    pipeline_environments: list[str] = Field(default_factory=lambda: ["dev", "prod"], min_length=2)
+    pipeline_environments: list[EnvironmentName] = Field(default_factory=lambda: ["dev", "prod"], min_length=2)
     approval_emails: Annotated[list[Email], _unique("address")] = Field(default_factory=list, max_length=10)
     logging: LoggingConfig = LoggingConfig()
 

@@ -156,6 +156,8 @@ HOSTILE = [
     ("env", "frontend.repository", "https://-/a/b", ["frontend.repository", "HTTPS repository URL"]),
     ("account", "source_repository", "https://github.com/acme-org/acme-app", ["source_repository", "OWNER/REPOSITORY"]),
     ("account", "source_provider", "GitHubEnterpriseServer", ["source_host_arn"]),
+    ("account", "pipeline_environments", ["qa", "live\x00"], ["pipeline_environments.1", "lower-case letters"]),
+    ("account", "pipeline_environments", ["qa", "qa"], ["pipeline_environments", "once"]),
 ]
 
 
