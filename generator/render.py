@@ -168,17 +168,15 @@ def previous_render(files: dict[str, str], out_dir: Path) -> dict[str, str]:
                                 "is deleted or overwritten; render into a new folder, or delete the folder's "
                                 "rendered files and the manifest yourself") from None
         return listed
-    foreign = []
-    for path in sorted(out_dir.rglob("*")):
+    for path in out_dir.rglob("*"):   # stops at the first foreign file: `.` may be a large tree
         if path.is_dir() and not path.is_symlink():
             continue
         relative = path.relative_to(out_dir).as_posix()
-        if relative not in files or path.is_symlink() or naming.MANAGED_BY not in path.read_text(errors="replace"):
-            foreign.append(relative)
-    if foreign:
-        raise OutputRefused(
-            f"{out_dir}: refusing to render here: it has no {MANIFEST_FILE} and holds files `adkit render` did "
-            f"not write ({len(foreign)}, e.g. {foreign[0]}); pass a new or empty folder with --templates-dir")
+        if relative not in files or path.is_symlink() or \
+                naming.MANAGED_BY.encode() not in path.read_bytes():
+            raise OutputRefused(
+                f"{out_dir}: refusing to render here: it has no {MANIFEST_FILE} and holds files `adkit render` did "
+                f"not write (e.g. {relative}); pass a new or empty folder with --templates-dir")
     return {}
 
 
@@ -192,8 +190,8 @@ def write(files: dict[str, str], out_dir: Path = TEMPLATES_DIR) -> Written:
             continue
         path = out_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.is_file() or path.read_text() != text:
-            path.write_text(text)
+        if not path.is_file() or path.read_bytes() != text.encode():
+            path.write_text(text, encoding="utf-8")
             result.changed.append(relative)
     for relative, digest in sorted(previous.items()):
         path = out_dir / relative
@@ -210,8 +208,8 @@ def write(files: dict[str, str], out_dir: Path = TEMPLATES_DIR) -> Written:
             parent = parent.parent
     if MANIFEST_FILE in files:
         path = out_dir / MANIFEST_FILE
-        if not path.is_file() or path.read_text() != files[MANIFEST_FILE]:
-            path.write_text(files[MANIFEST_FILE])
+        if not path.is_file() or path.read_bytes() != files[MANIFEST_FILE].encode():
+            path.write_text(files[MANIFEST_FILE], encoding="utf-8")
             result.changed.append(MANIFEST_FILE)
     return result
 
@@ -220,7 +218,7 @@ def differences(files: dict[str, str], out_dir: Path = TEMPLATES_DIR) -> list[st
     """Relative paths whose committed content differs from `files`: missing or changed (the manifest included),
     then stale: rendered files (.yaml/.json outside hidden folders) that `files` no longer has."""
     result = [rel for rel, text in files.items()
-              if not (out_dir / rel).is_file() or (out_dir / rel).read_text() != text]
+              if not (out_dir / rel).is_file() or (out_dir / rel).read_bytes() != text.encode()]
     existing = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*")
                 if p.is_file() and p.suffix in RENDERED_SUFFIXES}
     result += sorted(rel for rel in existing - set(files) if _safe_relative(rel))
