@@ -315,9 +315,10 @@ def _report_failed_create(aws: Aws, target: Target, stack: dict, ui: Ui) -> None
     """Say why the stack is dead: the root causes of its failed first create (read-only)."""
     status = stack["StackStatus"]
     if status == "REVIEW_IN_PROGRESS":
+        created = stack.get("CreationTime")
+        when = f"created {created:%Y-%m-%d %H:%M %Z}, " if created else ""
         ui.warn(f"{target.stack_name} is REVIEW_IN_PROGRESS: an earlier first create was never executed "
-                f"(created {stack.get('CreationTime'):%Y-%m-%d %H:%M %Z}, nothing in it). A stack in this state "
-                "cannot be updated, only deleted and created again.")
+                f"({when}nothing in it). A stack in this state cannot be updated, only deleted and created again.")
         return
     ui.warn(f"{target.stack_name} is {status}: its first create failed and rolled back. A stack in this state "
             "cannot be updated, only deleted and created again.")
