@@ -81,6 +81,8 @@ MIN_BUDGET_USD = 1.0
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+# An owner or repository name: letters, digits, '_', '.', '-', not '.' or '..' alone (no path tricks).
+_REPO_PART = r"(?!\.{1,2}(/|$))[A-Za-z0-9_.-]{1,100}"
 
 
 def _matching(regex: str, allowed: str):
@@ -434,7 +436,7 @@ class FrontendConfig(Strict):
     @field_validator("repository")
     @classmethod
     def _https(cls, value: str) -> str:
-        if not re.fullmatch(rf"https://({_DNS_LABEL}\.)+[a-z]{{2,63}}/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", value):
+        if not re.fullmatch(rf"https://({_DNS_LABEL}\.)+[a-z]{{2,63}}/{_REPO_PART}/{_REPO_PART}", value):
             raise ValueError("must be an HTTPS repository URL like https://github.com/org/repo")
         if value.endswith(".git"):
             raise ValueError("must not end in .git (Amplify expects the plain HTTPS URL)")
@@ -491,7 +493,7 @@ class AccountConfig(Strict):
     ecr_keep_images: int = Field(100, ge=1, le=1000)
     artifact_expiration_days: int = Field(90, ge=1, le=3650)
     access_log_expiration_days: int = Field(365, ge=1, le=3650)  # S3 access logs of the artifact bucket
-    source_repository: Annotated[str, _matching(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}",
+    source_repository: Annotated[str, _matching(rf"{_REPO_PART}/{_REPO_PART}",
                                                 "OWNER/REPOSITORY like my-org/my-repo (no URL)")]
     source_branch: GitBranch = "main"
     source_provider: Literal["GitHub", "GitHubEnterpriseServer", "Bitbucket", "GitLab"] = "GitHub"
