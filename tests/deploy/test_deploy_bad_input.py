@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,59 @@ def test_second_operator_is_refused_while_the_first_waits_at_the_prompt(kit, fir
     stack = kit.stack("dev")
     assert stack["StackStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
     assert stack["Parameters"] == [{"ParameterKey": "ImageTag", "ParameterValue": "v2"}]
+
+
+class _ChangeSets:
+    """An Aws whose CloudFormation lists the given change set summaries (all pages in one)."""
+
+    region, profile = "eu-west-1", None
+
+    def __init__(self, summaries: list[dict]) -> None:
+        self.summaries = summaries
+
+    def client(self, service: str):
+        summaries = self.summaries
+
+        class Paginator:
+            def paginate(self, **kwargs):
+                return [{"Summaries": summaries}]
+
+        class Client:
+            def get_paginator(self, name):
+                assert name == "list_change_sets"
+                return Paginator()
+        return Client()
+
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+STACK = {"StackId": "arn:stack/acme-qa/1", "StackName": "acme-qa", "StackStatus": "UPDATE_COMPLETE"}
+
+
+def _summary(minutes_ago: int, status: str = "CREATE_COMPLETE", execution: str = "AVAILABLE",
+             stack_id: str = STACK["StackId"]) -> dict:
+    return {"StackId": stack_id, "ChangeSetName": "adkit-x", "ChangeSetId": "arn:cs/adkit-x", "Status": status,
+            "ExecutionStatus": execution, "CreationTime": NOW - timedelta(minutes=minutes_ago),
+            "Description": "adkit deploy qa"}
+
+
+@pytest.mark.parametrize(("summaries", "stack", "refused"), [
+    ([_summary(5)], STACK, True),
+    ([_summary(5, status="CREATE_IN_PROGRESS", execution="UNAVAILABLE")], STACK, True),
+    ([_summary(90)], STACK, False),                                            # abandoned long ago
+    ([_summary(5, execution="EXECUTE_COMPLETE")], STACK, False),               # already executed
+    ([_summary(5, status="FAILED", execution="UNAVAILABLE")], STACK, False),   # "no changes"
+    ([_summary(5, stack_id="arn:stack/acme-live/2")], STACK, False),           # another stack's
+    ([], {**STACK, "StackStatus": "REVIEW_IN_PROGRESS", "CreationTime": NOW - timedelta(minutes=5)}, True),
+    ([], {**STACK, "StackStatus": "REVIEW_IN_PROGRESS", "CreationTime": NOW - timedelta(minutes=90)}, False),
+], ids=["recent available", "being created", "old", "executed", "failed", "other stack", "recent review",
+        "old review"])
+def test_another_run_in_progress_is_told_apart_from_leftovers(summaries, stack, refused):
+    if refused:
+        with pytest.raises(DeployError, match="another run seems to be") as error:
+            preflight.other_run(_ChangeSets(summaries), _target(), stack, now=NOW)
+        assert error.value.exit_code == EXIT_REFUSED
+    else:
+        preflight.other_run(_ChangeSets(summaries), _target(), stack, now=NOW)
 
 
 def test_destroy_is_refused_while_another_run_waits_on_the_stack(kit):
