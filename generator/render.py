@@ -187,8 +187,8 @@ def previous_render(files: dict[str, str], out_dir: Path) -> dict[str, str]:
         if relative not in files or path.is_symlink() or \
                 naming.MANAGED_BY.encode() not in path.read_bytes():
             raise OutputRefused(
-                f"{out_dir.resolve()}: refusing to render here: it has no {MANIFEST_FILE} and holds files `adkit render` did "
-                f"not write (e.g. {relative}); pass a new or empty folder with --templates-dir")
+                f"{out_dir.resolve()}: refusing to render here: it has no {MANIFEST_FILE} and holds files "
+                f"`adkit render` did not write (e.g. {relative}); pass a new or empty folder with --templates-dir")
     return {}
 
 

@@ -160,7 +160,7 @@ def run(aws: Aws, target: Target, ui: Ui, *, image_tag: str | None = None, yes: 
         preflight.image_present(aws, boot["EcrRepositoryUri"], image_tag)
     deleted_dead = ""
     if dead:
-        _report_failed_create(aws, target, existing, ui)
+        _report_failed_create(aws, target, existing, ui, _descriptions(loaded)[0])
         if plan_only:   # plan is read-only: the dead stack and the events that explain it stay
             ui.info(f"Plan: `{target.cli_name}` would first delete {target.stack_name} (after asking), then create "
                     "it from scratch; nothing was changed.", "bold")
@@ -311,7 +311,8 @@ def _protect(aws: Aws, target: Target, ui: Ui, stack: str, loaded: templates.Loa
             f"buckets and repositories (set on: {', '.join(guarded) or 'none, no stack holds such resources'}).")
 
 
-def _report_failed_create(aws: Aws, target: Target, stack: dict, ui: Ui) -> None:
+def _report_failed_create(aws: Aws, target: Target, stack: dict, ui: Ui,
+                          descriptions: dict[str, dict[str, str]] | None = None) -> None:
     """Say why the stack is dead: the root causes of its failed first create (read-only)."""
     status = stack["StackStatus"]
     if status == "REVIEW_IN_PROGRESS":
@@ -322,11 +323,12 @@ def _report_failed_create(aws: Aws, target: Target, stack: dict, ui: Ui) -> None
         return
     ui.warn(f"{target.stack_name} is {status}: its first create failed and rolled back. A stack in this state "
             "cannot be updated, only deleted and created again.")
-    causes = preflight.failed_create(aws, stack)
+    causes = preflight.failed_create(aws, stack, descriptions)
     if causes:
         ui.error("root cause of the failed create (earliest failures):")
         for event in causes:
-            ui.info(f"  {event.where} ({event.resource_type}) {event.status}", "bold red")
+            what = f"{event.description} " if event.description else ""
+            ui.info(f"  {event.where}: {what}({event.resource_type}) {event.status}", "bold red")
             ui.info(f"      {event.reason or 'no reason given'}", "red")
     elif stack.get("StackStatusReason"):
         ui.info(f"  reason: {stack['StackStatusReason']}")

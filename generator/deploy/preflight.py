@@ -163,11 +163,13 @@ def _change_sets(aws: Aws, stack: dict) -> list[dict]:
             if s.get("StackId") == stack["StackId"]]
 
 
-def failed_create(aws: Aws, stack: dict) -> list[progress.Event]:
-    """Root causes of a dead first create, from its events (empty for a create that never started). Read-only."""
+def failed_create(aws: Aws, stack: dict, descriptions: dict[str, dict[str, str]] | None = None
+                  ) -> list[progress.Event]:
+    """Root causes of a dead first create, from its events (empty for a create that never started); descriptions:
+    stack label -> logical id -> text, for the resources' names. Read-only."""
     if stack["StackStatus"] == "REVIEW_IN_PROGRESS":
         return []
-    watcher = progress.Watcher(aws, stack["StackId"], {}, None)
+    watcher = progress.Watcher(aws, stack["StackId"], descriptions or {}, None)
     watcher.poll()
     return progress.root_causes(watcher.events)
 
