@@ -643,7 +643,7 @@ def read_text(path: Path) -> str:
     """The file as text; ConfigError naming the first byte that is not UTF-8 (and its offset) otherwise."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")   # a byte-order mark some Windows editors write
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
                           "save the file as UTF-8") from None

@@ -210,6 +210,12 @@ def test_a_latin1_byte_is_named_with_its_offset(tmp_path):
     assert str(error.value) == f"{path}: not valid UTF-8 (byte 0xe9 at offset 5); save the file as UTF-8"
 
 
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "qa.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + (CONFIG / "environments" / "qa.toml").read_bytes())
+    assert load_environment("qa", tmp_path).name == "qa"
+
+
 def test_deeply_nested_toml_is_not_valid_toml(tmp_path):
     path = tmp_path / "account.toml"
     path.write_text("app_name = " + "[" * 5000 + "]" * 5000 + "\n")
