@@ -75,8 +75,8 @@ def next_steps(target: Target, status: str, stuck: list[progress.Event]) -> str:
     during the rollback). UPDATE_ROLLBACK_FAILED and ROLLBACK_FAILED need a hand; the others do not."""
     where = f"--stack-name {target.stack_name} --region {target.region}"
     if status == "ROLLBACK_COMPLETE":
-        return (f"fix the cause, `make render`, and deploy again; the next `adkit deploy {target.label}` deletes "
-                "the rolled-back stack before creating it again")
+        return (f"fix the cause, `make render`, and deploy again; the next `adkit deploy {target.label}` shows "
+                "this root cause again and, once you confirm, deletes the rolled-back stack before creating it again")
     if status == "UPDATE_ROLLBACK_COMPLETE":
         return "fix the cause, `make render`, and deploy again; the stack is back on its previous version"
     if status == "UPDATE_ROLLBACK_FAILED":
