@@ -63,8 +63,12 @@ def _configuration(path: Path) -> tuple[dict[str, str], dict[str, str]]:
         return {}, {}
     try:
         data = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON", str(exc), "run `make render` to regenerate it") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UsageError(f"{path}: not valid JSON", str(exc) or "nested too deeply",
+                         "run `make render` to regenerate it") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k) or {}, dict) for k in ("Parameters", "Tags")):
+        raise UsageError(f"{path}: not a TemplateConfiguration file",
+                         'expected {"Parameters": {...}, "Tags": {...}}', "run `make render` to regenerate it")
     params = {str(k): str(v) for k, v in (data.get("Parameters") or {}).items()}
     tags = {str(k): str(v) for k, v in (data.get("Tags") or {}).items()}
     return params, tags

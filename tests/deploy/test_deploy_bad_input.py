@@ -142,6 +142,14 @@ def test_rendered_file_that_is_not_utf8_is_one_line_not_a_traceback(kit, name):
     assert f"{path}: not valid UTF-8 (byte 0xff" in result.err and "Traceback" not in result.err
 
 
+@pytest.mark.parametrize("text", ["[]", '{"Parameters": ["x"]}', "[" * 100_000])
+def test_rendered_configuration_file_of_the_wrong_shape_is_one_line(kit, text):
+    (kit.templates_dir / "dev" / "root.config.json").write_text(text)
+    result = kit.run("plan", "dev")
+    assert result.code == EXIT_USAGE, result.text
+    assert "root.config.json: not" in result.err and "Traceback" not in result.err
+
+
 # ---- secrets set: refused before any AWS call --------------------------------------------------------------------
 
 class _NoAws:
