@@ -33,7 +33,7 @@ from generator.stacks import bootstrap, pipeline
 TEMPLATES_DIR = REPO_ROOT / "templates"
 BOOTSTRAP_FILE = layout.BOOTSTRAP_FILE
 PIPELINE_FILE = layout.PIPELINE_FILE
-MANIFEST_FILE = ".adkit-manifest.json"
+MANIFEST_FILE = layout.MANIFEST_FILE
 RENDERED_SUFFIXES = (".yaml", ".json")
 
 
