@@ -12,7 +12,7 @@ from generator.config import CONFIG_DIR, ConfigError
 from generator.naming import NamingError
 
 # Each module exposes register(subparsers); its subcommands set `handler` via set_defaults.
-COMMAND_MODULES = ("generator.deploy.cli", "generator.dr.cli")
+COMMAND_MODULES = ("generator.deploy.cli", "generator.dr.cli", "generator.ops.cli")
 
 EXIT_USAGE = 2
 

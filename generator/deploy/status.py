@@ -1,9 +1,11 @@
-"""`adkit status ENV`: stack states and outputs (the URLs) of a deployed stack, read-only."""
+"""`adkit status ENV`: stack states and outputs (the URLs) of a deployed stack, read-only; for an environment
+also its health (generator/ops/health.py): image tag, backend state, last frontend build, alarms in ALARM."""
 
 from __future__ import annotations
 
 import json
 
+from generator.config import load_environment
 from generator.deploy import preflight, progress, stacks, templates
 from generator.deploy.errors import EXIT_OK, PreflightRefused
 from generator.deploy.session import Aws
@@ -57,10 +59,19 @@ def run(aws: Aws, target: Target, ui: Ui, *, as_json: bool = False) -> int:
             ui.info(f"  failed: {event.name} ({event.resource_type}): {event.reason}", "bold red")
         if status.endswith("_IN_PROGRESS"):
             ui.info(f"  in progress; run `adkit status {target.label}` again to follow it")
+    health = None
+    if target.kind == "environment":
+        from generator.ops import health as probes
+        from generator.ops import inventory
+
+        branch = load_environment(target.label, target.config_file.parent).frontend.branch
+        health = probes.collect(aws, inventory.read(aws, stack), {"branch": branch})
+        for text, style in probes.lines(health):
+            ui.info(text, style)
     found = dict(sorted(stacks.outputs(stack).items()))
     if as_json:
         ui.data(json.dumps({"StackName": target.stack_name, "StackStatus": status, "NestedStacks": states,
-                            "Outputs": found}, indent=2))
+                            "Outputs": found, **({"Health": health} if health else {})}, indent=2, default=str))
     else:
         ui.table(found)
     return EXIT_OK

@@ -1,0 +1,77 @@
+"""Subcommands of `adkit` for operating an environment: logs, rollback (AWS); diagram, cost (offline).
+
+Exit codes as for deploy (docs/deploy.md); `logs --follow` ends with 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from generator.deploy import preflight, stacks
+from generator.deploy.cli import EPILOG, _aws, _common, _env_target, _guarded
+from generator.deploy.errors import EXIT_INTERRUPTED, EXIT_OK, PreflightRefused
+from generator.deploy.session import poll_seconds
+from generator.deploy.ui import Ui
+
+
+def _deployed(args: argparse.Namespace, ui: Ui):
+    target = _env_target(args, deploying=False)
+    aws = _aws(args, target)
+    preflight.identity(aws, target)
+    stack = stacks.describe(aws, target.stack_name)
+    if stack is None:
+        raise PreflightRefused(f"{target.stack_name} is not deployed",
+                               f"no stack of that name in account {target.account_id}, region {target.region}",
+                               f"deploy it with `{target.cli_name}`")
+    return target, aws, stack
+
+
+def _logs(args: argparse.Namespace, ui: Ui) -> int:
+    from generator.ops import inventory, logs
+
+    start = logs.since_millis(args.since)
+    target, aws, stack = _deployed(args, ui)
+    found = logs.sources(inventory.read(aws, stack))
+    chosen = [s for s in found if args.component in (None, s.component)]
+    if not chosen:
+        have = ", ".join(sorted({s.component for s in found})) or "none"
+        raise PreflightRefused(f"{target.stack_name} has no {args.component or ''} log group".replace("  ", " "),
+                               f"log sources deployed: {have}", "pick one of those with --component")
+    ui.step(f"Logs of {target.stack_name} since {args.since}: " + ", ".join(s.group for s in chosen))
+    events = logs.fetch(aws, chosen, start, args.filter,
+                        missing=lambda s: ui.warn(f"{s.group} does not exist yet (App Runner creates its groups "
+                                                  "when the first instance starts); skipped"))
+    for event in events:
+        ui.data(event.line())
+    if not args.follow:
+        if not events:
+            ui.info("no log events in that window")
+        return EXIT_OK
+    ui.info("following; Ctrl-C to stop", "dim")
+    try:
+        logs.follow(aws, chosen, events[-1].timestamp if events else start, args.filter,
+                    lambda event: ui.data(event.line()), poll_seconds() or 0.5,
+                    shown=events)
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        return EXIT_INTERRUPTED
+    return EXIT_OK   # pragma: no cover (follow only ends by Ctrl-C)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    common = _common()
+
+    def add(name: str, command, help_: str) -> argparse.ArgumentParser:
+        parser = subparsers.add_parser(name, parents=[common], help=help_, description=help_, epilog=EPILOG)
+        parser.set_defaults(handler=_guarded(command))
+        return parser
+
+    from generator.ops.logs import COMPONENTS
+
+    parser = add("logs", _logs, "the environment's CloudWatch Logs (backend, worker, database, WAF), newest last")
+    parser.add_argument("env", metavar="ENV")
+    parser.add_argument("--since", default="1h", help="duration (30s, 15m, 1h, 2d) or ISO time (default: 1h)")
+    parser.add_argument("--component", choices=COMPONENTS, help="only this source (default: all)")
+    parser.add_argument("--filter", help="CloudWatch Logs filter pattern, e.g. ERROR or '\"request id\"'")
+    parser.add_argument("--follow", "-f", action="store_true", help="keep printing new events until Ctrl-C")
