@@ -1,4 +1,5 @@
-"""`adkit`: render templates, deploy them safely, restore data. Run `adkit --help`."""
+"""adkit: per-environment TOML config in, reviewed CloudFormation (nested stacks) out; deploys it with change sets
+and guard rails, and operates it: status, logs, rollback, restore, an architecture diagram and a cost estimate."""
 
 from __future__ import annotations
 

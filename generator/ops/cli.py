@@ -59,6 +59,13 @@ def _logs(args: argparse.Namespace, ui: Ui) -> int:
     return EXIT_OK   # pragma: no cover (follow only ends by Ctrl-C)
 
 
+def _rollback(args: argparse.Namespace, ui: Ui) -> int:
+    from generator.ops import rollback
+
+    target = _env_target(args, deploying=True)
+    return rollback.run(_aws(args, target), target, ui, to=args.to, yes=args.yes)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     common = _common()
 
@@ -75,3 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--component", choices=COMPONENTS, help="only this source (default: all)")
     parser.add_argument("--filter", help="CloudWatch Logs filter pattern, e.g. ERROR or '\"request id\"'")
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing new events until Ctrl-C")
+
+    parser = add("rollback", _rollback, "redeploy the image pushed before the deployed one (or --to TAG) through "
+                 "the deploy flow: change set, confirmation (production always asks), progress")
+    parser.add_argument("env", metavar="ENV")
+    parser.add_argument("--to", metavar="TAG", help="the image tag to go back to (default: the previous push)")
+    parser.add_argument("--yes", action="store_true", help="execute without asking (production always asks)")
