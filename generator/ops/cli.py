@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from generator.deploy import preflight, stacks
+from generator.deploy import preflight, stacks, targets
 from generator.deploy.cli import EPILOG, _aws, _common, _env_target, _guarded
-from generator.deploy.errors import EXIT_INTERRUPTED, EXIT_OK, PreflightRefused
+from generator.deploy.errors import EXIT_INTERRUPTED, EXIT_OK, PreflightRefused, UsageError
 from generator.deploy.session import poll_seconds
 from generator.deploy.ui import Ui
+
+# generator.ops.logs.COMPONENTS, repeated so that building the parser (every `adkit render`) imports no ops module
+LOG_COMPONENTS = ("backend", "worker", "database", "waf")
 
 
 def _deployed(args: argparse.Namespace, ui: Ui):
@@ -66,6 +70,36 @@ def _rollback(args: argparse.Namespace, ui: Ui) -> int:
     return rollback.run(_aws(args, target), target, ui, to=args.to, yes=args.yes)
 
 
+def _rendered(args: argparse.Namespace):
+    """Config and rendered templates of one environment (offline; no account or region needed)."""
+    from generator.config import load_environment
+    from generator.deploy import templates
+
+    config = load_environment(args.env, args.config_dir / "environments")
+    root = args.templates_dir / args.env / targets.ROOT_FILE
+    if not root.is_file():
+        raise UsageError(f"{root}: template not found", "the diagram and the estimate read the rendered templates",
+                         "run `make render` (or `adkit render`), then retry")
+    return config, templates.load(root)
+
+
+def _diagram(args: argparse.Namespace, ui: Ui) -> int:
+    from generator import naming
+    from generator.ops import diagram
+
+    config, loaded = _rendered(args)
+    graph = diagram.build(loaded, args.env)
+    text = diagram.to_dot(graph, f"{naming.root_stack_name(config)}: architecture "
+                                 f"(from {args.templates_dir.name}/{args.env}/, rendered config)")
+    if args.output is None:
+        ui.data(text.rstrip("\n"))
+        return EXIT_OK
+    diagram.render_file(text, args.output)
+    ui.info(f"wrote {args.output} ({len(graph.groups)} nested stacks, {len(graph.nodes())} nodes, "
+            f"{len(graph.edges)} data paths)")
+    return EXIT_OK
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     common = _common()
 
@@ -74,12 +108,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.set_defaults(handler=_guarded(command))
         return parser
 
-    from generator.ops.logs import COMPONENTS
-
     parser = add("logs", _logs, "the environment's CloudWatch Logs (backend, worker, database, WAF), newest last")
     parser.add_argument("env", metavar="ENV")
     parser.add_argument("--since", default="1h", help="duration (30s, 15m, 1h, 2d) or ISO time (default: 1h)")
-    parser.add_argument("--component", choices=COMPONENTS, help="only this source (default: all)")
+    parser.add_argument("--component", choices=LOG_COMPONENTS, help="only this source (default: all)")
     parser.add_argument("--filter", help="CloudWatch Logs filter pattern, e.g. ERROR or '\"request id\"'")
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing new events until Ctrl-C")
 
@@ -88,3 +120,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("env", metavar="ENV")
     parser.add_argument("--to", metavar="TAG", help="the image tag to go back to (default: the previous push)")
     parser.add_argument("--yes", action="store_true", help="execute without asking (production always asks)")
+
+    parser = add("diagram", _diagram, "architecture diagram of an environment from its rendered templates "
+                 "(offline): DOT on stdout, or --output FILE.svg|.png|.dot (needs Graphviz for svg/png)")
+    parser.add_argument("env", metavar="ENV")
+    parser.add_argument("--output", "-o", type=Path, help="file to write (.svg, .png or .dot)")
