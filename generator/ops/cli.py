@@ -100,6 +100,23 @@ def _diagram(args: argparse.Namespace, ui: Ui) -> int:
     return EXIT_OK
 
 
+def _cost(args: argparse.Namespace, ui: Ui) -> int:
+    import json
+
+    from generator.ops import cost
+
+    config, loaded = _rendered(args)
+    found = cost.estimate(config, loaded, args.region)
+    if args.json:
+        ui.data(json.dumps(found.as_json(), indent=2))
+    else:
+        for line in cost.table(found):
+            ui.data(line)
+    if found.warning:
+        ui.warn(found.warning)
+    return EXIT_OK
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     common = _common()
 
@@ -125,3 +142,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                  "(offline): DOT on stdout, or --output FILE.svg|.png|.dot (needs Graphviz for svg/png)")
     parser.add_argument("env", metavar="ENV")
     parser.add_argument("--output", "-o", type=Path, help="file to write (.svg, .png or .dot)")
+
+    parser = add("cost", _cost, "monthly cost estimate of an environment from its config and rendered templates "
+                 "(offline): idle floor and a stated busy month per component, against budget.monthly_usd")
+    parser.add_argument("env", metavar="ENV")
+    parser.add_argument("--json", action="store_true", help="print the estimate as JSON on stdout")
