@@ -235,3 +235,27 @@ def table(estimate_: Estimate) -> list[str]:
     out.append("  * price recorded from the AWS pricing page without re-reading it that day "
                "(generator/ops/prices.json: source, read, checked)")
     return out
+
+
+# What a resource left behind by `adkit destroy` keeps costing: CloudFormation type -> (price key, what is billed).
+KEEPING = {
+    "AWS::S3::Bucket": ("s3.standard_gb_month", "per GB stored, until emptied and deleted"),
+    "AWS::KMS::Key": ("kms.key_month", "per month, until its deletion is scheduled"),
+    "AWS::Logs::LogGroup": ("cloudwatch.logs_storage_gb_month", "per GB stored, until it expires or is deleted"),
+    "AWS::Backup::BackupVault": ("backup.aurora_gb_month", "per GB of recovery points, until they expire"),
+    "AWS::RDS::DBCluster": ("backup.aurora_gb_month", "per GB of the final snapshot, until deleted"),
+    "AWS::RDS::DBInstance": ("backup.aurora_gb_month", "per GB of the final snapshot, until deleted"),
+    "AWS::SecretsManager::Secret": ("secrets.secret_month", "per month, until deleted"),
+}
+
+
+def keeping_cost(resource_type: str, region: str) -> str:
+    """What a retained resource of `resource_type` costs to keep in `region`, as text (from prices.json)."""
+    known = KEEPING.get(resource_type)
+    if known is None:
+        return "not in the price list (see the AWS pricing page of the service)"
+    entry = price_book()["prices"][known[0]]
+    value = entry.get(region)
+    if value is None:
+        return f"no price for {region} in generator/ops/prices.json ({entry['source']})"
+    return f"{value:g} USD {known[1]} ({entry['source']})"
