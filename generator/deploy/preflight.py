@@ -154,6 +154,7 @@ def cost_allocation_tags(aws: Aws, target: Target, ui: Ui) -> list[str]:
     except (ClientError, BotoCoreError) as exc:
         why = (f"{exc.response.get('Error', {}).get('Code')}: {exc.response.get('Error', {}).get('Message')}"
                if isinstance(exc, ClientError) else str(exc))
+        why = " ".join(why.split())[:200]
         ui.info(f"Could not check the cost-allocation tags: Cost Explorer's ListCostAllocationTags failed ({why}); "
                 "usually the role lacks ce:ListCostAllocationTags, or the account is a member of an organization "
                 f"whose payer account holds the tags. Budgets need {', '.join(keys)} activated once "
