@@ -54,7 +54,7 @@ def parameter_changes(existing: dict | None, params: list[dict], declared: dict[
         old = before.get(name)
         if old == "****" or str((declared or {}).get(name, {}).get("NoEcho", "")).lower() == "true":
             old, new = "(hidden)", "(hidden)"
-        lines.append(Line(f"  {name}: {old if old is not None else '(none)'} → {new}", "bold cyan"))
+        lines.append(Line(f"    {name}: {old if old is not None else '(none)'} → {new}", "bold cyan"))
     return [Line("Parameter changes:", "bold"), *lines] if lines else []
 
 

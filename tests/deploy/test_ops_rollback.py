@@ -83,8 +83,8 @@ def test_parameter_changes_hide_noecho_values_and_skip_unchanged():
     lines = [line.text for line in flow.parameter_changes(existing, params)]
     first = [line.text for line in flow.parameter_changes(None, params[:2], {"Token": {"NoEcho": True}})]
 
-    assert lines == ["Parameter changes:", "  ImageTag: old → new", "  Token: (hidden) → (hidden)"]
-    assert first == ["Parameter changes:", "  ImageTag: (none) → new", "  Token: (hidden) → (hidden)"]
+    assert lines == ["Parameter changes:", "    ImageTag: old → new", "    Token: (hidden) → (hidden)"]
+    assert first == ["Parameter changes:", "    ImageTag: (none) → new", "    Token: (hidden) → (hidden)"]
 
 
 def test_the_fix_hint_after_a_failed_bootstrap_names_adkit_bootstrap():

@@ -107,3 +107,38 @@ def test_the_parser_lists_every_log_component():
     from generator.ops import cli, logs
 
     assert cli.LOG_COMPONENTS == logs.COMPONENTS
+
+
+def test_diagram_command_offline_writes_dot_and_svg(tmp_path, capsys):
+    from generator import render
+    from generator.cli import main
+    from generator.config import environment_names, load_environment
+
+    source = Path(__file__).resolve().parents[2] / "config" / "environments"
+    name = environment_names(source)[0]
+    (tmp_path / "config" / "environments").mkdir(parents=True)
+    (tmp_path / "config" / "environments" / f"{name}.toml").write_text((source / f"{name}.toml").read_text())
+    for file, text in render.render_environment(load_environment(name, source)).items():
+        (tmp_path / "templates" / name).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "templates" / name / file).write_text(text)
+    args = ["--config-dir", str(tmp_path / "config"), "--templates-dir", str(tmp_path / "templates")]
+
+    assert main(["diagram", name, *args]) == 0
+    assert capsys.readouterr().out.startswith("digraph architecture {")
+    assert main(["diagram", name, "--output", str(tmp_path / "a.dot"), *args]) == 0
+    assert (tmp_path / "a.dot").read_text().startswith("digraph")
+    assert main(["diagram", name, "--output", str(tmp_path / "a.gif"), *args]) == 2
+    assert "allowed: .svg, .png, .dot" in capsys.readouterr().err
+    if shutil.which("dot"):
+        assert main(["diagram", name, "--output", str(tmp_path / "a.svg"), *args]) == 0
+        assert "nested stacks" in capsys.readouterr().err and (tmp_path / "a.svg").stat().st_size > 1000
+
+
+def test_help_starts_with_what_adkit_does():
+    from generator.cli import parser
+
+    text = parser().format_help()
+
+    assert "config in, reviewed CloudFormation" in text and "Run `adkit --help`" not in text
+    for command in ("logs", "rollback", "diagram", "cost", "status"):
+        assert f"    {command}" in text, command
