@@ -93,12 +93,13 @@ def sources(inventory: Inventory) -> list[Source]:
             result.append(Source("waf", name))
         elif name.startswith("/aws/rds/cluster/"):
             result.append(Source("database", name))
-        elif name.startswith(("/aws/lambda/", "/aws/vpc", "/aws/amplify")) or "flow" in name.lower():
-            continue   # helper functions and network flow logs are not the application's logs
+        elif name.startswith(("/aws/lambda/", "/aws/vpc", "/aws/amplify")) or any(
+                part in name.lower() for part in ("function", "flowlog")):
+            continue   # helper functions (CloudFormation names their groups after the logical id) and flow logs
         elif "worker" in stack:
             result.append(Source("worker", name))
-        elif stack.endswith("backend"):
-            result.append(Source("backend", name))
+        elif stack.endswith("backend") and not any(s.component == "backend" for s in result):
+            result.append(Source("backend", name))   # a platform that brings its own group (ECS)
     return sorted(result, key=lambda s: (COMPONENTS.index(s.component), s.group))
 
 

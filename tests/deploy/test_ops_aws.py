@@ -134,6 +134,23 @@ def test_logs_source_discovery_from_the_service_arn():
     assert logs.app_runner_group("arn:aws:ecs:eu-west-1:123456789012:service/c/s") is None
 
 
+def test_logs_sources_skip_helper_and_flow_log_groups_and_find_workers_and_an_ecs_backend():
+    def group(stack, lid, name):
+        return inventory.Resource(stack, lid, "AWS::Logs::LogGroup", name)
+
+    helpers = (group("Backend", "LogRetentionFunctionLogs", "e-Backend-1X-LogRetentionFunctionLogs-2Y"),
+               group("Network", "FlowLogGroup", "e-Network-1X-FlowLogGroup-2Y"),
+               group("Workers", "WorkerLogs", "e-Workers-1-WorkerLogs-2"))
+    arn = "arn:aws:apprunner:eu-west-1:123456789012:service/e-backend/ab12"
+    app_runner = inventory.Inventory({"Outputs": [{"OutputKey": "BackendServiceArn", "OutputValue": arn}]}, helpers)
+    ecs = inventory.Inventory({}, (*helpers, group("Backend", "ServiceLogs", "/ecs/e-backend")))
+
+    assert [(s.component, s.group) for s in logs.sources(app_runner)] == [
+        ("backend", "/aws/apprunner/e-backend/ab12/application"), ("worker", "e-Workers-1-WorkerLogs-2")]
+    assert [(s.component, s.group) for s in logs.sources(ecs)] == [
+        ("backend", "/ecs/e-backend"), ("worker", "e-Workers-1-WorkerLogs-2")]
+
+
 def test_since_accepts_durations_and_iso_times():
     now = datetime(2026, 1, 1, 12, tzinfo=UTC)
     assert logs.since_millis("1h", now) == int(datetime(2026, 1, 1, 11, tzinfo=UTC).timestamp() * 1000)
