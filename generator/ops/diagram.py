@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.deploy.errors import UsageError
-from generator.deploy.templates import Loaded
+from generator.deploy.templates import Loaded, descriptions
 
 # CloudFormation type -> (kind, shape, fill colour). Types not listed are not drawn (roles, policies, ...).
 KINDS: dict[str, tuple[str, str, str]] = {
@@ -93,14 +93,14 @@ def _short(text: str, limit: int = 42) -> str:
 
 def build(loaded: Loaded, env: str) -> Graph:
     """The graph of one environment's rendered templates (root and nested children). Pure."""
-    root_texts = {lid: (res.get("Metadata") or {}).get("Description", "")
-                  for lid, res in loaded.body.get("Resources", {}).items()}
+    root_texts = descriptions(loaded.body)
     groups: list[Group] = []
     for label, item in loaded.walk():
         if not label:
             continue
         group = Group(label, _short(root_texts.get(label.split("/")[-1]) or label, 60))
         resources = item.body.get("Resources", {})
+        texts = descriptions(item.body)
         counted: dict[str, int] = {}
         subnets: dict[str, int] = {}
         for lid, res in sorted(resources.items()):
@@ -113,7 +113,7 @@ def build(loaded: Loaded, env: str) -> Graph:
             if rtype not in KINDS:
                 continue
             kind, shape, fill = KINDS[rtype]
-            text = (res.get("Metadata") or {}).get("Description") or lid
+            text = texts.get(lid) or lid
             group.nodes.append(Node(f"{label}/{lid}", f"{_short(text)}\n{rtype.split('::', 1)[1]}", kind, rtype,
                                     shape, fill))
         for rtype, count in sorted(counted.items()):

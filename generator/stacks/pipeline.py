@@ -14,6 +14,7 @@ derived from the resource schemas of every type the environment templates use (`
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 
 from awacs import cloudformation as awacs_cfn
 from awacs import codebuild as awacs_codebuild
@@ -41,10 +42,9 @@ from troposphere import AWSHelperFn, GetAtt, ImportValue, Ref, Sub, Template, co
 from troposphere import codepipeline as cp
 
 from generator import deploy_permissions, naming
-from generator.cfn import add_output, describe, new_template, skip_checkov, to_data
+from generator.cfn import add_output, describe, new_template, skip_checkov
 from generator.components import log_group
 from generator.config import AccountConfig, ConfigError, EnvironmentConfig
-from generator.stacks import root
 
 COMPONENT = "pipeline"
 DESCRIPTION = "account-level CI/CD pipeline: build once, deploy, smoke test, approve, promote"
@@ -124,11 +124,6 @@ def _chain(account: AccountConfig, environments: list[EnvironmentConfig]) -> lis
     return chain
 
 
-def _environment_templates(config: EnvironmentConfig) -> list[dict]:
-    children = root.build_children(config)
-    return [to_data(root.build(config, children))] + [to_data(child.template) for child in children]
-
-
 def _policy(*statements: Statement) -> PolicyDocument:
     return PolicyDocument(Version="2012-10-17", Statement=list(statements))
 
@@ -197,10 +192,10 @@ def _project(template: Template, logical_id: str, *, app: str, purpose: str, des
 # ---- deployment role ------------------------------------------------------------------------------
 
 def _deploy_role(template: Template, account: AccountConfig, chain: list[EnvironmentConfig],
-                 boot: Bootstrap) -> iam.Role:
+                 boot: Bootstrap, environment_templates: Mapping[str, Sequence[Mapping]]) -> iam.Role:
     """Role CloudFormation assumes to deploy the environment root stacks: exactly the handler actions of the
     resource types they contain, IAM and nested-stack actions scoped to the environments' own names."""
-    templates = [t for config in chain for t in _environment_templates(config)]
+    templates = [t for config in chain for t in environment_templates[config.name]]
     groups = deploy_permissions.by_scope(deploy_permissions.deploy_actions(
         deploy_permissions.resource_types(templates)))
     prefixes = [naming.root_stack_name(config) for config in chain]
@@ -454,7 +449,14 @@ def _approval_topic(template: Template, account: AccountConfig, boot: Bootstrap)
     return topic
 
 
-def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Template:
+def build(account: AccountConfig, environments: list[EnvironmentConfig],
+          environment_templates: Mapping[str, Sequence[Mapping]]) -> Template:
+    """Account-level CI/CD pipeline.
+
+    environment_templates: every environment's rendered templates as data (root and children), by environment
+    name; the deployment role's actions come from the resource types they contain (rendered once, by the
+    renderer). Raises ConfigError for unknown pipeline environments or too-long stack names.
+    """
     chain = _chain(account, environments)
     app = account.app_name
     template = new_template(f"{app}: {DESCRIPTION} (rendered by adagency-deploy-kit; do not edit by hand)")
@@ -508,7 +510,7 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Temp
     }
 
     topic = _approval_topic(template, account, boot)
-    deploy_role = _deploy_role(template, account, chain, boot)
+    deploy_role = _deploy_role(template, account, chain, boot, environment_templates)
     role = _pipeline_role(template, chain, boot, pipeline_prefix, connection, projects, deploy_role, topic)
 
     pipeline = template.add_resource(describe(cp.Pipeline(

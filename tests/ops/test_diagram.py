@@ -57,7 +57,7 @@ def test_diagram_draws_the_data_paths_from_browser_to_the_data(env, tmp_path):
 def test_diagram_shows_workers_fed_by_a_queue():
     body = {"Resources": {
         "Jobs": {"Type": "AWS::SQS::Queue"},
-        "WorkerService": {"Type": "AWS::ECS::Service", "Metadata": {"Description": "LangGraph worker"}},
+        "WorkerService": {"Type": "AWS::ECS::Service", "Metadata": {"adkit:description": "LangGraph worker"}},
         "Api": {"Type": "AWS::AppRunner::Service"}}}
     loaded = templates.Loaded(Path("root.yaml"), "", {"Resources": {"Workers": {"Type": templates.NESTED_STACK}}},
                               {"Workers": templates.Loaded(Path("w.yaml"), "", body)})
