@@ -127,6 +127,7 @@ def usage(config, loaded: Loaded) -> list[Item]:
             n * mem * hours, f"min_instances {n} x {mem:g} GB x {hours} h")
         add("backend", f"App Runner active vCPU ({n} x {b.cpu})", "apprunner.vcpu_hour", 0,
             n * cpu * busy["backend_active_hours"], f"busy: {n} x {cpu:g} vCPU x {busy['backend_active_hours']} h")
+    items += _fargate(loaded, hours)
     acls = [r for r in resources if r.get("Type") == "AWS::WAFv2::WebACL"]
     if acls:
         rules = sum(len((r.get("Properties") or {}).get("Rules") or []) for r in acls)
@@ -188,6 +189,35 @@ def usage(config, loaded: Loaded) -> list[Item]:
     if count["AWS::Logs::LogGroup"]:
         add("monitoring", "CloudWatch Logs ingestion", "cloudwatch.logs_ingest_gb", idle["logs_gb"], busy["logs_gb"],
             f"{idle['logs_gb']} / {busy['logs_gb']} GB (application, flow, WAF, database logs)")
+    return items
+
+
+def _fargate(loaded: Loaded, hours: int) -> list[Item]:
+    """ECS services on Fargate (workers, an ECS backend): vCPU and memory of each task definition with literal
+    Cpu/Memory (CPU units and MiB, https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_definition_parameters.html),
+    times the service's literal DesiredCount (else 1), all month. Component: the nested stack's lower-cased name."""
+    items: list[Item] = []
+    for label, item in loaded.walk():
+        resources = item.body.get("Resources", {})
+        for lid, res in sorted(resources.items()):
+            if res.get("Type") != "AWS::ECS::Service":
+                continue
+            props = res.get("Properties") or {}
+            ref = props.get("TaskDefinition")
+            task = resources.get(ref.get("Ref")) if isinstance(ref, dict) else None
+            tprops = (task or {}).get("Properties") or {}
+            try:
+                vcpu, gb = float(tprops["Cpu"]) / 1024, float(tprops["Memory"]) / 1024
+            except (KeyError, TypeError, ValueError):
+                continue   # not literal: nothing to price offline
+            count = props.get("DesiredCount", 1)
+            tasks = count if isinstance(count, int) else 1
+            component = (label.split("/")[-1] or "root").lower()
+            basis = f"{tasks} task(s) x {{}} x {hours} h"
+            items.append(Item(component, f"Fargate vCPU ({lid}: {tasks} x {vcpu:g} vCPU)", "fargate.vcpu_hour",
+                              tasks * vcpu * hours, tasks * vcpu * hours, basis.format(f"{vcpu:g} vCPU")))
+            items.append(Item(component, f"Fargate memory ({lid}: {tasks} x {gb:g} GB)", "fargate.gb_hour",
+                              tasks * gb * hours, tasks * gb * hours, basis.format(f"{gb:g} GB")))
     return items
 
 

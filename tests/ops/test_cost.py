@@ -116,3 +116,23 @@ def test_cost_command_offline_json_and_text(tmp_path, capsys):
     assert "TOTAL" in text and "budget.monthly_usd" in text and "\x1b[" not in text
 
     assert main(["cost", "nope", *args]) == 2
+
+
+def test_ecs_fargate_services_are_priced_from_their_task_definitions():
+    body = {"Resources": {
+        "TaskDef": {"Type": "AWS::ECS::TaskDefinition", "Properties": {"Cpu": "512", "Memory": "1024"}},
+        "Worker": {"Type": "AWS::ECS::Service",
+                   "Properties": {"TaskDefinition": {"Ref": "TaskDef"}, "DesiredCount": 2}},
+        "Dynamic": {"Type": "AWS::ECS::Service", "Properties": {"TaskDefinition": {"Ref": "Elsewhere"}}}}}
+    loaded = templates.Loaded(Path("root.yaml"), "", {"Resources": {"Workers": {"Type": templates.NESTED_STACK}}},
+                              {"Workers": templates.Loaded(Path("w.yaml"), "", body)})
+
+    priced = {line.item: line for line in cost.price(cost.usage(_config(), loaded), "us-east-1")}
+
+    hours, book = cost.price_book()["hours_per_month"], cost.price_book()["prices"]
+    vcpu = priced["Fargate vCPU (Worker: 2 x 0.5 vCPU)"]
+    memory = priced["Fargate memory (Worker: 2 x 1 GB)"]
+    assert vcpu.component == memory.component == "workers"
+    assert vcpu.idle_usd == pytest.approx(2 * 0.5 * hours * book["fargate.vcpu_hour"]["us-east-1"], abs=0.01)
+    assert memory.busy_usd == pytest.approx(2 * 1 * hours * book["fargate.gb_hour"]["us-east-1"], abs=0.01)
+    assert not any("Dynamic" in item for item in priced)
