@@ -69,6 +69,9 @@ def run(aws: Aws, target: Target, ui: Ui, *, as_json: bool = False) -> int:
         for text, style in probes.lines(health):
             ui.info(text, style)
     found = dict(sorted(stacks.outputs(stack).items()))
+    platform = found.get("BackendPlatform")
+    if platform:
+        ui.info(f"  backend platform: {platform}")
     if as_json:
         ui.data(json.dumps({"StackName": target.stack_name, "StackStatus": status, "NestedStacks": states,
                             "Outputs": found, **({"Health": health} if health else {})}, indent=2, default=str))

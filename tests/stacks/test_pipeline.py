@@ -99,8 +99,10 @@ def test_source_is_the_configured_repository_through_the_connection():
 
 
 def test_stage_order_is_build_dev_smoke_approval_prod():
-    assert [s["Name"] for s in stages()] == ["Source", "Build", "Deploy-dev", "Smoke-dev", "Approve-prod",
-                                             "Deploy-prod"]
+    """Every environment but the last is deployed and smoke-tested in order; the last waits for approval."""
+    earlier = [f"{kind}-{e.name}" for e in CHAIN[:-1] for kind in ("Deploy", "Smoke")]
+    assert [s["Name"] for s in stages()] == ["Source", "Build", *earlier, f"Approve-{LAST.name}",
+                                             f"Deploy-{LAST.name}"]
 
 
 def test_manual_approval_precedes_every_change_to_prod():
@@ -261,7 +263,9 @@ def test_deploy_role_covers_every_resource_type_of_the_environment_templates():
     for config in CHAIN:
         templates = list(render.environment_data(config).values())
         types = deploy_permissions.resource_types(templates)
-        assert {"AWS::RDS::DBCluster", "AWS::AppRunner::Service", "AWS::CloudFormation::Stack"} <= set(types)
+        service = {"apprunner": "AWS::AppRunner::Service",
+                   "ecs-express": "AWS::ECS::ExpressGatewayService"}[config.backend.platform]
+        assert {"AWS::RDS::DBCluster", service, "AWS::CloudFormation::Stack"} <= set(types)
         for type_ in types:
             missing = deploy_permissions.handler_permissions(type_) - granted
             assert not missing, f"{config.name}: {type_} needs {sorted(missing)}"
@@ -283,10 +287,10 @@ def test_root_stack_names_must_survive_cloudformations_generated_name_cut():
     for config in CHAIN:
         assert len(naming.root_stack_name(config)) <= pipeline.GENERATED_NAME_STACK_CHARS
     app = "adagency-virtual-web"  # 20 characters, the longest app_name allowed
-    envs = [c.model_copy(update={"app_name": app, "name": "staging" if c.name == FIRST.name else c.name})
+    envs = [c.model_copy(update={"app_name": app, "name": "qastage" if c.name == FIRST.name else c.name})
             for c in CHAIN]
-    with pytest.raises(ConfigError, match=f"{app}-staging.*longer than 25"):
-        pipeline.build(_account(app_name=app, pipeline_environments=["staging", LAST.name]), envs, {})
+    with pytest.raises(ConfigError, match=f"{app}-qastage.*longer than 25"):
+        pipeline.build(_account(app_name=app, pipeline_environments=["qastage", LAST.name]), envs, {})
 
 
 def test_deploy_role_scopes_iam_and_nested_stacks_to_the_environments():
@@ -419,4 +423,4 @@ def test_pipeline_environments_must_be_known_and_unique():
     with pytest.raises(ValidationError, match="once"):
         _account(pipeline_environments=["dev", "dev"])
     with pytest.raises(ConfigError, match="unknown environment"):
-        pipeline.build(_account(pipeline_environments=["dev", "staging"]), load_all(), {})
+        pipeline.build(_account(pipeline_environments=["dev", "qa9"]), load_all(), {})
