@@ -193,24 +193,29 @@ def usage(config, loaded: Loaded) -> list[Item]:
 
 
 def _fargate(loaded: Loaded, hours: int) -> list[Item]:
-    """ECS services on Fargate (workers, an ECS backend): vCPU and memory of each task definition with literal
-    Cpu/Memory (CPU units and MiB, https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_definition_parameters.html),
+    """ECS services on Fargate (workers; an ECS Express Mode backend, whose Cpu/Memory and MinTaskCount sit on
+    the service, plus its load balancer): vCPU and memory of each task definition with literal Cpu/Memory
+    (CPU units and MiB: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_definition_parameters.html)
     times the service's literal DesiredCount (else 1), all month. Component: the nested stack's lower-cased name."""
     items: list[Item] = []
     for label, item in loaded.walk():
         resources = item.body.get("Resources", {})
         for lid, res in sorted(resources.items()):
-            if res.get("Type") != "AWS::ECS::Service":
-                continue
             props = res.get("Properties") or {}
-            ref = props.get("TaskDefinition")
-            task = resources.get(ref.get("Ref")) if isinstance(ref, dict) else None
-            tprops = (task or {}).get("Properties") or {}
+            if res.get("Type") == "AWS::ECS::Service":
+                ref = props.get("TaskDefinition")
+                task = resources.get(ref.get("Ref")) if isinstance(ref, dict) else None
+                sizes = (task or {}).get("Properties") or {}
+                count = props.get("DesiredCount", 1)
+            elif res.get("Type") == "AWS::ECS::ExpressGatewayService":   # Cpu/Memory on the service itself
+                sizes = props
+                count = (props.get("ScalingTarget") or {}).get("MinTaskCount", 1)
+            else:
+                continue
             try:
-                vcpu, gb = float(tprops["Cpu"]) / 1024, float(tprops["Memory"]) / 1024
+                vcpu, gb = float(sizes["Cpu"]) / 1024, float(sizes["Memory"]) / 1024
             except (KeyError, TypeError, ValueError):
                 continue   # not literal: nothing to price offline
-            count = props.get("DesiredCount", 1)
             tasks = count if isinstance(count, int) else 1
             component = (label.split("/")[-1] or "root").lower()
             basis = f"{tasks} task(s) x {{}} x {hours} h"
@@ -218,6 +223,10 @@ def _fargate(loaded: Loaded, hours: int) -> list[Item]:
                               tasks * vcpu * hours, tasks * vcpu * hours, basis.format(f"{vcpu:g} vCPU")))
             items.append(Item(component, f"Fargate memory ({lid}: {tasks} x {gb:g} GB)", "fargate.gb_hour",
                               tasks * gb * hours, tasks * gb * hours, basis.format(f"{gb:g} GB")))
+            if res.get("Type") == "AWS::ECS::ExpressGatewayService":
+                items.append(Item(component, "Application Load Balancer (ECS Express Mode)", "elb.alb_hour", hours,
+                                  hours, f"1 x {hours} h; Express Mode can share one ALB between services, LCUs "
+                                  "not included"))
     return items
 
 

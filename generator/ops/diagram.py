@@ -28,6 +28,7 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "AWS::WAFv2::WebACL": ("edge", "hexagon", "#f4cccc"),
     "AWS::AppRunner::Service": ("compute", "box3d", "#ffe599"),
     "AWS::ECS::Service": ("compute", "box3d", "#ffe599"),
+    "AWS::ECS::ExpressGatewayService": ("compute", "box3d", "#ffe599"),
     "AWS::ECS::Cluster": ("compute", "box", "#fff2cc"),
     "AWS::Lambda::Function": ("compute", "component", "#fff2cc"),
     "AWS::RDS::DBCluster": ("data", "cylinder", "#c9daf8"),
@@ -53,6 +54,7 @@ COUNTED = {"AWS::CloudWatch::Alarm": "alarms", "AWS::Budgets::Budget": "budgets"
 TIERS = (("Public", "public subnets (NAT, IGW)"), ("App", "private app subnets (VPC connector / tasks)"),
          ("Data", "isolated data subnets (Aurora)"))
 BROWSER = "browser"
+SERVICES = ("AWS::AppRunner::Service", "AWS::ECS::ExpressGatewayService", "AWS::ECS::Service")
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def _edges(groups: list[Group]) -> list[tuple[str, str, str]]:
 
     amplify = first("AWS::Amplify::Branch") or first("AWS::Amplify::App")
     waf = first("AWS::WAFv2::WebACL")
-    services = first("AWS::AppRunner::Service", "AWS::ECS::Service")
+    services = first(*SERVICES)
     workers = [n for n in services if "worker" in (n.id.rsplit("/", 1)[-1] + n.label).lower()]
     backends = [n for n in services if n not in workers]
     aurora = first("AWS::RDS::DBCluster")
@@ -164,7 +166,7 @@ def _links(groups: list[Group]) -> list[tuple[str, str, str]]:
     nodes = [n for g in groups for n in g.nodes]
     links: list[tuple[str, str, str]] = []
     for node in nodes:
-        if node.resource_type in ("AWS::AppRunner::Service", "AWS::ECS::Service") and "app" in tiers:
+        if node.resource_type in SERVICES and "app" in tiers:
             links.append((node.id, tiers["app"].id, "VPC egress"))
         elif node.resource_type in ("AWS::RDS::DBCluster",) and "data" in tiers:
             links.append((node.id, tiers["data"].id, "runs in"))

@@ -50,9 +50,15 @@ def app_runner(aws: Aws, inventory: Inventory, context: dict) -> dict | None:
 
 
 def ecs(aws: Aws, inventory: Inventory, context: dict) -> dict | None:
-    """ECS services of the environment (backend or workers): running and desired task counts (DescribeServices).
-    Physical id of AWS::ECS::Service is the service ARN, arn:...:service/<cluster>/<service>."""
-    arns = [r.physical_id for r in inventory.of_type("AWS::ECS::Service") if r.physical_id.count("/") == 2]
+    """ECS services of the environment (an Express Mode backend, workers): running and desired task counts
+    (DescribeServices). The ARN, arn:...:service/<cluster>/<service>, is the physical id of AWS::ECS::Service and
+    the root output BackendServiceArn of an ECS backend (an Express Mode service's physical id is used when it
+    has that form)."""
+    found = [r.physical_id for t in ("AWS::ECS::Service", "AWS::ECS::ExpressGatewayService")
+             for r in inventory.of_type(t)]
+    output = inventory.outputs.get("BackendServiceArn", "")
+    arns = list(dict.fromkeys([*([output] if ":ecs:" in output else []), *found]))
+    arns = [arn for arn in arns if arn.startswith("arn:") and arn.count("/") == 2]
     if not arns:
         return None
     client = aws.client("ecs")

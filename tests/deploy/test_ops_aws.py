@@ -247,3 +247,19 @@ def test_status_json_carries_the_health(deployed, monkeypatch):
     assert data["Health"]["Frontend"]["status"] == "SUCCEED"
     assert data["Health"]["Alarms"]["in_alarm"][0]["reason"] == "Threshold Crossed: 7 > 1"
     assert "1 of 2 in ALARM" in result.err
+
+
+def test_health_reads_an_ecs_backend_from_the_backend_service_arn_output(deployed):
+    """An ECS Express Mode backend (moto has no Express Mode): the root output names the ECS service."""
+    aws = Aws(None, "eu-west-1")
+    stack = aws.client("cloudformation").describe_stacks(StackName=deployed.stack_name("dev"))["Stacks"][0]
+    service = next(r for r in inventory.read(aws, stack).resources if r.resource_type == "AWS::ECS::Service")
+    express = inventory.Inventory({"Outputs": [{"OutputKey": "BackendServiceArn", "OutputValue": service.physical_id}]},
+                                  ())
+
+    found = health.ecs(aws, express, {})
+
+    assert found == {"platform": "ECS", "services": [
+        {"name": f"{deployed.app}-worker", "state": "ACTIVE", "running": 0, "desired": 2}]}
+    assert "0/2 tasks running" in "\n".join(t for t, _ in health.lines(
+        {"ImageTag": "x", "Backend": [found], "Frontend": None, "Alarms": None}))

@@ -58,7 +58,8 @@ def test_estimate_of_every_environment_covers_each_component_and_adds_up(env, tm
     assert found.idle_usd == pytest.approx(sum(line.idle_usd for line in found.lines), abs=0.05)
     assert all(line.idle_usd <= line.busy_usd for line in found.lines)
     keys = {line.item.split(" (")[0] for line in found.lines}
-    for expected in ("NAT gateway hours", "App Runner memory", "Aurora Serverless v2 capacity", "KMS customer "
+    compute = "App Runner memory" if config.backend.platform == "apprunner" else "Fargate memory"
+    for expected in ("NAT gateway hours", compute, "Aurora Serverless v2 capacity", "KMS customer "
                      "managed keys", "Secrets Manager secrets", "CloudWatch alarms", "WAF web ACL"):
         assert expected in keys, expected
 
