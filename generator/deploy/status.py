@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from generator.config import load_environment
+from botocore.exceptions import BotoCoreError, ClientError
+
+from generator.config import ConfigError, load_environment
 from generator.deploy import preflight, progress, stacks, templates
 from generator.deploy.errors import EXIT_OK, PreflightRefused
 from generator.deploy.session import Aws
@@ -64,10 +66,17 @@ def run(aws: Aws, target: Target, ui: Ui, *, as_json: bool = False) -> int:
         from generator.ops import health as probes
         from generator.ops import inventory
 
-        branch = load_environment(target.label, target.config_file.parent).frontend.branch
-        health = probes.collect(aws, inventory.read(aws, stack), {"branch": branch})
-        for text, style in probes.lines(health):
-            ui.info(text, style)
+        try:
+            branch = load_environment(target.label, target.config_file.parent).frontend.branch
+        except ConfigError:
+            branch = None   # the Amplify job is then not looked up; the live state still shows
+        try:
+            health = probes.collect(aws, inventory.read(aws, stack), {"branch": branch})
+        except (ClientError, BotoCoreError) as exc:   # never hide the stack states because one read failed
+            ui.warn(f"could not read the health of {target.stack_name}: {exc}")
+        else:
+            for text, style in probes.lines(health):
+                ui.info(text, style)
     found = dict(sorted(stacks.outputs(stack).items()))
     platform = found.get("BackendPlatform")
     if platform:
