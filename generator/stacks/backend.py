@@ -41,6 +41,8 @@ from generator.stacks._backend import (
     ECR_PULL_ACTIONS,
     X_RAY_ACTIONS,
     add_parameters,
+    add_run_queue_parameters,
+    enqueue_runs,
     environment_variables,
     image_identifier,
 )
@@ -110,7 +112,7 @@ def _access_role(config: EnvironmentConfig) -> iam.Role:
     ), "Role App Runner uses to pull the backend image from ECR")
 
 
-def _instance_role() -> iam.Role:
+def _instance_role(config: EnvironmentConfig) -> iam.Role:
     return describe(iam.Role(
         "InstanceRole",
         AssumeRolePolicyDocument=make_simple_assume_policy("tasks.apprunner.amazonaws.com"),
@@ -136,6 +138,7 @@ def _instance_role() -> iam.Role:
                 Action=list(X_RAY_ACTIONS),
                 Resource=["*"],  # X-Ray has no resource-level permissions for these actions
             ),
+            *enqueue_runs(config),
             Statement(
                 # Defence in depth: whatever a future policy attachment grants, the app never touches IAM.
                 Sid="NeverTouchIam",
@@ -178,9 +181,10 @@ def build(config: EnvironmentConfig) -> Template:
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameters(template)
+    add_run_queue_parameters(template, config)
 
     access_role = template.add_resource(_access_role(config))
-    instance_role = template.add_resource(_instance_role())
+    instance_role = template.add_resource(_instance_role(config))
     connector = template.add_resource(describe(apprunner.VpcConnector(
         "VpcConnector",
         Subnets=Ref("AppSubnetIds"),

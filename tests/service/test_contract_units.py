@@ -11,7 +11,13 @@ import pytest
 from adagency_backend.db import is_auth_failure
 from adagency_backend.events import format_event
 from adagency_backend.logs import JsonFormatter, register_secret
-from adagency_backend.settings import CONTRACT_SECRETS, CONTRACT_VARIABLES, SettingsError, load_settings
+from adagency_backend.settings import (
+    CONTRACT_SECRETS,
+    CONTRACT_VARIABLES,
+    RUNS_VARIABLES,
+    SettingsError,
+    load_settings,
+)
 from appcontract import contract_names, names_from_template
 
 VALID = {
@@ -113,7 +119,8 @@ def test_contract_template_reader_takes_names_from_the_app_runner_service():
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_contract_every_environment_renders_the_same_names(env):
-    assert set(contract_names(env).all) == set(CONTRACT_VARIABLES) | set(CONTRACT_SECRETS)
+    # RUN_QUEUE_URL is optional for the API (runs answer 503 without it) until the backend stack renders it
+    assert set(contract_names(env).all) - set(RUNS_VARIABLES) == set(CONTRACT_VARIABLES) | set(CONTRACT_SECRETS)
 
 
 def _fake_rows(project_id, ids):

@@ -226,7 +226,8 @@ def test_service_name_port_and_size_come_from_config(case):
 
 @pytest.mark.parametrize("case", CASES)
 def test_plain_variables_are_exactly_the_contract(case):
-    assert tuple(plain_vars(case)) == contract.PLAIN_VARIABLES
+    runs = contract.RUNS_API_VARIABLES if config(case).workers.enabled else ()
+    assert tuple(plain_vars(case)) == contract.PLAIN_VARIABLES + runs
     assert contract.PORT not in plain_vars(case)
 
 
@@ -302,6 +303,9 @@ def test_runtime_role_names_only_the_expected_resources(case):
         ("kms:Decrypt", str(ref("DataKeyArn"))),
         ("xray:GetSamplingRules", "*"), ("xray:GetSamplingTargets", "*"),
         ("xray:PutTelemetryRecords", "*"), ("xray:PutTraceSegments", "*"),
+        # the API enqueues runs when the environment has workers (tests/stacks/test_workers.py)
+        *([("sqs:SendMessage", str(ref("RunQueueArn"))), ("kms:GenerateDataKey", str(ref("DataKeyArn")))]
+          if config(case).workers.enabled else []),
     }
     if platform(case) == APP_RUNNER:  # App Runner resolves RuntimeEnvironmentSecrets with the instance role
         assert principal == {"Service": ["tasks.apprunner.amazonaws.com"]}

@@ -19,6 +19,7 @@ CONTRACT_VARIABLES = (
 CONTRACT_SECRETS = ("GEMINI_API_KEY",)
 PORT_VARIABLE = "PORT"  # set by App Runner from the service's port; 8080 by default
 TUNING_VARIABLES = ("SSE_HEARTBEAT_SECONDS", "UPLOAD_MAX_BYTES", "LOG_LEVEL", "BIND_ADDRESS")
+RUNS_VARIABLES = ("RUN_QUEUE_URL",)  # optional for the API: without it POST /projects/{id}/runs answers 503
 
 APP_RUNNER_REQUEST_LIMIT_SECONDS = 120
 # The deploy kit sets the per-platform limit (App Runner: <= 110 s under its hard 120 s request limit; ECS
