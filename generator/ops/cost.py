@@ -127,7 +127,7 @@ def usage(config, loaded: Loaded) -> list[Item]:
             n * mem * hours, f"min_instances {n} x {mem:g} GB x {hours} h")
         add("backend", f"App Runner active vCPU ({n} x {b.cpu})", "apprunner.vcpu_hour", 0,
             n * cpu * busy["backend_active_hours"], f"busy: {n} x {cpu:g} vCPU x {busy['backend_active_hours']} h")
-    items += _fargate(loaded, hours)
+    items += _fargate(loaded, hours, busy["worker_active_hours"])
     acls = [r for r in resources if r.get("Type") == "AWS::WAFv2::WebACL"]
     if acls:
         rules = sum(len((r.get("Properties") or {}).get("Rules") or []) for r in acls)
@@ -192,7 +192,7 @@ def usage(config, loaded: Loaded) -> list[Item]:
     return items
 
 
-def _fargate(loaded: Loaded, hours: int) -> list[Item]:
+def _fargate(loaded: Loaded, hours: int, active_hours: int) -> list[Item]:
     """ECS services on Fargate (workers; an ECS Express Mode backend, whose Cpu/Memory and MinTaskCount sit on
     the service, plus its load balancer): vCPU and memory of each task definition with literal Cpu/Memory
     (CPU units and MiB: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_definition_parameters.html)
@@ -218,11 +218,14 @@ def _fargate(loaded: Loaded, hours: int) -> list[Item]:
                 continue   # not literal: nothing to price offline
             tasks = count if isinstance(count, int) else 1
             component = (label.split("/")[-1] or "root").lower()
-            basis = f"{tasks} task(s) x {{}} x {hours} h"
-            items.append(Item(component, f"Fargate vCPU ({lid}: {tasks} x {vcpu:g} vCPU)", "fargate.vcpu_hour",
-                              tasks * vcpu * hours, tasks * vcpu * hours, basis.format(f"{vcpu:g} vCPU")))
-            items.append(Item(component, f"Fargate memory ({lid}: {tasks} x {gb:g} GB)", "fargate.gb_hour",
-                              tasks * gb * hours, tasks * gb * hours, basis.format(f"{gb:g} GB")))
+            # a service that scales from zero (workers on an empty queue) runs one task while busy
+            busy_hours = tasks * hours if tasks else active_hours
+            basis = (f"{tasks} task(s) x {{}} x {hours} h" if tasks
+                     else f"idle: 0 tasks; busy: 1 task x {{}} x {active_hours} h")
+            items.append(Item(component, f"Fargate vCPU ({lid}: {vcpu:g} vCPU per task)", "fargate.vcpu_hour",
+                              tasks * vcpu * hours, vcpu * busy_hours, basis.format(f"{vcpu:g} vCPU")))
+            items.append(Item(component, f"Fargate memory ({lid}: {gb:g} GB per task)", "fargate.gb_hour",
+                              tasks * gb * hours, gb * busy_hours, basis.format(f"{gb:g} GB")))
             if res.get("Type") == "AWS::ECS::ExpressGatewayService":
                 items.append(Item(component, "Application Load Balancer (ECS Express Mode)", "elb.alb_hour", hours,
                                   hours, f"1 x {hours} h; Express Mode can share one ALB between services, LCUs "

@@ -143,7 +143,7 @@ def _edges(groups: list[Group]) -> list[tuple[str, str, str]]:
     aurora = first("AWS::RDS::DBCluster")
     buckets = [n for n in first("AWS::S3::Bucket") if "content" in n.id.lower()]
     secrets = first("AWS::SecretsManager::Secret")
-    queues = first("AWS::SQS::Queue")
+    queues = [q for q in first("AWS::SQS::Queue") if "dead" not in (q.id + q.label).lower()]   # not the DLQ
     vaults = first("AWS::Backup::BackupVault")
     edges: list[tuple[str, str, str]] = []
     edges += [(BROWSER, a.id, "HTTPS (pages)") for a in amplify[:1]]

@@ -131,9 +131,22 @@ def test_ecs_fargate_services_are_priced_from_their_task_definitions():
     priced = {line.item: line for line in cost.price(cost.usage(_config(), loaded), "us-east-1")}
 
     hours, book = cost.price_book()["hours_per_month"], cost.price_book()["prices"]
-    vcpu = priced["Fargate vCPU (Worker: 2 x 0.5 vCPU)"]
-    memory = priced["Fargate memory (Worker: 2 x 1 GB)"]
+    vcpu = priced["Fargate vCPU (Worker: 0.5 vCPU per task)"]
+    memory = priced["Fargate memory (Worker: 1 GB per task)"]
     assert vcpu.component == memory.component == "workers"
     assert vcpu.idle_usd == pytest.approx(2 * 0.5 * hours * book["fargate.vcpu_hour"]["us-east-1"], abs=0.01)
     assert memory.busy_usd == pytest.approx(2 * 1 * hours * book["fargate.gb_hour"]["us-east-1"], abs=0.01)
     assert not any("Dynamic" in item for item in priced)
+
+
+def test_a_service_that_scales_from_zero_costs_nothing_idle_and_one_task_busy():
+    body = {"Resources": {
+        "TaskDef": {"Type": "AWS::ECS::TaskDefinition", "Properties": {"Cpu": "1024", "Memory": "2048"}},
+        "Worker": {"Type": "AWS::ECS::Service",
+                   "Properties": {"TaskDefinition": {"Ref": "TaskDef"}, "DesiredCount": 0}}}}
+    loaded = templates.Loaded(Path("root.yaml"), "", {"Resources": {"Workers": {"Type": templates.NESTED_STACK}}},
+                              {"Workers": templates.Loaded(Path("w.yaml"), "", body)})
+
+    vcpu = next(i for i in cost.usage(_config(), loaded) if i.price_key == "fargate.vcpu_hour")
+
+    assert vcpu.idle == 0 and vcpu.busy == cost.price_book()["busy_profile"]["worker_active_hours"]
