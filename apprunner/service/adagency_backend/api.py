@@ -13,10 +13,12 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from . import repository
 from .errors import ApiError
 from .events import stream_events
+from .jsonsafe import MAX_DEPTH, find_unstorable
 from .storage import ALLOWED_CONTENT_TYPES
 
 log = logging.getLogger(__name__)
@@ -24,8 +26,8 @@ router = APIRouter()
 
 NAME_PUNCTUATION = set(" -_.,'&()!?:#+/@")
 EVENT_DATA_MAX_BYTES = 8 * 1024
-_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,199}$")
-_EVENT_ID = re.compile(r"^\d{1,18}$")
+_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,199}")  # fullmatch: "$" would allow a trailing newline
+_EVENT_ID = re.compile(r"[0-9]{1,18}")  # fullmatch, ASCII only: "\d" also matches other scripts' digits
 ContentType = Literal[tuple(ALLOWED_CONTENT_TYPES)]  # type: ignore[valid-type]
 
 
@@ -78,7 +80,7 @@ class UploadIn(Strict):
     @field_validator("filename")
     @classmethod
     def _filename(cls, v: str) -> str:
-        if not _FILENAME.match(v) or ".." in v:
+        if not _FILENAME.fullmatch(v) or ".." in v:
             raise ValueError("must be a plain file name: letters, digits, '.', '_', '-', spaces; no paths")
         return v
 
@@ -94,6 +96,14 @@ class UploadOut(BaseModel):
 class EventIn(Strict):
     type: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_storable(cls, v: Any) -> Any:
+        """What PostgreSQL jsonb cannot store is refused here, before anything is written (see jsonsafe)."""
+        if (problem := find_unstorable(v, "data", MAX_DEPTH)) is not None:
+            raise PydanticCustomError("jsonb_unstorable", "{problem}", {"problem": str(problem)})
+        return v
 
     @field_validator("data")
     @classmethod
@@ -199,8 +209,9 @@ async def project_events(request: Request, project_id: UUID,
                          ) -> StreamingResponse:
     """SSE: replays events after Last-Event-ID, then streams new ones; ends before App Runner's 120 s."""
     raw = last_event_id if last_event_id not in (None, "") else last_event_id_query
-    if raw not in (None, "") and not _EVENT_ID.match(raw):
-        raise ApiError(400, "bad_request", "Last-Event-ID must be a non-negative integer event id")
+    if raw not in (None, "") and not _EVENT_ID.fullmatch(raw):
+        raise ApiError(400, "bad_request", "Last-Event-ID (header or last_event_id query parameter) must be an "
+                       "event id: 1 to 18 ASCII digits 0-9, with no sign, spaces or line breaks")
     await _require_project(request, project_id)
     services = _services(request)
     body = stream_events(services.db, services.broker, project_id, int(raw or 0),
