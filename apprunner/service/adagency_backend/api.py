@@ -19,6 +19,7 @@ from . import repository
 from .errors import ApiError
 from .events import stream_events
 from .jsonsafe import MAX_DEPTH, find_unstorable
+from .middleware import MAX_BODY_BYTES
 from .storage import ALLOWED_CONTENT_TYPES
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,58 @@ class Event(BaseModel):
     created_at: datetime
 
 
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list, description="present for validation errors")
+
+
+class ErrorBody(BaseModel):
+    """Every error response: `{"error": {"code", "message", "details"?}, "request_id"}`."""
+
+    error: ErrorInfo
+    request_id: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str]
+    gemini_configured: bool
+    error: ErrorInfo | None = None
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "The body is not parseable JSON (not UTF-8, nested too deep for the parser, a number over 4300 "
+         "digits), or Last-Event-ID is not 1-18 ASCII digits.",
+    404: "No project with this id.",
+    413: f"The request body is over {MAX_BODY_BYTES} bytes.",
+    415: "The request has a body that is not application/json.",
+    422: "Validation failed; `error.details` names each field (path, query, header or body) and what is allowed.",
+    503: "The database is temporarily unavailable; retry after Retry-After seconds.",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses an operation can return (all with the ErrorBody shape)."""
+    return {status: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status],
+                     **({"headers": _RETRY_AFTER} if status == 503 else {})} for status in statuses}
+
+
+_BODY_ERRORS = (400, 413, 415, 422)  # any operation with a JSON body (middleware + parser + model)
+_SSE_EVENT_SCHEMA = {  # OpenAPI 3.1: a text/event-stream `schema` describes one event
+    "type": "object", "required": ["id", "event", "data"],
+    "properties": {"id": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                   "event": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,63}$"},
+                   "data": {"type": "string", "contentMediaType": "application/json"}}}
+
+
 def _services(request: Request):
     return request.app.state.services
 
@@ -138,7 +191,8 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["ops"])
+@router.get("/readyz", tags=["ops"], response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "A dependency is unavailable, or shutting down."}})
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: database and bucket reachable. 503 with the failing checks otherwise."""
     services = _services(request)
@@ -161,24 +215,27 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.post("/projects", status_code=201, response_model=Project, tags=["projects"])
+@router.post("/projects", status_code=201, response_model=Project, tags=["projects"],
+             responses=_errors(*_BODY_ERRORS, 503))
 async def create_project(request: Request, body: ProjectIn) -> dict[str, Any]:
     return await repository.create_project(_services(request).db, body.name, body.description)
 
 
-@router.get("/projects", response_model=ProjectList, tags=["projects"])
+@router.get("/projects", response_model=ProjectList, tags=["projects"], responses=_errors(422, 503))
 async def list_projects(request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 20,
                         offset: Annotated[int, Query(ge=0, le=10_000)] = 0) -> dict[str, Any]:
     items = await repository.list_projects(_services(request).db, limit, offset)
     return {"items": items, "limit": limit, "offset": offset}
 
 
-@router.get("/projects/{project_id}", response_model=Project, tags=["projects"])
+@router.get("/projects/{project_id}", response_model=Project, tags=["projects"],
+            responses=_errors(404, 422, 503))
 async def get_project(request: Request, project_id: UUID) -> dict[str, Any]:
     return await _require_project(request, project_id)
 
 
-@router.post("/projects/{project_id}/uploads", status_code=201, response_model=UploadOut, tags=["uploads"])
+@router.post("/projects/{project_id}/uploads", status_code=201, response_model=UploadOut, tags=["uploads"],
+             responses=_errors(*_BODY_ERRORS, 404, 503))
 async def create_upload(request: Request, project_id: UUID, body: UploadIn) -> dict[str, Any]:
     """A presigned POST for one file; the browser sends the file straight to S3 with `url` and `fields`."""
     storage = _services(request).storage
@@ -192,7 +249,8 @@ async def create_upload(request: Request, project_id: UUID, body: UploadIn) -> d
     return upload.__dict__
 
 
-@router.post("/projects/{project_id}/events", status_code=201, response_model=Event, tags=["events"])
+@router.post("/projects/{project_id}/events", status_code=201, response_model=Event, tags=["events"],
+             responses=_errors(*_BODY_ERRORS, 404, 503))
 async def append_event(request: Request, project_id: UUID, body: EventIn) -> dict[str, Any]:
     """Record a project event (e.g. a generation step); every open stream of the project receives it."""
     event = await repository.append_event(_services(request).db, project_id, body.type, body.data)
@@ -201,8 +259,11 @@ async def append_event(request: Request, project_id: UUID, body: EventIn) -> dic
     return event
 
 
-@router.get("/projects/{project_id}/events", tags=["events"],
-            responses={200: {"content": {"text/event-stream": {}}}})
+@router.get("/projects/{project_id}/events", tags=["events"], response_class=StreamingResponse,
+            responses={200: {"description": "An SSE stream that ends itself before 120 s; each event as below, "
+                                            "`data` being the Event as JSON; `: ping` comments in between",
+                             "content": {"text/event-stream": {"schema": _SSE_EVENT_SCHEMA}}},
+                       **_errors(400, 404, 422, 503)})
 async def project_events(request: Request, project_id: UUID,
                          last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
                          last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
