@@ -282,6 +282,7 @@ async def run_flowing_step(n: int, label: str, base: str, pid: int, hold: float,
     open_seconds = time.monotonic() - t0
     await asyncio.sleep(HEARTBEAT * 1.5)  # settle
     cpu0, _ = proc_stats(pid)
+    client0 = resource.getrusage(resource.RUSAGE_SELF)
     window_start = time.monotonic()
     poster = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--post-events", base, project_id, str(interval), str(hold),
@@ -291,16 +292,20 @@ async def run_flowing_step(n: int, label: str, base: str, pid: int, hold: float,
     await asyncio.sleep(HEARTBEAT * 2)  # the last events reach every stream
     window_end = time.monotonic()
     cpu1, rss = proc_stats(pid)
+    client1 = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = (client1.ru_utime + client1.ru_stime) - (client0.ru_utime + client0.ru_stime)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     sent_at = {event_id: sent for event_id, sent, _ in posted}
     posted_ids = [event_id for event_id, _, _ in posted]
-    gaps, delivery, bad_streams = [], [], 0
+    gaps, delivery, incomplete, wrong = [], [], 0, 0
     for s in streams:
         ids = [i for _, i in s.messages if i]
-        if s.opened_at and ids != posted_ids:
-            bad_streams += 1  # lost, duplicated or reordered
+        if ids != sorted(set(ids)) or not set(ids) <= set(posted_ids):
+            wrong += 1  # duplicated, reordered or unknown ids
+        elif s.opened_at and ids != posted_ids:
+            incomplete += 1  # not every posted event had arrived when the step ended (late, or lost)
         previous = None
         for at, event_id in s.messages:
             if event_id in sent_at:
@@ -314,13 +319,15 @@ async def run_flowing_step(n: int, label: str, base: str, pid: int, hold: float,
     return {
         "service": label, "streams": n, "opened": ok, "errors": len(errors),
         "first_error": errors[0] if errors else "", "open_s": round(open_seconds, 1),
-        "events": len(posted), "bad_streams": bad_streams, "pings": len(gaps),
+        "events": len(posted), "incomplete": incomplete, "dup_or_reordered": wrong, "pings": len(gaps),
         "gap_p50_ms": ms(percentile(gaps, 50)), "gap_p99_ms": ms(percentile(gaps, 99)),
         "gap_max_ms": ms(max(gaps, default=float("nan"))),
         "deliver_p50_ms": ms(percentile(delivery, 50)), "deliver_p99_ms": ms(percentile(delivery, 99)),
         "post_p50_ms": ms(percentile(post_latencies, 50)), "post_p99_ms": ms(percentile(post_latencies, 99)),
         "server_cpu_pct": round((cpu1 - cpu0) / (window_end - window_start) * 100),
         "server_rss_mb": round(rss / 2**20),
+        "client_cpu_pct": round(client_cpu / (window_end - window_start) * 100),
+        "loadavg_1m": round(os.getloadavg()[0], 1),
     }
 
 
@@ -376,9 +383,9 @@ def run_flowing(args: argparse.Namespace) -> int:
         finally:
             for proc in procs:
                 localdev.stop_service(proc)
-    cols = ["service", "streams", "opened", "errors", "events", "bad_streams", "gap_p50_ms", "gap_p99_ms",
-            "gap_max_ms", "deliver_p50_ms", "deliver_p99_ms", "post_p50_ms", "post_p99_ms", "server_cpu_pct",
-            "server_rss_mb"]
+    cols = ["service", "streams", "opened", "errors", "events", "incomplete", "dup_or_reordered", "gap_p50_ms",
+            "gap_p99_ms", "gap_max_ms", "deliver_p50_ms", "deliver_p99_ms", "post_p50_ms", "post_p99_ms",
+            "server_cpu_pct", "server_rss_mb", "client_cpu_pct", "loadavg_1m"]
     print(" | ".join(cols))
     for row in rows:
         print(" | ".join(str(row[c]) for c in cols))
