@@ -26,6 +26,10 @@ CHECKS = ",".join([
     "response_schema_conformance", "unsupported_method", "allow_header_conformance", "missing_required_header",
 ])
 
+# An interpreter bug seen on CPython 3.11.7: ast.parse, called by hypothesis to describe a lambda deep inside
+# schemathesis' coverage phase, may raise this SystemError. It is a crash of the tool, not a finding.
+TOOL_CRASH = "AST constructor recursion depth mismatch"
+
 # statuses every operation must document (per operation id fragment), whatever schemathesis happens to hit
 REQUIRED_STATUSES = {
     ("post", "/projects"): {"201", "400", "413", "415", "422", "503"},
@@ -64,8 +68,11 @@ def test_contract_schemathesis_finds_no_5xx_and_no_undocumented_status(service, 
            "--max-examples", str(MAX_EXAMPLES), "--max-time", str(MAX_SECONDS), "--seed", str(SEED),
            "--phases", "examples,coverage,fuzzing", "--workers", "2", "--request-timeout", "15",
            "--suppress-health-check", "all", "--no-color"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=MAX_SECONDS + 60, cwd=tmp_path,
-                          env={"PATH": str(st.parent), "HOME": str(tmp_path), "NO_COLOR": "1"})
+    for _attempt in range(2):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=MAX_SECONDS + 60, cwd=tmp_path,
+                              env={"PATH": str(st.parent), "HOME": str(tmp_path), "NO_COLOR": "1"})
+        if TOOL_CRASH not in done.stdout + done.stderr:
+            break  # a finding or a pass; only the interpreter bug below (a crash of the tool) is retried
     report = done.stdout[-6000:] + done.stderr[-2000:]
     assert done.returncode == 0, report
     assert "No issues found" in done.stdout or " passed" in done.stdout, report
