@@ -32,7 +32,8 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
                       2922, 3288, 3653)
 MIN_LOG_RETENTION_DAYS = 30  # the kit's own floor: operators need a month of logs after an incident
 
-# App Runner's valid vCPU -> memory combinations (AWS-FACTS 1.2; cfn-lint does not check pairs).
+# App Runner's valid vCPU -> memory combinations; cfn-lint does not check pairs.
+# https://docs.aws.amazon.com/apprunner/latest/api/API_InstanceConfiguration.html
 APP_RUNNER_SIZES: dict[str, tuple[str, ...]] = {
     "0.25 vCPU": ("0.5 GB", "1 GB"),
     "0.5 vCPU": ("1 GB",),
@@ -41,7 +42,8 @@ APP_RUNNER_SIZES: dict[str, tuple[str, ...]] = {
     "4 vCPU": ("8 GB", "10 GB", "12 GB"),
 }
 
-# Aurora PostgreSQL majors with 0-ACU auto-pause and the first minor that supports it (AWS-FACTS 7).
+# Aurora PostgreSQL majors with 0-ACU auto-pause and the first minor that supports it
+# (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/aurora-serverless-v2-auto-pause.html).
 AURORA_PG_AUTO_PAUSE_MIN_MINOR = {16: 3, 17: 4, 18: 3}
 
 # `<app>-<name>` must never collide with the account-level stack names.
@@ -80,6 +82,11 @@ class NetworkConfig(Strict):
         if not network.is_private:
             raise ValueError("must be a private (RFC 1918) range")
         return value
+
+    @property
+    def nat_gateway_count(self) -> int:
+        """NAT gateways the network stack creates: one (`single`) or one per AZ (`one_per_az`)."""
+        return 1 if self.nat_mode == "single" else self.az_count
 
 
 class DatabaseConfig(Strict):
@@ -216,6 +223,8 @@ class AlertThresholds(Strict):
     frontend_5xx_count: int = Field(10, ge=1)
     nat_port_allocation_errors: int = Field(1, ge=1)
     waf_blocked_requests: int = Field(1000, ge=1)
+    # Age of the oldest run waiting in the worker queue (seconds) before it alarms.
+    worker_queue_age_seconds: int = Field(900, ge=60, le=1_209_600)
     # The 5xx rate counts only 5-minute periods with at least this many requests (1 error in 2 is not an outage).
     backend_5xx_min_requests: int = Field(20, ge=1)
 
@@ -245,16 +254,60 @@ class BudgetConfig(Strict):
         return dict(sorted(value.items()))
 
 
-class BackendConfig(Strict):
-    cpu: Literal["0.25 vCPU", "0.5 vCPU", "1 vCPU", "2 vCPU", "4 vCPU"] = "1 vCPU"
-    memory: Literal["0.5 GB", "1 GB", "2 GB", "3 GB", "4 GB", "6 GB", "8 GB", "10 GB", "12 GB"] = "2 GB"
+# Fargate's valid task sizes as ECS strings: CPU units -> memory MiB
+# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size).
+FARGATE_SIZES: dict[str, tuple[str, ...]] = {
+    "256": ("512", "1024", "2048"),
+    "512": tuple(str(m) for m in range(1024, 4097, 1024)),
+    "1024": tuple(str(m) for m in range(2048, 8193, 1024)),
+    "2048": tuple(str(m) for m in range(4096, 16385, 1024)),
+    "4096": tuple(str(m) for m in range(8192, 30721, 1024)),
+    "8192": tuple(str(m) for m in range(16384, 61441, 4096)),
+    "16384": tuple(str(m) for m in range(32768, 122881, 8192)),
+}
+
+APP_RUNNER = "apprunner"
+ECS_EXPRESS = "ecs-express"
+BACKEND_PLATFORMS = (APP_RUNNER, ECS_EXPRESS)
+
+# SSE capacity of one service process (apprunner/README.md, bench_sse.py): 4000 concurrent streams with p99
+# heartbeat lateness under 1 s, 2000 under 25 ms. ECS Express scales on requests per task per minute, and one
+# open stream is one request every sse_max_stream_seconds, so the scaling target bounds the streams per task.
+SSE_STREAMS_PER_PROCESS = 4000
+# Idle timeout of the load balancer ECS Express Mode manages: the ALB default (60 s); Express Mode exposes no
+# setting for it (AWS::ECS::ExpressGatewayService has none). The service's SSE heartbeat (15 s) keeps streams busy.
+EXPRESS_ALB_IDLE_TIMEOUT_SECONDS = 60
+
+
+class BackendBase(Strict):
+    """Settings every backend platform shares. Platform-specific sizes and scaling live in the subclasses."""
+
+    platform: str
     min_instances: int = Field(1, ge=1, le=25)
     max_instances: int = Field(4, ge=1, le=25)
-    max_concurrency: int = Field(200, ge=1, le=200)  # justified by apprunner/bench_sse.py (see apprunner/README.md)
     port: int = Field(8080, ge=1, le=65535)
     health_check_path: str = Field("/healthz", pattern=r"^/[A-Za-z0-9/_.-]*$")
     sse_max_stream_seconds: int = Field(100, ge=10, le=110)
     waf_rate_limit_per_5_min: int = Field(2000, ge=10, le=2_000_000_000)
+
+    @field_validator("max_instances")
+    @classmethod
+    def _instance_range(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("min_instances")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"max_instances ({value}) must be >= min_instances ({minimum})")
+        return value
+
+
+class AppRunnerBackend(BackendBase):
+    """AWS App Runner (closed to new customers since 2026-04-30; existing customers keep it)."""
+
+    platform: Literal["apprunner"] = APP_RUNNER
+    cpu: Literal["0.25 vCPU", "0.5 vCPU", "1 vCPU", "2 vCPU", "4 vCPU"] = "1 vCPU"
+    memory: Literal["0.5 GB", "1 GB", "2 GB", "3 GB", "4 GB", "6 GB", "8 GB", "10 GB", "12 GB"] = "2 GB"
+    max_concurrency: int = Field(200, ge=1, le=200)  # justified by apprunner/bench_sse.py (see apprunner/README.md)
+    # App Runner ends every request at 120 s: a stream must end itself before (AWS-FACTS 2).
+    sse_max_stream_seconds: int = Field(100, ge=10, le=110)
 
     # Field validators (not a model validator) so the error names the exact field: backend.memory, ...
     @field_validator("memory")
@@ -266,12 +319,101 @@ class BackendConfig(Strict):
             raise ValueError(f"memory {value!r} is not valid with cpu {cpu!r}; App Runner allows {pairs}")
         return value
 
-    @field_validator("max_instances")
+
+class ExpressBackend(BackendBase):
+    """Amazon ECS Express Mode on Fargate (AWS::ECS::ExpressGatewayService) behind an ECS-managed ALB."""
+
+    platform: Literal["ecs-express"] = ECS_EXPRESS
+    cpu: Literal["256", "512", "1024", "2048", "4096", "8192", "16384"] = "1024"
+    memory: str = Field("2048", pattern=r"^[0-9]+$")
+    # An ALB does not cut a response at 120 s; a stream is still bounded so that a client reconnects (and so
+    # lands on a task added by scale-out, or leaves a task being replaced) within this time. 900 s keeps a
+    # reconnect inside the ALB's default 300 s deregistration delay plus margin in practice.
+    sse_max_stream_seconds: int = Field(300, ge=10, le=900)
+    # Target of the REQUEST_COUNT_PER_TARGET policy: ALB requests per task per minute. An open stream counts
+    # one request per sse_max_stream_seconds, so 400/min with 300 s streams is up to 2000 streams per task.
+    requests_per_target: int = Field(400, ge=10, le=100_000)
+
+    @field_validator("memory")
     @classmethod
-    def _instance_range(cls, value: int, info: ValidationInfo) -> int:
-        minimum = info.data.get("min_instances")
+    def _size_pair(cls, value: str, info: ValidationInfo) -> str:
+        cpu = info.data.get("cpu")
+        if cpu is not None and value not in FARGATE_SIZES[cpu]:
+            allowed = f"{FARGATE_SIZES[cpu][0]}..{FARGATE_SIZES[cpu][-1]} in steps of " + (
+                str(int(FARGATE_SIZES[cpu][1]) - int(FARGATE_SIZES[cpu][0])))
+            raise ValueError(f"memory {value!r} (MiB) is not valid with cpu {cpu!r} on Fargate; allowed {allowed} "
+                             "(https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html)")
+        return value
+
+    @field_validator("requests_per_target")
+    @classmethod
+    def _streams_per_task(cls, value: int, info: ValidationInfo) -> int:
+        seconds = info.data.get("sse_max_stream_seconds")
+        if seconds is not None and value * seconds / 60 > SSE_STREAMS_PER_PROCESS:
+            raise ValueError(
+                f"{value} requests per task per minute with sse_max_stream_seconds = {seconds} allows up to "
+                f"{value * seconds // 60} open streams per task; the SSE benchmark holds {SSE_STREAMS_PER_PROCESS} "
+                "with heartbeats on time (apprunner/README.md): lower one of them")
+        return value
+
+
+BackendConfig = Annotated[AppRunnerBackend | ExpressBackend, Field(discriminator="platform")]
+
+
+ECS_MAX_STOP_TIMEOUT_SECONDS = 120  # Fargate: SIGTERM, then SIGKILL at most 120 s later
+SQS_MAX_VISIBILITY_TIMEOUT_SECONDS = 43200  # 12 hours (SQS quota)
+
+
+def _fargate_pairs() -> str:
+    def span(values: tuple[str, ...]) -> str:
+        if len(values) <= 4:
+            return ", ".join(values)
+        return f"{values[0]}..{values[-1]} step {int(values[1]) - int(values[0])}"
+    return "; ".join(f"{cpu}: {span(memory)}" for cpu, memory in FARGATE_SIZES.items())
+
+
+class WorkersConfig(Strict):
+    """The worker tier (workers stack): an SQS run queue and an ECS Fargate service running the backend image
+    with its worker entry point, scaled on backlog per task. CPU in CPU units (1024 = 1 vCPU), memory in MiB,
+    timeouts in seconds."""
+
+    enabled: bool = True
+    cpu: Literal[256, 512, 1024, 2048, 4096, 8192, 16384] = 512
+    memory: int = 1024
+    min_tasks: int = Field(0, ge=0, le=100)        # 0 = scale to zero when the queue is empty
+    max_tasks: int = Field(4, ge=1, le=100)
+    target_backlog_per_task: int = Field(2, ge=1, le=1000)  # runs waiting or in flight per running task
+    max_receive_count: int = Field(5, ge=1, le=1000)        # receives before a run goes to the dead-letter queue
+    visibility_timeout_seconds: int = Field(300, ge=30, le=SQS_MAX_VISIBILITY_TIMEOUT_SECONDS)
+    stop_timeout_seconds: int = Field(110, ge=2, le=ECS_MAX_STOP_TIMEOUT_SECONDS)
+    spot: bool = False
+    container_insights: Literal["enabled", "enhanced", "disabled"] = "enabled"
+
+    @field_validator("memory")
+    @classmethod
+    def _fargate_pair(cls, value: int, info: ValidationInfo) -> int:
+        cpu = info.data.get("cpu")
+        if cpu is not None and str(value) not in FARGATE_SIZES[str(cpu)]:
+            raise ValueError(f"memory {value} MiB is not valid with cpu {cpu}; Fargate allows {_fargate_pairs()}")
+        return value
+
+    @field_validator("max_tasks")
+    @classmethod
+    def _task_range(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("min_tasks")
         if minimum is not None and value < minimum:
-            raise ValueError(f"max_instances ({value}) must be >= min_instances ({minimum})")
+            raise ValueError(f"max_tasks ({value}) must be >= min_tasks ({minimum})")
+        return value
+
+    @field_validator("container_insights")
+    @classmethod
+    def _insights_for_scaling(cls, value: str, info: ValidationInfo) -> str:
+        # Backlog per task divides by ECS/ContainerInsights RunningTaskCount: without Container Insights the
+        # metric does not exist and the scaling policies would act on missing data.
+        low, high = info.data.get("min_tasks"), info.data.get("max_tasks")
+        if value == "disabled" and low is not None and high is not None and low != high:
+            raise ValueError("'disabled' is allowed only with min_tasks = max_tasks (no autoscaling): scaling on "
+                             "backlog per task reads RunningTaskCount, which only Container Insights publishes")
         return value
 
 
@@ -321,8 +463,17 @@ class EnvironmentConfig(Strict):
     logging: LoggingConfig = LoggingConfig()
     alerts: AlertsConfig = AlertsConfig()
     budget: BudgetConfig
-    backend: BackendConfig = BackendConfig()
+    backend: BackendConfig = AppRunnerBackend()
+    workers: WorkersConfig = WorkersConfig()
     frontend: FrontendConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_platform(cls, data):
+        """A `[backend]` table without `platform` means App Runner (the kit's first platform)."""
+        if isinstance(data, dict) and isinstance(data.get("backend"), dict) and "platform" not in data["backend"]:
+            data = {**data, "backend": {**data["backend"], "platform": APP_RUNNER}}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -338,6 +489,9 @@ class EnvironmentConfig(Strict):
             raise ValueError("database.deletion_protection must be true when production = true")
         if self.database.reader and self.network.az_count < 2:
             raise ValueError("database.reader needs network.az_count >= 2 (reader goes in another AZ)")
+        if self.production and self.workers.enabled and self.workers.spot:
+            raise ValueError("workers.spot must be false when production = true: the service runs on FARGATE_SPOT "
+                             "only, with no on-demand fallback, so runs wait while Spot has no capacity")
         return self
 
     @property
@@ -387,12 +541,20 @@ class ConfigError(Exception):
 def _format(path: Path, error: ValidationError) -> str:
     lines = [f"{path}: invalid configuration ({error.error_count()} problem(s))"]
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(file)"
+        # A discriminated union (backend.platform) adds the tag to the location: backend.ecs-express.memory.
+        loc = [part for index, part in enumerate(item["loc"])
+               if not (index == 1 and item["loc"][0] == "backend" and part in BACKEND_PLATFORMS)]
+        field = ".".join(str(part) for part in loc) or "(file)"
         message = item["msg"].removeprefix("Value error, ")
+        value = item.get("input")
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; see README 'Configuration reference')"
-        value = item.get("input")
-        shown = "" if isinstance(value, dict) or item["type"] == "missing" else f" (got {value!r})"
+        elif item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            field += ".platform"
+            message = "must be one of " + ", ".join(repr(p) for p in BACKEND_PLATFORMS)
+            value = item.get("ctx", {}).get("tag")
+        shown = "" if isinstance(value, dict) or item["type"] in ("missing", "union_tag_not_found") \
+            else f" (got {value!r})"
         lines.append(f"  {field}: {message}{shown}")
     return "\n".join(lines)
 

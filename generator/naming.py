@@ -18,6 +18,8 @@ TAG_ENVIRONMENT = "Environment"
 TAG_COMPONENT = "Component"
 TAG_MANAGED_BY = "ManagedBy"
 TAG_KEYS = (TAG_APPLICATION, TAG_ENVIRONMENT, TAG_COMPONENT, TAG_MANAGED_BY)
+# Every Component tag value an environment's stacks may carry (cost tracking: one budget per deployed component).
+COMPONENTS = ("security", "network", "frontend", "data", "secrets", "backend", "workers", "monitoring")
 ACCOUNT_ENVIRONMENT = "account"  # Environment tag value on account-level stacks
 
 
@@ -36,6 +38,8 @@ class Rule:
 RULES = {
     "cloudformation_stack": Rule("CloudFormation stack", 128, r"[A-Za-z][A-Za-z0-9-]*"),
     "apprunner_service": Rule("App Runner service", 40, r"[A-Za-z0-9][A-Za-z0-9_-]*", 4),
+    "ecs_cluster": Rule("ECS cluster", 255, r"[A-Za-z0-9_-]+"),
+    "ecs_service": Rule("ECS service", 255, r"[A-Za-z0-9_-]+"),
     "amplify_app": Rule("Amplify app", 255, r"[A-Za-z0-9_.-]+"),
     "backup_vault": Rule("AWS Backup vault", 50, r"[A-Za-z0-9_.-]+", 2),
     "backup_plan": Rule("AWS Backup plan", 50, r"[A-Za-z0-9_.-]+"),
@@ -89,6 +93,16 @@ def pipeline_stack_name(app_name: str) -> str:
 def app_runner_service_name(config: EnvironmentConfig) -> str:
     """Known in advance: App Runner metrics are dimensioned by ServiceName (no GetAtt exists for it)."""
     return checked("apprunner_service", f"{_prefix(config)}-backend")
+
+
+def ecs_backend_cluster_name(config: EnvironmentConfig) -> str:
+    """Known in advance: ECS and Container Insights metrics are dimensioned by ClusterName."""
+    return checked("ecs_cluster", f"{_prefix(config)}-backend")
+
+
+def ecs_backend_service_name(config: EnvironmentConfig) -> str:
+    """Known in advance: ECS metrics are dimensioned by ServiceName (ECS Express Mode backend)."""
+    return checked("ecs_service", f"{_prefix(config)}-backend")
 
 
 def amplify_app_name(config: EnvironmentConfig) -> str:

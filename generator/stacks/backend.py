@@ -20,7 +20,6 @@ from awacs import iam as awacs_iam
 from awacs import kms as awacs_kms
 from awacs import logs as awacs_logs
 from awacs import secretsmanager as awacs_secretsmanager
-from awacs import xray as awacs_xray
 from awacs.aws import (
     Allow,
     Condition,
@@ -34,16 +33,26 @@ from awacs.helpers.trust import make_simple_assume_policy
 from troposphere import GetAtt, Ref, Sub, Template, apprunner, cloudformation, iam, wafv2
 
 from generator import contract, naming
-from generator.cfn import add_output, add_parameter, describe, new_template
+from generator.backend_metrics import BackendMetrics, Metric
+from generator.cfn import add_output, describe, new_template
 from generator.components import inline_function
-from generator.config import EnvironmentConfig
+from generator.config import APP_RUNNER, EnvironmentConfig
+from generator.stacks._backend import (
+    ECR_PULL_ACTIONS,
+    X_RAY_ACTIONS,
+    add_parameters,
+    add_run_queue_parameters,
+    enqueue_runs,
+    environment_variables,
+    image_identifier,
+)
 from generator.stacks._waf import waf_logging, web_acl
 from generator.stacks.handlers import source
+from generator.stacks.spec import StackSpec
 
 COMPONENT = "backend"
 DESCRIPTION = "App Runner service behind the VPC connector, with WAF"
-
-IMAGE_TAG_PATTERN = contract.IMAGE_TAG_PATTERN
+PLATFORM = APP_RUNNER
 
 # Health check inside App Runner's limits (each 1..20): a failed instance is replaced after ~50 s.
 HEALTH_INTERVAL_SECONDS = 10
@@ -51,53 +60,21 @@ HEALTH_TIMEOUT_SECONDS = 5
 HEALTHY_THRESHOLD = 1
 UNHEALTHY_THRESHOLD = 5
 
-X_RAY_ACTIONS = (awacs_xray.GetSamplingRules, awacs_xray.GetSamplingTargets, awacs_xray.PutTelemetryRecords,
-                 awacs_xray.PutTraceSegments)
-ECR_PULL_ACTIONS = (awacs_ecr.BatchCheckLayerAvailability, awacs_ecr.BatchGetImage, awacs_ecr.DescribeImages,
-                    awacs_ecr.GetDownloadUrlForLayer)
+def metrics(config: EnvironmentConfig) -> BackendMetrics:
+    """App Runner publishes per service in AWS/AppRunner, dimensioned by ServiceName and ServiceID."""
+    service = (("ServiceName", naming.app_runner_service_name(config)), ("ServiceID", "${ServiceId}"))
 
+    def metric(name: str, statistic: str = "Sum") -> Metric:
+        return Metric("AWS/AppRunner", name, service, statistic)
 
-def image_identifier(config: EnvironmentConfig) -> Sub:
-    repository = naming.ecr_repository_name(config.app_name)
-    return Sub(f"${{AWS::AccountId}}.dkr.ecr.${{AWS::Region}}.${{AWS::URLSuffix}}/{repository}:${{ImageTag}}")
-
-
-def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
-    """The app contract's plain variables (never PORT: App Runner sets it from the service port)."""
-    values = {
-        contract.ENVIRONMENT: config.name,
-        contract.REGION: Ref("AWS::Region"),
-        contract.DB_HOST: Ref("DatabaseEndpoint"),
-        contract.DB_PORT: Ref("DatabasePort"),
-        contract.DB_NAME: Ref("DatabaseName"),
-        contract.DB_SECRET_ARN: Ref("DatabaseSecretArn"),
-        contract.DB_SSLMODE: "require",
-        contract.CONTENT_BUCKET: Ref("ContentBucketName"),
-        contract.CORS_ALLOWED_ORIGINS: Ref("FrontendOrigins"),
-        contract.SSE_MAX_STREAM_SECONDS: str(config.backend.sse_max_stream_seconds),
-    }
-    assert tuple(values) == contract.PLAIN_VARIABLES, "backend env vars drifted from generator.contract"
-    return values
-
-
-def _parameters(template: Template) -> None:
-    add_parameter(template, "ImageTag", "Backend image tag in the ECR repository (the commit SHA); never latest",
-                  AllowedPattern=IMAGE_TAG_PATTERN, MinLength=1, MaxLength=128,
-                  ConstraintDescription="must be an immutable image tag such as a commit SHA, never 'latest'")
-    add_parameter(template, "DataKeyArn", "Data KMS key (App Runner image copy, secrets)")
-    add_parameter(template, "OpsKeyArn", "Operations KMS key (log groups)")
-    add_parameter(template, "AppSubnetIds", "Private app subnets (route to NAT) for the VPC connector",
-                  type_="List<AWS::EC2::Subnet::Id>")
-    add_parameter(template, "ConnectorSecurityGroupId", "Security group of the VPC connector",
-                  type_="AWS::EC2::SecurityGroup::Id")
-    add_parameter(template, "DatabaseEndpoint", "Aurora writer endpoint")
-    add_parameter(template, "DatabasePort", "Aurora port")
-    add_parameter(template, "DatabaseName", "Database name")
-    add_parameter(template, "DatabaseSecretArn", "ARN of the Aurora-managed master secret (read at runtime)")
-    add_parameter(template, "ContentBucketName", "Content bucket for uploads")
-    add_parameter(template, "DataAccessPolicyArn", "Managed policy: DB secret and content bucket objects")
-    add_parameter(template, "GeminiApiKeySecretArn", "ARN of the Gemini API key secret")
-    add_parameter(template, "FrontendOrigins", "Comma-separated https origins allowed by CORS")
+    return BackendMetrics(
+        platform=PLATFORM, title="App Runner",
+        parameters={"ServiceId": "App Runner service id (metric dimension ServiceID)"},
+        requests=metric("Requests"), errors_5xx=(metric("5xxStatusResponses"),),
+        latency=metric("RequestLatency", "p99"), latency_per_ms=1.0,
+        instances=metric("ActiveInstances", "Maximum"), desired=None,
+        cpu=metric("CPUUtilization", "Average"), memory=metric("MemoryUtilization", "Average"),
+    )
 
 
 def _access_role(config: EnvironmentConfig) -> iam.Role:
@@ -135,7 +112,7 @@ def _access_role(config: EnvironmentConfig) -> iam.Role:
     ), "Role App Runner uses to pull the backend image from ECR")
 
 
-def _instance_role() -> iam.Role:
+def _instance_role(config: EnvironmentConfig) -> iam.Role:
     return describe(iam.Role(
         "InstanceRole",
         AssumeRolePolicyDocument=make_simple_assume_policy("tasks.apprunner.amazonaws.com"),
@@ -161,6 +138,7 @@ def _instance_role() -> iam.Role:
                 Action=list(X_RAY_ACTIONS),
                 Resource=["*"],  # X-Ray has no resource-level permissions for these actions
             ),
+            *enqueue_runs(config),
             Statement(
                 # Defence in depth: whatever a future policy attachment grants, the app never touches IAM.
                 Sid="NeverTouchIam",
@@ -202,10 +180,11 @@ def _log_retention(template: Template, config: EnvironmentConfig, service: appru
 def build(config: EnvironmentConfig) -> Template:
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
-    _parameters(template)
+    add_parameters(template)
+    add_run_queue_parameters(template, config)
 
     access_role = template.add_resource(_access_role(config))
-    instance_role = template.add_resource(_instance_role())
+    instance_role = template.add_resource(_instance_role(config))
     connector = template.add_resource(describe(apprunner.VpcConnector(
         "VpcConnector",
         Subnets=Ref("AppSubnetIds"),
@@ -269,5 +248,8 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, "ServiceUrl", Sub("https://${Service.ServiceUrl}"), "HTTPS URL of the backend")
     add_output(template, "ServiceArn", GetAtt(service, "ServiceArn"), "ARN of the App Runner service")
     add_output(template, "ServiceId", GetAtt(service, "ServiceId"), "Id of the App Runner service (metrics)")
+    add_output(template, "Platform", PLATFORM, "Backend platform of this environment")
     return template
 
+
+SPEC = StackSpec(name="backend", component=COMPONENT, description=DESCRIPTION, build=build)

@@ -7,6 +7,7 @@ CloudFormation attribute (App Runner ServiceName, WAF WebACL name) come from gen
 
 from __future__ import annotations
 
+import functools
 import json
 
 from awacs import sns as awacs_sns
@@ -21,11 +22,13 @@ from awacs.aws import (
     Statement,
     StringEquals,
 )
-from troposphere import Ref, Select, Split, Sub, Template, budgets, ce, cloudwatch, sns
+from troposphere import AWSHelperFn, GetAtt, Ref, Select, Split, Sub, Template, budgets, ce, cloudwatch, events, sns
 
 from generator import naming
+from generator.backend_metrics import BackendMetrics, Metric
 from generator.cfn import add_output, add_parameter, describe, new_template
-from generator.config import ConfigError, EnvironmentConfig
+from generator.config import APP_RUNNER, ECS_EXPRESS, ConfigError, EnvironmentConfig
+from generator.stacks.spec import MonitoringInputs, StackSpec
 
 COMPONENT = "monitoring"
 DESCRIPTION = "Alarms, dashboard, alert topic, budget and cost anomaly detection"
@@ -33,20 +36,23 @@ DESCRIPTION = "Alarms, dashboard, alert topic, budget and cost anomaly detection
 RUNBOOK = "docs/runbook.md"
 PERIOD = 300  # seconds; a valid CloudWatch alarm period (cfn-lint E3615: 10, 30, 60 or a multiple of 60)
 TOPIC = "AlertTopic"
+WORKER_TASK_RULE = "WorkerTaskFailedRule"
 
 
 # ---- small builders -------------------------------------------------------------------------------
 
-def nat_count(config: EnvironmentConfig) -> int:
-    """NAT gateways the network stack creates: one, or one per AZ."""
-    return 1 if config.network.nat_mode == "single" else config.network.az_count
+def _value(value: str) -> str | AWSHelperFn:
+    """A BackendMetrics dimension value for a template property: `${X}` -> Ref, literal -> itself."""
+    if value.startswith("${") and value.endswith("}") and value.count("${") == 1:
+        return Ref(value[2:-1])
+    return Sub(value) if "${" in value else value
 
 
-def components() -> list[str]:
-    """Every Component tag value the environment's stacks carry (the root's children), sorted."""
-    from generator.stacks import root  # imported here: root imports this module
-
-    return sorted({module.COMPONENT for module in root.CHILDREN})
+def _metric_stat(metric: Metric, statistic: str | None = None) -> cloudwatch.MetricStat:
+    return cloudwatch.MetricStat(
+        Metric=cloudwatch.Metric(Namespace=metric.namespace, MetricName=metric.name, Dimensions=[
+            cloudwatch.MetricDimension(Name=name, Value=_value(value)) for name, value in metric.dimensions]),
+        Period=PERIOD, Stat=statistic or metric.statistic)
 
 
 def _dimensions(**values) -> list[cloudwatch.MetricDimension]:
@@ -92,6 +98,15 @@ def _topic(template: Template, config: EnvironmentConfig) -> sns.Topic:
         Statement(Sid="CostAnomalyDetection", Effect=Allow,
                   Principal=Principal("Service", "costalerts.amazonaws.com"),
                   Action=[awacs_sns.Publish], Resource=[Ref(topic)], Condition=account),
+        *([Statement(
+            Sid="EventBridgeWorkerTaskFailures",
+            Effect=Allow,
+            Principal=Principal("Service", "events.amazonaws.com"),
+            Action=[awacs_sns.Publish],
+            Resource=[Ref(topic)],
+            Condition=Condition([StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
+                                 ArnLike("aws:SourceArn", GetAtt(WORKER_TASK_RULE, "Arn"))]),
+        )] if config.workers.enabled else []),
         Statement(Sid="DenyInsecureTransport", Effect=Deny, Principal=Principal("*"),
                   Action=[awacs_sns.Publish, awacs_sns.Subscribe], Resource=[Ref(topic)],
                   Condition=Condition(Bool("aws:SecureTransport", False))),
@@ -110,7 +125,7 @@ def _topic(template: Template, config: EnvironmentConfig) -> sns.Topic:
 
 # ---- alarms -------------------------------------------------------------------------------------
 
-def _backend_alarms(template: Template, config: EnvironmentConfig) -> None:
+def _app_runner_alarms(template: Template, config: EnvironmentConfig) -> None:
     thresholds = config.alerts.thresholds
     service = _dimensions(ServiceName=naming.app_runner_service_name(config), ServiceID=Ref("ServiceId"))
 
@@ -155,6 +170,95 @@ def _backend_alarms(template: Template, config: EnvironmentConfig) -> None:
         ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=ceiling,
         TreatMissingData="notBreaching",
     )
+
+
+# Backend alarms per platform: each reads only metrics its platform publishes.
+def _app_runner_backend_alarms(template: Template, config: EnvironmentConfig, source: BackendMetrics) -> None:
+    _app_runner_alarms(template, config)  # App Runner's alarms read AWS/AppRunner as they always did
+
+
+def _express_alarms(template: Template, config: EnvironmentConfig, source: BackendMetrics) -> None:
+    """ECS Express Mode: 5xx rate and p99 latency at the load balancer, tasks running vs desired, tasks near
+    max_instances, task CPU and memory near their size. Every metric comes from `source`."""
+    thresholds = config.alerts.thresholds
+    minimum = thresholds.backend_5xx_min_requests
+    errors = [cloudwatch.MetricDataQuery(Id=f"errors{i}", MetricStat=_metric_stat(m), ReturnData=False)
+              for i, m in enumerate(source.errors_5xx)]
+    total = " + ".join(f"FILL(errors{i}, 0)" for i in range(len(errors)))
+    _alarm(
+        template, "Backend5xxRate",
+        summary=f"Backend 5xx responses (from the tasks or the load balancer) above "
+                f"{thresholds.backend_5xx_rate_percent:g}% of requests (periods with at least {minimum} "
+                "requests) in 2 of 3 five-minute periods.",
+        anchor="backend-5xx-rate",
+        Metrics=[
+            *errors,
+            cloudwatch.MetricDataQuery(Id="requests", MetricStat=_metric_stat(source.requests), ReturnData=False),
+            cloudwatch.MetricDataQuery(
+                Id="rate", Label="5xx rate (%)", ReturnData=True,
+                Expression=f"IF(requests >= {minimum}, 100 * ({total}) / requests, 0)"),
+        ],
+        ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.backend_5xx_rate_percent,
+        EvaluationPeriods=3, DatapointsToAlarm=2, TreatMissingData="notBreaching",
+    )
+    latency = source.latency
+    _alarm(
+        template, "BackendLatencyP99",
+        summary=f"Backend p99 time to response headers above {thresholds.backend_p99_latency_ms} ms for 15 "
+                "minutes (an SSE stream counts until its headers, so streams do not inflate it).",
+        anchor="backend-latency",
+        Namespace=latency.namespace, MetricName=latency.name,
+        Dimensions=[cloudwatch.MetricDimension(Name=n, Value=_value(v)) for n, v in latency.dimensions],
+        ExtendedStatistic=latency.statistic, Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
+        ComparisonOperator="GreaterThanThreshold",
+        Threshold=round(thresholds.backend_p99_latency_ms * source.latency_per_ms, 3),
+        TreatMissingData="notBreaching",
+    )
+    if source.desired is not None:
+        _alarm(
+            template, "BackendTasksBelowDesired",
+            summary="Backend running fewer tasks than the scaler wants for 15 minutes (tasks failing to start: "
+                    "image, secrets, health check or capacity).",
+            anchor="backend-tasks-below-desired",
+            Metrics=[
+                cloudwatch.MetricDataQuery(Id="running", MetricStat=_metric_stat(source.instances, "Minimum"),
+                                           ReturnData=False),
+                cloudwatch.MetricDataQuery(Id="desired", MetricStat=_metric_stat(source.desired), ReturnData=False),
+                cloudwatch.MetricDataQuery(Id="missing", Label="desired - running tasks", ReturnData=True,
+                                           Expression="desired - running"),
+            ],
+            ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=1,
+            EvaluationPeriods=3, DatapointsToAlarm=3, TreatMissingData="notBreaching",
+        )
+    ceiling = round(thresholds.capacity_ratio * config.backend.max_instances, 2)
+    instances = source.instances
+    _alarm(
+        template, "BackendInstancesNearMax",
+        summary=f"Backend running {ceiling:g} or more tasks ({thresholds.capacity_ratio:.0%} of "
+                f"max_instances = {config.backend.max_instances}) for 15 minutes: autoscaling is near its ceiling.",
+        anchor="backend-instances-near-max",
+        Namespace=instances.namespace, MetricName=instances.name,
+        Dimensions=[cloudwatch.MetricDimension(Name=n, Value=_value(v)) for n, v in instances.dimensions],
+        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
+        ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=ceiling,
+        TreatMissingData="notBreaching",
+    )
+    percent = round(thresholds.capacity_ratio * 100, 1)
+    for logical_id, metric, what in (("BackendCpuNearMax", source.cpu, "CPU"),
+                                     ("BackendMemoryNearMax", source.memory, "memory")):
+        _alarm(
+            template, logical_id,
+            summary=f"Backend task {what} above {percent:g}% of the task size on average for 15 minutes.",
+            anchor="backend-cpu-memory-near-max",
+            Namespace=metric.namespace, MetricName=metric.name,
+            Dimensions=[cloudwatch.MetricDimension(Name=n, Value=_value(v)) for n, v in metric.dimensions],
+            Statistic="Average", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
+            ComparisonOperator="GreaterThanThreshold", Threshold=percent,
+            TreatMissingData="notBreaching",
+        )
+
+
+BACKEND_ALARMS = {APP_RUNNER: _app_runner_backend_alarms, ECS_EXPRESS: _express_alarms}
 
 
 def _database_alarms(template: Template, config: EnvironmentConfig) -> None:
@@ -206,7 +310,7 @@ def _database_alarms(template: Template, config: EnvironmentConfig) -> None:
         )
 
 
-def _edge_alarms(template: Template, config: EnvironmentConfig) -> None:
+def _edge_alarms(template: Template, config: EnvironmentConfig, inputs: MonitoringInputs) -> None:
     """Frontend (Amplify), NAT gateways, WAF and AWS Backup."""
     thresholds = config.alerts.thresholds
     _alarm(
@@ -218,10 +322,10 @@ def _edge_alarms(template: Template, config: EnvironmentConfig) -> None:
         ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=thresholds.frontend_5xx_count,
         TreatMissingData="notBreaching",
     )
-    for index in range(nat_count(config)):
+    for index in range(inputs.nat_count):
         _alarm(
             template, f"NatPortAllocationErrors{index}",
-            summary=f"NAT gateway {index + 1} of {nat_count(config)} could not allocate source ports "
+            summary=f"NAT gateway {index + 1} of {inputs.nat_count} could not allocate source ports "
                     f"({thresholds.nat_port_allocation_errors} or more errors in 5 minutes): outbound "
                     "connections (Gemini API) are failing.",
             anchor="nat-port-allocation-errors",
@@ -254,6 +358,70 @@ def _edge_alarms(template: Template, config: EnvironmentConfig) -> None:
     )
 
 
+def _worker_alarms(template: Template, config: EnvironmentConfig) -> None:
+    """Run queue and worker service. Every metric here is published without Container Insights: SQS queue
+    metrics (AWS/SQS, one-minute) and ECS task state changes (EventBridge). RunningTaskCount is a Container
+    Insights metric, so "fewer tasks than desired" is not alarmed on; a task that stops with a non-zero exit
+    code (crash, out of memory, SIGKILL after the stop timeout) or never starts is."""
+    thresholds = config.alerts.thresholds
+    dead = _dimensions(QueueName=Ref("DeadLetterQueueName"))
+    _alarm(
+        template, "WorkerDeadLetters",
+        summary="A run reached the workers' dead-letter queue: it failed "
+                f"{config.workers.max_receive_count} times and will not be retried.",
+        anchor="worker-dead-letters",
+        Namespace="AWS/SQS", MetricName="ApproximateNumberOfMessagesVisible", Dimensions=dead,
+        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=1, DatapointsToAlarm=1,
+        ComparisonOperator="GreaterThanThreshold", Threshold=0,
+        TreatMissingData="notBreaching",  # an empty, untouched queue stops publishing after six hours
+    )
+    age = thresholds.worker_queue_age_seconds
+    _alarm(
+        template, "WorkerQueueAge",
+        summary=f"The oldest run in the workers' queue has waited more than {age} seconds: workers are not "
+                "keeping up, not starting, or not deleting finished runs.",
+        anchor="worker-queue-age",
+        Namespace="AWS/SQS", MetricName="ApproximateAgeOfOldestMessage",
+        Dimensions=_dimensions(QueueName=Ref("RunQueueName")),
+        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=1, DatapointsToAlarm=1,
+        ComparisonOperator="GreaterThanThreshold", Threshold=age, TreatMissingData="notBreaching",
+    )
+
+
+def _worker_task_failures(template: Template, config: EnvironmentConfig) -> events.Rule:
+    """EventBridge rule: a worker task stopped with a non-zero exit code, or failed to start -> alert topic."""
+    return template.add_resource(describe(events.Rule(
+        WORKER_TASK_RULE,
+        Description="Worker task stopped with a non-zero exit code or failed to start "
+                    f"(runbook: {RUNBOOK}#worker-task-failed)",
+        State="ENABLED",
+        EventPattern={
+            "source": ["aws.ecs"],
+            "detail-type": ["ECS Task State Change"],
+            "detail": {
+                "clusterArn": [Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:cluster/"
+                                   "${WorkerClusterName}")],
+                "group": [Sub("service:${WorkerServiceName}")],
+                "lastStatus": ["STOPPED"],
+                "$or": [
+                    {"containers": {"exitCode": [{"anything-but": 0}]}},
+                    {"stopCode": ["TaskFailedToStart"]},
+                ],
+            },
+        },
+        Targets=[events.Target(
+            Id="alert-topic",
+            Arn=Ref(TOPIC),
+            InputTransformer=events.InputTransformer(
+                InputPathsMap={"task": "$.detail.taskArn", "reason": "$.detail.stoppedReason",
+                               "code": "$.detail.stopCode"},
+                InputTemplate=f'"{config.app_name} {config.name}: worker task <task> stopped (<code>): <reason>. '
+                              f'Runbook: {RUNBOOK}#worker-task-failed"',
+            ),
+        )],
+    ), "Forwards failed worker tasks (non-zero exit, failed start) to the alert topic"))
+
+
 # ---- dashboard ----------------------------------------------------------------------------------
 
 def _widget(title: str, metrics: list, *, x: int, y: int, width: int = 8, height: int = 6,
@@ -263,37 +431,46 @@ def _widget(title: str, metrics: list, *, x: int, y: int, width: int = 8, height
     return {"type": "metric", "x": x, "y": y, "width": width, "height": height, "properties": properties}
 
 
-def _dashboard_body(config: EnvironmentConfig, alarms: list[str]) -> tuple[str, dict]:
+def _backend_widgets(source: BackendMetrics) -> list[dict]:
+    """Requests and responses, latency, instances/tasks with CPU and memory, from the platform's metrics."""
+    latency_unit = "ms" if source.latency_per_ms == 1 else "s"
+    counts = [source.instances.dashboard(stat="Maximum", label="running")]
+    if source.desired is not None:
+        counts.append(source.desired.dashboard(stat="Minimum", label="desired"))
+    return [
+        _widget(f"Backend requests and 5xx ({source.title})", [
+            source.requests.dashboard(label="requests"),
+            *[m.dashboard(label=m.name) for m in source.errors_5xx]], x=0, y=6),
+        _widget(f"Backend latency ({latency_unit})", [
+            source.latency.dashboard(stat="p50", label="p50"),
+            source.latency.dashboard(stat="p99", label="p99")], x=8, y=6, stat="p99"),
+        _widget("Backend instances, CPU and memory", [
+            *counts,
+            source.cpu.dashboard(stat="Average", yAxis="right"),
+            source.memory.dashboard(stat="Average", yAxis="right")], x=16, y=6, stat="Average"),
+    ]
+
+
+def _dashboard_body(config: EnvironmentConfig, inputs: MonitoringInputs, alarms: list[str]) -> tuple[str, dict]:
     """DashboardBody as a `Sub` string (deterministic JSON) and its variable map."""
-    svc = ["ServiceName", naming.app_runner_service_name(config), "ServiceID", "${ServiceId}"]
-    app = "AWS/AppRunner"
+    source = inputs.backend_metrics
     cluster = ["DBClusterIdentifier", "${ClusterIdentifier}"]
     # By role, not instance id: after a failover the reader is the writer and the labels stay true.
     roles = ["WRITER", "READER"] if config.database.reader else ["WRITER"]
     amplify = ["App", "${AppId}"]
-    nats = [f"${{Nat{i}}}" for i in range(nat_count(config))]
+    nats = [f"${{Nat{i}}}" for i in range(inputs.nat_count)]
     acl = ["WebACL", naming.web_acl_name(config), "Region", "${AWS::Region}", "Rule", "ALL"]
     vault = ["BackupVaultName", "${BackupVaultName}"]
 
     widgets = [
         {"type": "text", "x": 0, "y": 0, "width": 24, "height": 2, "properties": {"markdown": (
             f"# {config.app_name} {config.name}\n"
-            f"Backend (App Runner), database (Aurora), frontend (Amplify), network (NAT), WAF and backups. "
+            f"Backend ({source.title}), database (Aurora), frontend (Amplify), network (NAT), WAF and backups. "
             f"Every alarm notifies the alert topic; runbook: `{RUNBOOK}`.")}},
         {"type": "alarm", "x": 0, "y": 2, "width": 24, "height": 4,
          "properties": {"title": "Alarm status", "alarms": alarms, "sortBy": "stateUpdatedTimestamp"}},
-        # Backend
-        _widget("Backend requests and responses", [
-            [app, "Requests", *svc], [app, "2xxStatusResponses", *svc],
-            [app, "4xxStatusResponses", *svc], [app, "5xxStatusResponses", *svc]], x=0, y=6),
-        _widget("Backend latency (ms)", [
-            [app, "RequestLatency", *svc, {"stat": "p50", "label": "p50"}],
-            [app, "RequestLatency", *svc, {"stat": "p99", "label": "p99"}]], x=8, y=6, stat="p99"),
-        _widget("Backend instances, CPU and memory", [
-            [app, "ActiveInstances", *svc, {"stat": "Maximum"}],
-            [app, "CPUUtilization", *svc, {"stat": "Average", "yAxis": "right"}],
-            [app, "MemoryUtilization", *svc, {"stat": "Average", "yAxis": "right"}]], x=16, y=6,
-            stat="Average"),
+        # Backend (the platform's own metrics)
+        *_backend_widgets(source),
         # Database
         _widget("Database capacity (ACU)", [
             ["AWS/RDS", "ServerlessDatabaseCapacity", *cluster, {"stat": "Maximum"}],
@@ -336,8 +513,29 @@ def _dashboard_body(config: EnvironmentConfig, alarms: list[str]) -> tuple[str, 
             ["AWS/Backup", "NumberOfBackupJobsCompleted", *vault],
             ["AWS/Backup", "NumberOfBackupJobsFailed", *vault]], x=12, y=24, width=12, period=3600),
     ]
+    if config.workers.enabled:
+        runs = ["QueueName", "${RunQueueName}"]
+        dead = ["QueueName", "${DeadLetterQueueName}"]
+        svc_dims = ["ClusterName", "${WorkerClusterName}", "ServiceName", "${WorkerServiceName}"]
+        widgets += [
+            _widget("Worker queue: runs waiting, in flight, dead-lettered", [
+                ["AWS/SQS", "ApproximateNumberOfMessagesVisible", *runs, {"label": "waiting"}],
+                ["AWS/SQS", "ApproximateNumberOfMessagesNotVisible", *runs, {"label": "in flight"}],
+                ["AWS/SQS", "ApproximateNumberOfMessagesVisible", *dead, {"label": "dead-lettered"}]],
+                x=0, y=30, stat="Maximum"),
+            _widget("Worker queue: age of the oldest run (s)", [
+                ["AWS/SQS", "ApproximateAgeOfOldestMessage", *runs]], x=8, y=30, stat="Maximum",
+                annotations={"horizontal": [{"label": "alarm",
+                                             "value": config.alerts.thresholds.worker_queue_age_seconds}]}),
+            _widget("Worker tasks: CPU and memory (%)" + (
+                ", running tasks" if config.workers.container_insights != "disabled" else ""), [
+                ["AWS/ECS", "CPUUtilization", *svc_dims, {"stat": "Average"}],
+                ["AWS/ECS", "MemoryUtilization", *svc_dims, {"stat": "Average"}],
+                *([["ECS/ContainerInsights", "RunningTaskCount", *svc_dims, {"stat": "Maximum", "yAxis": "right"}]]
+                  if config.workers.container_insights != "disabled" else [])], x=16, y=30, stat="Average"),
+        ]
     body = json.dumps({"widgets": widgets}, sort_keys=True, separators=(",", ":"))
-    variables = {f"Nat{i}": Select(i, Split(",", Ref("NatGatewayIds"))) for i in range(nat_count(config))}
+    variables = {f"Nat{i}": Select(i, Split(",", Ref("NatGatewayIds"))) for i in range(inputs.nat_count)}
     return body, variables
 
 
@@ -391,7 +589,7 @@ def _budget(template: Template, config: EnvironmentConfig, logical_id: str, *, n
     ), description))
 
 
-def _cost_tracking(template: Template, config: EnvironmentConfig) -> None:
+def _cost_tracking(template: Template, config: EnvironmentConfig, inputs: MonitoringInputs) -> None:
     """Monthly budget of the environment, one budget per component, and cost anomaly detection.
 
     Budgets filter on the cost-allocation tags (Application, Environment, Component), which an
@@ -399,7 +597,7 @@ def _cost_tracking(template: Template, config: EnvironmentConfig) -> None:
     AWS::CE::CostCategory because cost categories can only be created in an organization's
     management account, and workload accounts usually are member accounts.
     """
-    known = components()
+    known = list(inputs.components)
     unknown = sorted(set(config.budget.component_limits_usd) - set(known))
     if unknown:
         raise ConfigError(f"budget.component_limits_usd: unknown component(s) {', '.join(unknown)}; "
@@ -442,32 +640,54 @@ def _cost_tracking(template: Template, config: EnvironmentConfig) -> None:
 
 # ---- stack --------------------------------------------------------------------------------------
 
-def build(config: EnvironmentConfig) -> Template:
+def build(config: EnvironmentConfig, inputs: MonitoringInputs) -> Template:
+    """Monitoring stack of one environment.
+
+    Parameters: OpsKeyArn, the backend outputs its platform's metrics need (`inputs.backend_metrics.parameters`:
+    ServiceId on App Runner, LoadBalancerFullName on ECS Express), ClusterIdentifier, AppId, NatGatewayIds,
+    BackupVaultName (wired by name from the earlier stacks). Outputs: AlertTopicArn, DashboardUrl. Raises
+    ConfigError when budget.component_limits_usd names a component the environment does not deploy.
+    """
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameter(template, "OpsKeyArn", "KMS key for operations data (encrypts the alert topic)")
-    add_parameter(template, "ServiceId", "App Runner service id (metric dimension ServiceID)")
+    for name, description in inputs.backend_metrics.parameters.items():
+        add_parameter(template, name, description)
     add_parameter(template, "ClusterIdentifier", "Aurora cluster identifier")
     add_parameter(template, "AppId", "Amplify app id (metric dimension App)")
-    add_parameter(template, "NatGatewayIds", f"Comma-separated NAT gateway ids ({nat_count(config)})")
+    add_parameter(template, "NatGatewayIds", f"Comma-separated NAT gateway ids ({inputs.nat_count})")
     add_parameter(template, "BackupVaultName", "AWS Backup vault of this environment")
+    if config.workers.enabled:
+        add_parameter(template, "RunQueueName", "Workers' run queue (metric dimension QueueName)")
+        add_parameter(template, "DeadLetterQueueName", "Workers' dead-letter queue")
+        add_parameter(template, "WorkerClusterName", "ECS cluster of the workers")
+        add_parameter(template, "WorkerServiceName", "ECS service of the workers")
 
     _topic(template, config)
-    _backend_alarms(template, config)
+    BACKEND_ALARMS[inputs.backend_platform](template, config, inputs.backend_metrics)
     _database_alarms(template, config)
-    _edge_alarms(template, config)
+    _edge_alarms(template, config, inputs)
+    if config.workers.enabled:
+        _worker_alarms(template, config)
+        _worker_task_failures(template, config)
     alarms = sorted(name for name, resource in template.resources.items() if isinstance(resource, cloudwatch.Alarm))
 
-    body, variables = _dashboard_body(config, [f"${{{name}.Arn}}" for name in alarms])
+    body, variables = _dashboard_body(config, inputs, [f"${{{name}.Arn}}" for name in alarms])
     dashboard = template.add_resource(describe(cloudwatch.Dashboard(
         "Dashboard",
         DashboardName=naming.dashboard_name(config),
         DashboardBody=Sub(body, **variables) if variables else Sub(body),
     ), f"CloudWatch dashboard: health of every component of {config.name} and the alarm status"))
 
-    _cost_tracking(template, config)
+    _cost_tracking(template, config, inputs)
 
     add_output(template, "AlertTopicArn", Ref(TOPIC), "SNS topic that receives every alarm and cost alert")
     add_output(template, "DashboardUrl", Sub(
         "https://${AWS::Region}.console.aws.amazon.com/cloudwatch/home?region=${AWS::Region}"
         "#dashboards:name=${Name}", Name=Ref(dashboard)), "CloudWatch dashboard of this environment")
     return template
+
+
+def spec(inputs: MonitoringInputs) -> StackSpec:
+    """The monitoring stack, told by the composer what the environment deploys."""
+    return StackSpec(name="monitoring", component=COMPONENT, description=DESCRIPTION,
+                     build=functools.partial(build, inputs=inputs))

@@ -14,6 +14,7 @@ derived from the resource schemas of every type the environment templates use (`
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 
 from awacs import cloudformation as awacs_cfn
 from awacs import codebuild as awacs_codebuild
@@ -41,10 +42,9 @@ from troposphere import AWSHelperFn, GetAtt, ImportValue, Ref, Sub, Template, co
 from troposphere import codepipeline as cp
 
 from generator import deploy_permissions, naming
-from generator.cfn import add_output, describe, new_template, skip_checkov, to_data
+from generator.cfn import add_output, describe, new_template, skip_checkov
 from generator.components import log_group
 from generator.config import AccountConfig, ConfigError, EnvironmentConfig
-from generator.stacks import root
 
 COMPONENT = "pipeline"
 DESCRIPTION = "account-level CI/CD pipeline: build once, deploy, smoke test, approve, promote"
@@ -74,7 +74,7 @@ EXECUTION_MODE = "SUPERSEDED"
 
 BACKEND_TIMEOUT_MINUTES = 45
 INFRA_TIMEOUT_MINUTES = 30
-SMOKE_TIMEOUT_MINUTES = 10
+SMOKE_TIMEOUT_MINUTES = 30  # /healthz retries (5 min) + one SSE event + a worker run (RUN_WAIT_SECONDS, 15 min)
 QUEUED_TIMEOUT_MINUTES = 60
 
 # A role or function CloudFormation names itself is `<stack>-<logical id>-<random>`; past the service's limit
@@ -122,11 +122,6 @@ def _chain(account: AccountConfig, environments: list[EnvironmentConfig]) -> lis
                           "function names it generates, so the deployment role's scopes would not match; "
                           "shorten app_name or the environment name")
     return chain
-
-
-def _environment_templates(config: EnvironmentConfig) -> list[dict]:
-    children = root.build_children(config)
-    return [to_data(root.build(config, children))] + [to_data(child.template) for child in children]
 
 
 def _policy(*statements: Statement) -> PolicyDocument:
@@ -197,10 +192,10 @@ def _project(template: Template, logical_id: str, *, app: str, purpose: str, des
 # ---- deployment role ------------------------------------------------------------------------------
 
 def _deploy_role(template: Template, account: AccountConfig, chain: list[EnvironmentConfig],
-                 boot: Bootstrap) -> iam.Role:
+                 boot: Bootstrap, environment_templates: Mapping[str, Sequence[Mapping]]) -> iam.Role:
     """Role CloudFormation assumes to deploy the environment root stacks: exactly the handler actions of the
     resource types they contain, IAM and nested-stack actions scoped to the environments' own names."""
-    templates = [t for config in chain for t in _environment_templates(config)]
+    templates = [t for config in chain for t in environment_templates[config.name]]
     groups = deploy_permissions.by_scope(deploy_permissions.deploy_actions(
         deploy_permissions.resource_types(templates)))
     prefixes = [naming.root_stack_name(config) for config in chain]
@@ -365,7 +360,8 @@ def _stages(account: AccountConfig, chain: list[EnvironmentConfig], connection, 
             Actions=[_cfn_action("Deploy", "CREATE_UPDATE", config, deploy_role, 1, namespace)]))
         stages.append(cp.Stages(Name=f"Smoke-{config.name}", Actions=[_codebuild_action(
             "SmokeTest", projects["smoke"],
-            {"BACKEND_URL": f"#{{{namespace}.{BACKEND_URL_OUTPUT}}}", "RELEASE": COMMIT_ID}, [SOURCE_ARTIFACT])]))
+            {"BACKEND_URL": f"#{{{namespace}.{BACKEND_URL_OUTPUT}}}", "RELEASE": COMMIT_ID,
+             "WORKERS": "true" if config.workers.enabled else "false"}, [SOURCE_ARTIFACT])]))
 
     stack = naming.root_stack_name(gated)
     approval = cp.Actions(
@@ -454,7 +450,14 @@ def _approval_topic(template: Template, account: AccountConfig, boot: Bootstrap)
     return topic
 
 
-def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Template:
+def build(account: AccountConfig, environments: list[EnvironmentConfig],
+          environment_templates: Mapping[str, Sequence[Mapping]]) -> Template:
+    """Account-level CI/CD pipeline.
+
+    environment_templates: every environment's rendered templates as data (root and children), by environment
+    name; the deployment role's actions come from the resource types they contain (rendered once, by the
+    renderer). Raises ConfigError for unknown pipeline environments or too-long stack names.
+    """
     chain = _chain(account, environments)
     app = account.app_name
     template = new_template(f"{app}: {DESCRIPTION} (rendered by adagency-deploy-kit; do not edit by hand)")
@@ -508,7 +511,7 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Temp
     }
 
     topic = _approval_topic(template, account, boot)
-    deploy_role = _deploy_role(template, account, chain, boot)
+    deploy_role = _deploy_role(template, account, chain, boot, environment_templates)
     role = _pipeline_role(template, chain, boot, pipeline_prefix, connection, projects, deploy_role, topic)
 
     pipeline = template.add_resource(describe(cp.Pipeline(

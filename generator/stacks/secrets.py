@@ -17,6 +17,7 @@ from troposphere import Ref, Template, secretsmanager
 from generator.cfn import add_output, add_parameter, describe, new_template
 from generator.components import retention_policies
 from generator.config import EnvironmentConfig
+from generator.stacks.spec import StackSpec
 
 COMPONENT = "secrets"
 DESCRIPTION = "Application secrets (Gemini API key), created without their values"
@@ -41,3 +42,6 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, "GeminiApiKeySecretArn", Ref(secret),
                "ARN of the Gemini API key secret (App Runner injects it as GEMINI_API_KEY)")
     return template
+
+
+SPEC = StackSpec(name="secrets", component=COMPONENT, description=DESCRIPTION, build=build)

@@ -47,5 +47,21 @@ def test_deploy_check_refuses_the_shipped_example_domain(config, capsys):
 
 
 def test_deploy_check_names_an_unknown_environment(config, capsys):
-    assert _run(config, "staging") == 2
-    assert "unknown environment 'staging'" in capsys.readouterr().err
+    assert _run(config, "qa9") == 2
+    assert "unknown environment 'qa9'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("platform", ["apprunner", "ecs-express"])
+def test_deploy_check_says_which_backend_platform_the_environment_uses(config, capsys, platform):
+    """A new environment (any shipped one, renamed) with a [backend] table that names only the platform."""
+    environments = config / "environments"
+    data = next(environments.glob("*.toml")).read_text()
+    data = "\n".join(line for line in data.splitlines() if not line.startswith("name ="))
+    start, end = data.index("[backend]"), data.index("[frontend]")
+    backend = f'[backend]\nplatform = "{platform}"\n\n'
+    (environments / "qa9.toml").write_text('name = "qa9"\n' + data[:start] + backend + data[end:])
+    _pin(environments / "qa9.toml")
+    templates = config.parent / "templates"
+    assert main(["render", "--config-dir", str(config), "--templates-dir", str(templates)]) == 0
+    assert main(["check", "qa9", "--config-dir", str(config), "--templates-dir", str(templates)]) == 0
+    assert f"qa9: backend platform {platform}" in " ".join(capsys.readouterr().err.split())

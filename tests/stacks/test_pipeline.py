@@ -23,10 +23,10 @@ import yaml
 from cfn_helpers import as_list, one, props, require, resources_of, statements, template
 from pydantic import ValidationError
 
-from generator import deploy_permissions, naming
+from generator import compose, deploy_permissions, naming, render
 from generator.cfn import to_data
 from generator.config import MIN_LOG_RETENTION_DAYS, AccountConfig, ConfigError, load_account, load_all
-from generator.stacks import pipeline, root
+from generator.stacks import pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = load_account()
@@ -99,8 +99,10 @@ def test_source_is_the_configured_repository_through_the_connection():
 
 
 def test_stage_order_is_build_dev_smoke_approval_prod():
-    assert [s["Name"] for s in stages()] == ["Source", "Build", "Deploy-dev", "Smoke-dev", "Approve-prod",
-                                             "Deploy-prod"]
+    """Every environment but the last is deployed and smoke-tested in order; the last waits for approval."""
+    earlier = [f"{kind}-{e.name}" for e in CHAIN[:-1] for kind in ("Deploy", "Smoke")]
+    assert [s["Name"] for s in stages()] == ["Source", "Build", *earlier, f"Approve-{LAST.name}",
+                                             f"Deploy-{LAST.name}"]
 
 
 def test_manual_approval_precedes_every_change_to_prod():
@@ -155,7 +157,7 @@ def test_smoke_test_calls_the_url_the_dev_deploy_just_output():
     variables = {v["name"]: v["value"] for v in json.loads(action["Configuration"]["EnvironmentVariables"])}
     (deploy,) = [a for s, a in ordered_actions() if s == f"Deploy-{FIRST.name}"]
     assert variables["BACKEND_URL"] == f"#{{{deploy['Namespace']}.{pipeline.BACKEND_URL_OUTPUT}}}"
-    assert pipeline.BACKEND_URL_OUTPUT in root.ROOT_OUTPUTS  # the root stack outputs what the smoke test reads
+    assert pipeline.BACKEND_URL_OUTPUT in compose.ROOT_OUTPUTS  # the root stack outputs what the smoke test reads
     assert project_by_ref(action)["Source"]["BuildSpec"] == "generator/buildspecs/smoke.yml"
 
 
@@ -259,10 +261,11 @@ def test_deploy_role_covers_every_resource_type_of_the_environment_templates():
     granted = {a for lid, s in allow_statements() if lid.startswith(("DeployPolicy", "DeployRole"))
                for a in as_list(s["Action"])}
     for config in CHAIN:
-        children = root.build_children(config)
-        templates = [to_data(root.build(config, children))] + [to_data(c.template) for c in children]
+        templates = list(render.environment_data(config).values())
         types = deploy_permissions.resource_types(templates)
-        assert {"AWS::RDS::DBCluster", "AWS::AppRunner::Service", "AWS::CloudFormation::Stack"} <= set(types)
+        service = {"apprunner": "AWS::AppRunner::Service",
+                   "ecs-express": "AWS::ECS::ExpressGatewayService"}[config.backend.platform]
+        assert {"AWS::RDS::DBCluster", service, "AWS::CloudFormation::Stack"} <= set(types)
         for type_ in types:
             missing = deploy_permissions.handler_permissions(type_) - granted
             assert not missing, f"{config.name}: {type_} needs {sorted(missing)}"
@@ -284,10 +287,10 @@ def test_root_stack_names_must_survive_cloudformations_generated_name_cut():
     for config in CHAIN:
         assert len(naming.root_stack_name(config)) <= pipeline.GENERATED_NAME_STACK_CHARS
     app = "adagency-virtual-web"  # 20 characters, the longest app_name allowed
-    envs = [c.model_copy(update={"app_name": app, "name": "staging" if c.name == FIRST.name else c.name})
+    envs = [c.model_copy(update={"app_name": app, "name": "qastage" if c.name == FIRST.name else c.name})
             for c in CHAIN]
-    with pytest.raises(ConfigError, match=f"{app}-staging.*longer than 25"):
-        pipeline.build(_account(app_name=app, pipeline_environments=["staging", LAST.name]), envs)
+    with pytest.raises(ConfigError, match=f"{app}-qastage.*longer than 25"):
+        pipeline.build(_account(app_name=app, pipeline_environments=["qastage", LAST.name]), envs, {})
 
 
 def test_deploy_role_scopes_iam_and_nested_stacks_to_the_environments():
@@ -375,6 +378,76 @@ def test_smoke_script_fails_when_no_event_arrives():
     assert result.returncode != 0 and "no SSE event arrived" in result.stderr
 
 
+RUN_ID = "00000000-0000-0000-0000-0000000000aa"
+
+
+class _Runs(_NoEvents):
+    """Healthy, delivers the SSE event, accepts a run and reports the states in `states` one GET at a time."""
+
+    states: list[str] = []
+    error = "model refused the brief"
+
+    def do_GET(self):
+        if self.path == "/healthz":
+            self._send(200, "application/json", b'{"status":"ok"}')
+        elif self.path.endswith(f"/runs/{RUN_ID}"):
+            state = type(self).states.pop(0) if len(type(self).states) > 1 else type(self).states[0]
+            body = {"id": RUN_ID, "state": state, "error": self.error if state == "failed" else None}
+            self._send(200, "application/json", json.dumps(body).encode())
+        else:
+            self._send(200, "text/event-stream", b'retry: 1000\n\nevent: smoke.ping\ndata: {}\n\n')
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = {"id": RUN_ID, "state": "queued"} if self.path.endswith("/runs") else {
+            "id": "00000000-0000-0000-0000-000000000001"}
+        self._send(201, "application/json", json.dumps(body).encode())
+
+
+def _smoke_with_runs(states: list[str], **overrides: str) -> subprocess.CompletedProcess:
+    handler = type("Handler", (_Runs,), {"states": list(states)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = {"WORKERS": "true", "RUN_POLL_SECONDS": "1", "STREAM_SECONDS": "3", **overrides}
+        return _run_smoke(f"http://127.0.0.1:{server.server_port}", **settings)
+    finally:
+        server.shutdown()
+
+
+def test_smoke_script_waits_for_a_worker_run_to_succeed():
+    result = _smoke_with_runs(["queued", "running", "running", "succeeded"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ok: run {RUN_ID} succeeded" in result.stdout
+
+
+def test_smoke_script_fails_when_the_worker_run_fails_and_says_why():
+    result = _smoke_with_runs(["running", "failed"])
+    assert result.returncode != 0 and f"run {RUN_ID} failed: model refused the brief" in result.stderr
+
+
+def test_smoke_script_fails_when_the_worker_run_does_not_finish_in_time():
+    result = _smoke_with_runs(["running"], RUN_WAIT_SECONDS="3")
+    assert result.returncode != 0 and "did not finish within 3 s" in result.stderr
+
+
+def test_smoke_script_skips_the_worker_run_without_workers():
+    result = _smoke_with_runs(["failed"], WORKERS="false")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "submitted run" not in result.stdout
+
+
+def test_smoke_stage_submits_a_worker_run_exactly_when_the_environment_has_workers():
+    smoked = {s["Name"].removeprefix("Smoke-"): s for s in stages() if s["Name"].startswith("Smoke-")}
+    assert FIRST.name in smoked
+    for config in CHAIN:
+        if config.name not in smoked:
+            continue
+        (action,) = smoked[config.name]["Actions"]
+        variables = {v["name"]: v["value"] for v in json.loads(action["Configuration"]["EnvironmentVariables"])}
+        assert variables["WORKERS"] == ("true" if config.workers.enabled else "false")
+
+
 @pytest.mark.slow
 def test_smoke_script_passes_against_the_reference_service():
     sys.path.insert(0, str(REPO / "apprunner"))
@@ -409,8 +482,9 @@ def test_github_enterprise_server_connects_through_its_host():
         _account(source_provider="GitHubEnterpriseServer")
     with pytest.raises(ValidationError, match="source_host_arn"):
         _account(source_host_arn=host)
+    envs = load_all()
     data = to_data(pipeline.build(_account(source_provider="GitHubEnterpriseServer", source_host_arn=host),
-                                  load_all()))
+                                  envs, {e.name: list(render.environment_data(e).values()) for e in envs}))
     assert props(one(data, "AWS::CodeConnections::Connection")[1]) == {
         "ConnectionName": naming.connection_name(ACCOUNT.app_name), "HostArn": host}
 
@@ -419,4 +493,4 @@ def test_pipeline_environments_must_be_known_and_unique():
     with pytest.raises(ValidationError, match="once"):
         _account(pipeline_environments=["dev", "dev"])
     with pytest.raises(ConfigError, match="unknown environment"):
-        pipeline.build(_account(pipeline_environments=["dev", "staging"]), load_all())
+        pipeline.build(_account(pipeline_environments=["dev", "qa9"]), load_all(), {})

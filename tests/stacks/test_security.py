@@ -6,7 +6,7 @@ import pytest
 from cfn_helpers import ENVIRONMENTS, as_list, one, props, resources_of, stack, statements
 
 from generator import naming
-from generator.cfn import to_data
+from generator.cfn import DESCRIPTION_KEY, to_data
 from generator.config import ConfigError, load_environment, parse_environment
 from generator.stacks import security
 
@@ -87,8 +87,9 @@ def test_the_account_uses_a_key_only_through_named_services(env, key):
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_data_key_serves_exactly_the_data_services(env):
-    assert via_services(by_sid(env, "DataKey", "UseOnlyThroughRdsS3SecretsmanagerBackupApprunner")) == {
-        "rds", "s3", "secretsmanager", "backup", "apprunner"}
+    queue = ["sqs"] if load_environment(env).workers.enabled else []   # the workers' run queue
+    sid = "UseOnlyThroughRdsS3SecretsmanagerBackupApprunner" + "".join(s.capitalize() for s in queue)
+    assert via_services(by_sid(env, "DataKey", sid)) == {"rds", "s3", "secretsmanager", "backup", "apprunner", *queue}
     grants = by_sid(env, "DataKey", "GrantsOnlyForAwsResourcesOfRdsBackupApprunner")
     assert grants["Condition"]["Bool"]["kms:GrantIsForAWSResource"] == "true"
     assert {s["Principal"]["Service"] for s in policy(env, "DataKey") if "Service" in s["Principal"]} == set()
@@ -106,7 +107,8 @@ def test_ops_key_lets_cloudwatch_logs_encrypt_only_this_accounts_log_groups(env)
 def test_ops_key_alert_publishers_are_pinned_to_this_account(env):
     publishers = {s["Principal"]["Service"]: s for s in policy(env, "OpsKey")
                   if isinstance(s["Principal"].get("Service"), str)}
-    assert set(publishers) == {"cloudwatch.amazonaws.com", "budgets.amazonaws.com", "costalerts.amazonaws.com"}
+    assert set(publishers) == {"cloudwatch.amazonaws.com", "budgets.amazonaws.com", "costalerts.amazonaws.com",
+                               *(["events.amazonaws.com"] if load_environment(env).workers.enabled else [])}
     assert all(s["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT for s in publishers.values())
     assert all(set(s["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"} for s in publishers.values())
     assert via_services(by_sid(env, "OpsKey", "UseOnlyThroughSns")) == {"sns"}
@@ -186,7 +188,7 @@ def test_outputs_are_the_key_arns(env):
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_every_resource_has_a_human_description(env):
-    assert all(r.get("Metadata", {}).get("Description") for r in tmpl(env)["Resources"].values())
+    assert all(r.get("Metadata", {}).get(DESCRIPTION_KEY) for r in tmpl(env)["Resources"].values())
 
 
 # ---- Config ------------------------------------------------------------------------------------
