@@ -67,6 +67,7 @@ def run(aws: Aws, target: Target, ui: Ui, *, yes: bool = False) -> int:
         raise PreflightRefused(f"{target.stack_name} is busy ({stack['StackStatus']})",
                                "CloudFormation runs one operation per stack at a time",
                                f"wait for it (`adkit status {target.label}`), then retry")
+    preflight.other_run(aws, target, stack)   # never delete the stack under another operator's pending change set
     if stack.get("EnableTerminationProtection"):
         raise PreflightRefused(
             f"{target.stack_name} has termination protection on", "CloudFormation refuses to delete it",

@@ -39,6 +39,8 @@ REQUIRED_STATUSES = {
     ("post", "/projects/{project_id}/events"): {"201", "400", "404", "413", "415", "422", "503"},
     ("get", "/projects/{project_id}/events"): {"200", "400", "404", "422", "503"},
     ("get", "/readyz"): {"200", "503"},
+    ("post", "/projects/{project_id}/runs"): {"202", "400", "404", "413", "415", "422", "503"},
+    ("get", "/projects/{project_id}/runs/{run_id}"): {"200", "404", "422", "503"},
 }
 
 
