@@ -1,4 +1,5 @@
-"""`adkit`: render templates, deploy them safely, restore data. Run `adkit --help`."""
+"""adkit: per-environment TOML config in, reviewed CloudFormation (nested stacks) out; deploys it with change sets
+and guard rails, and operates it: status, logs, rollback, restore, an architecture diagram and a cost estimate."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from generator.config import CONFIG_DIR, ConfigError
 from generator.naming import NamingError
 
 # Each module exposes register(subparsers); its subcommands set `handler` via set_defaults.
-COMMAND_MODULES = ("generator.deploy.cli", "generator.dr.cli")
+COMMAND_MODULES = ("generator.deploy.cli", "generator.dr.cli", "generator.ops.cli")
 
 EXIT_USAGE = 2
 

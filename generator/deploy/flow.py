@@ -42,6 +42,22 @@ def parameters(declared: dict[str, dict], target: Target, image_tag: str | None,
     return result
 
 
+def parameter_changes(existing: dict | None, params: list[dict], declared: dict[str, dict] | None = None) -> list[Line]:
+    """`Name: old → new` for each parameter whose value the change set changes (`(none)` on a first create);
+    parameters kept with UsePreviousValue are unchanged. NoEcho values (declared so, or **** from AWS) stay hidden."""
+    before = {p["ParameterKey"]: p.get("ParameterValue") for p in (existing or {}).get("Parameters") or []}
+    lines = []
+    for param in params:
+        name, new = param["ParameterKey"], param.get("ParameterValue")
+        if param.get("UsePreviousValue") or before.get(name) == new:
+            continue
+        old = before.get(name)
+        if old == "****" or str((declared or {}).get(name, {}).get("NoEcho", "")).lower() == "true":
+            old, new = "(hidden)", "(hidden)"
+        lines.append(Line(f"    {name}: {old if old is not None else '(none)'} → {new}", "bold cyan"))
+    return [Line("Parameter changes:", "bold"), *lines] if lines else []
+
+
 def _descriptions(loaded: templates.Loaded) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
     """Per stack label: logical id -> description; and nested stack label -> its description (title)."""
     per_stack = {label: templates.descriptions(item.body) for label, item in loaded.walk()}
@@ -75,8 +91,8 @@ def next_steps(target: Target, status: str, stuck: list[progress.Event]) -> str:
     during the rollback). UPDATE_ROLLBACK_FAILED and ROLLBACK_FAILED need a hand; the others do not."""
     where = f"--stack-name {target.stack_name} --region {target.region}"
     if status == "ROLLBACK_COMPLETE":
-        return (f"fix the cause, `make render`, and deploy again; the next `adkit deploy {target.label}` shows "
-                "this root cause again and, once you confirm, deletes the rolled-back stack before creating it again")
+        return (f"fix the cause, `make render`, and deploy again; the next `{target.cli_name}` shows this root "
+                "cause again and, once you confirm, deletes the rolled-back stack before creating it again")
     if status == "UPDATE_ROLLBACK_COMPLETE":
         return "fix the cause, `make render`, and deploy again; the stack is back on its previous version"
     if status == "UPDATE_ROLLBACK_FAILED":
@@ -211,7 +227,8 @@ def run(aws: Aws, target: Target, ui: Ui, *, image_tag: str | None = None, yes: 
                             for s in tree.walk() for c in s.changes):
             changeset.removed_nested_contents(aws, tree, stacks.nested(aws, existing["StackId"]))
         header = f"Change set {ref.id.split('/')[1] if '/' in ref.id else ref.id} ({change_type.lower()}):"
-        ui.lines([Line(header, "bold"), *render(tree, target.stack_name, titles)], data=plan_only)
+        ui.lines([Line(header, "bold"), *parameter_changes(existing, params, declared),
+                  *render(tree, target.stack_name, titles)], data=plan_only)
         if plan_only:
             _discard(aws, ui, ref, poll)
             return EXIT_OK

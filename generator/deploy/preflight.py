@@ -197,8 +197,13 @@ def cost_allocation_tags(aws: Aws, target: Target, ui: Ui) -> list[str]:
     try:
         found = aws.advisory_client("ce").list_cost_allocation_tags(TagKeys=keys, Type="UserDefined")
     except (ClientError, BotoCoreError) as exc:
-        ui.info(f"Could not check the cost-allocation tags ({type(exc).__name__}); budgets need "
-                f"{', '.join(keys)} activated once (README: Operations).")
+        why = (f"{exc.response.get('Error', {}).get('Code')}: {exc.response.get('Error', {}).get('Message')}"
+               if isinstance(exc, ClientError) else str(exc))
+        why = " ".join(why.split())[:200]
+        ui.info(f"Could not check the cost-allocation tags: Cost Explorer's ListCostAllocationTags failed ({why}); "
+                "usually the role lacks ce:ListCostAllocationTags, or the account is a member of an organization "
+                f"whose payer account holds the tags. Budgets need {', '.join(keys)} activated once "
+                "(README: Operations).")
         return []
     active = {t["TagKey"] for t in found.get("CostAllocationTags", []) if t.get("Status") == "Active"}
     inactive = [k for k in keys if k not in active]

@@ -15,6 +15,7 @@ import deploy_moto_patch
 import pytest
 
 from generator.deploy import preflight
+from generator.ops.cost import keeping_cost
 
 pytestmark = pytest.mark.slow
 
@@ -432,6 +433,8 @@ def test_deploy_destroy_dev_lists_retained_data_and_asks(kit):
 
     assert result.code == 0, result.text
     assert "Data/ContentBucket: Content bucket (AWS::S3::Bucket)" in result.err
+    assert f"name: {bucket}" in result.err                                  # the physical name to find it by
+    assert f"costs to keep: {keeping_cost('AWS::S3::Bucket', 'eu-west-1')}" in result.err   # from prices.json
     assert "NOT deleted" in result.err
     assert kit.stack("dev") is None
     assert bucket in {b["Name"] for b in kit.session.client("s3").list_buckets()["Buckets"]}   # retained
