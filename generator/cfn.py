@@ -100,5 +100,10 @@ def to_data(template: Template) -> dict:
 
 def to_yaml(template: Template) -> str:
     """Deterministic YAML in CloudFormation's long form (Fn::GetAtt etc.), readable by every tool."""
-    return yaml.dump(to_data(template), Dumper=_Dumper, sort_keys=True, default_flow_style=False,
+    return dump_yaml(to_data(template))
+
+
+def dump_yaml(data: dict) -> str:
+    """`to_yaml` of a template already turned into data (`to_data`)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False,
                      allow_unicode=True, width=4096)

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from generator import naming
-from generator.cfn import apply_tags, to_yaml
+from generator.cfn import apply_tags, dump_yaml, to_data, to_yaml
 from generator.config import (
     ACCOUNT_FILE,
     ENVIRONMENTS_DIR,
@@ -32,21 +32,29 @@ def config_json(data: dict) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def render_environment(config: EnvironmentConfig) -> dict[str, str]:
-    """Files of one environment, relative to templates/<env>/."""
+def _render_environment(config: EnvironmentConfig) -> tuple[dict[str, str], list[dict]]:
+    """Files of one environment, relative to templates/<env>/, and its templates as data (root first)."""
     children = root.build_children(config)
     for child in children:
         apply_tags(child.template, naming.environment_tags(config, child.component))
-    files = {child.filename: to_yaml(child.template) for child in children}
-    files[root.ROOT_FILE] = to_yaml(root.build(config, children))
+    data = [to_data(root.build(config, children))] + [to_data(child.template) for child in children]
+    files = {child.filename: dump_yaml(child_data) for child, child_data in zip(children, data[1:], strict=True)}
+    files[root.ROOT_FILE] = dump_yaml(data[0])
     files[root.ROOT_FILE.replace(".yaml", ".config.json")] = config_json(root.template_configuration(config))
-    return files
+    return files, data
 
 
-def render_account(account: AccountConfig, environments: list[EnvironmentConfig]) -> dict[str, str]:
-    """Account-level templates, relative to templates/."""
+def render_environment(config: EnvironmentConfig) -> dict[str, str]:
+    """Files of one environment, relative to templates/<env>/."""
+    return _render_environment(config)[0]
+
+
+def render_account(account: AccountConfig, environments: list[EnvironmentConfig],
+                   rendered: dict[str, list[dict]] | None = None) -> dict[str, str]:
+    """Account-level templates, relative to templates/. `rendered`: the environments' templates as data, so
+    the pipeline's deployment role reads their resource types without building them again."""
     boot = apply_tags(bootstrap.build(account, environments), naming.account_tags(account, "bootstrap"))
-    pipe = apply_tags(pipeline.build(account, environments), naming.account_tags(account, "pipeline"))
+    pipe = apply_tags(pipeline.build(account, environments, rendered), naming.account_tags(account, "pipeline"))
     return {BOOTSTRAP_FILE: to_yaml(boot), PIPELINE_FILE: to_yaml(pipe)}
 
 
@@ -68,10 +76,13 @@ def render_all(environments_dir: Path = ENVIRONMENTS_DIR, account_file: Path = A
     if not environments:
         raise ConfigError(f"{environments_dir}: no environment files (*.toml)")
     _check_same_app(account, environments)
-    files = dict(render_account(account, environments))
+    files: dict[str, str] = {}
+    rendered: dict[str, list[dict]] = {}
     for config in environments:
-        for name, text in render_environment(config).items():
+        env_files, rendered[config.name] = _render_environment(config)
+        for name, text in env_files.items():
             files[f"{config.name}/{name}"] = text
+    files.update(render_account(account, environments, rendered))
     return dict(sorted(files.items()))
 
 

@@ -7,7 +7,8 @@
 - All egress through a VPC connector in the private app subnets; public HTTPS ingress.
 - Autoscaling, observability (X-Ray) and health check from config; App Runner's copy of the image is
   encrypted with the environment's data key.
-- Plain environment variables exactly as `generator.contract.PLAIN_VARIABLES`, the Gemini key by ARN.
+- Plain environment variables: the contract's (`generator.contract.PLAIN_VARIABLES`), then the application's own
+  (`[backend.environment]`); every secret of `backend.secrets` by ARN as its upper-snake-case variable.
 - Regional WAF web ACL (rate limit + AWS managed common and known-bad-inputs rules), logging blocked and
   counted requests to a KMS-encrypted `aws-waf-logs-` group.
 - A custom resource that gives App Runner's own log groups the configured retention and the ops key.
@@ -36,7 +37,7 @@ from troposphere import GetAtt, Ref, Sub, Template, apprunner, cloudformation, i
 from generator import contract, naming
 from generator.cfn import add_output, add_parameter, describe, new_template
 from generator.components import inline_function
-from generator.config import EnvironmentConfig
+from generator.config import EnvironmentConfig, secret_variable
 from generator.stacks._waf import waf_logging, web_acl
 from generator.stacks.handlers import source
 
@@ -77,10 +78,17 @@ def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
         contract.SSE_MAX_STREAM_SECONDS: str(config.backend.sse_max_stream_seconds),
     }
     assert tuple(values) == contract.PLAIN_VARIABLES, "backend env vars drifted from generator.contract"
+    # The application's own variables; config refuses the contract's names, PORT and AWS's prefixes.
+    values.update(config.backend.environment)
     return values
 
 
-def _parameters(template: Template) -> None:
+def secret_variables(config: EnvironmentConfig) -> dict[str, str]:
+    """Variable name -> parameter holding the secret's ARN, one per `backend.secrets` entry."""
+    return {secret_variable(name): naming.app_secret_output(name) for name in config.backend.secrets}
+
+
+def _parameters(template: Template, config: EnvironmentConfig) -> None:
     add_parameter(template, "ImageTag", "Backend image tag in the ECR repository (the commit SHA); never latest",
                   AllowedPattern=IMAGE_TAG_PATTERN, MinLength=1, MaxLength=128,
                   ConstraintDescription="must be an immutable image tag such as a commit SHA, never 'latest'")
@@ -96,7 +104,8 @@ def _parameters(template: Template) -> None:
     add_parameter(template, "DatabaseSecretArn", "ARN of the Aurora-managed master secret (read at runtime)")
     add_parameter(template, "ContentBucketName", "Content bucket for uploads")
     add_parameter(template, "DataAccessPolicyArn", "Managed policy: DB secret and content bucket objects")
-    add_parameter(template, "GeminiApiKeySecretArn", "ARN of the Gemini API key secret")
+    for name in config.backend.secrets:
+        add_parameter(template, naming.app_secret_output(name), f"ARN of the secret {name} (secrets stack)")
     add_parameter(template, "FrontendOrigins", "Comma-separated https origins allowed by CORS")
 
 
@@ -135,17 +144,17 @@ def _access_role(config: EnvironmentConfig) -> iam.Role:
     ), "Role App Runner uses to pull the backend image from ECR")
 
 
-def _instance_role() -> iam.Role:
+def _instance_role(config: EnvironmentConfig) -> iam.Role:
     return describe(iam.Role(
         "InstanceRole",
         AssumeRolePolicyDocument=make_simple_assume_policy("tasks.apprunner.amazonaws.com"),
         ManagedPolicyArns=[Ref("DataAccessPolicyArn")],  # DB secret + content bucket objects (data stack)
         Policies=[iam.Policy(PolicyName="backend", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[
             Statement(
-                Sid="ReadGeminiApiKey",
+                Sid="ReadApplicationSecrets",
                 Effect=Allow,
                 Action=[awacs_secretsmanager.GetSecretValue],
-                Resource=[Ref("GeminiApiKeySecretArn")],
+                Resource=[Ref(parameter) for parameter in secret_variables(config).values()],
             ),
             Statement(
                 Sid="DecryptSecretsWithDataKey",
@@ -202,10 +211,10 @@ def _log_retention(template: Template, config: EnvironmentConfig, service: appru
 def build(config: EnvironmentConfig) -> Template:
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
-    _parameters(template)
+    _parameters(template, config)
 
     access_role = template.add_resource(_access_role(config))
-    instance_role = template.add_resource(_instance_role())
+    instance_role = template.add_resource(_instance_role(config))
     connector = template.add_resource(describe(apprunner.VpcConnector(
         "VpcConnector",
         Subnets=Ref("AppSubnetIds"),
@@ -235,8 +244,8 @@ def build(config: EnvironmentConfig) -> Template:
                     Port=str(backend.port),
                     RuntimeEnvironmentVariables=[apprunner.KeyValuePair(Name=name, Value=value)
                                                  for name, value in variables.items()],
-                    RuntimeEnvironmentSecrets=[apprunner.KeyValuePair(
-                        Name=contract.GEMINI_API_KEY, Value=Ref("GeminiApiKeySecretArn"))],
+                    RuntimeEnvironmentSecrets=[apprunner.KeyValuePair(Name=variable, Value=Ref(parameter))
+                                               for variable, parameter in secret_variables(config).items()],
                 ),
             ),
         ),

@@ -50,7 +50,11 @@ COMPONENT = "pipeline"
 DESCRIPTION = "account-level CI/CD pipeline: build once, deploy, smoke test, approve, promote"
 
 CODEBUILD_IMAGE = "aws/codebuild/standard:7.0"  # Ubuntu 22.04; buildspecs pin the Python runtime
-BACKEND_BUILDSPEC = "apprunner/buildspec.yml"
+BACKEND_BUILDSPEC = "generator/buildspecs/backend.yml"
+# The reference service (backend.source_dir = "apprunner") keeps its contract tests with the kit's tests (they
+# read the rendered templates); any other backend keeps its tests under its own folder.
+REFERENCE_SERVICE_DIR = "apprunner"
+REFERENCE_SERVICE_TESTS = "tests/service"
 INFRA_BUILDSPEC = "generator/buildspecs/infra.yml"
 SMOKE_BUILDSPEC = "generator/buildspecs/smoke.yml"
 
@@ -124,7 +128,22 @@ def _chain(account: AccountConfig, environments: list[EnvironmentConfig]) -> lis
     return chain
 
 
-def _environment_templates(config: EnvironmentConfig) -> list[dict]:
+def backend_source(chain: list[EnvironmentConfig]) -> tuple[str, str]:
+    """(Docker build context, test root) of the backend the pipeline builds once for every environment:
+    `backend.source_dir`, which must be the same in every pipeline environment."""
+    folders = sorted({config.backend.source_dir for config in chain})
+    if len(folders) != 1:
+        raise ConfigError(f"backend.source_dir: the pipeline builds one image for {', '.join(c.name for c in chain)}, "
+                          f"so every pipeline environment must name the same folder (got {folders})")
+    source_dir = folders[0]
+    return source_dir, REFERENCE_SERVICE_TESTS if source_dir == REFERENCE_SERVICE_DIR else source_dir
+
+
+def _environment_templates(config: EnvironmentConfig, rendered: dict[str, list[dict]] | None) -> list[dict]:
+    """The environment's templates as data: the ones already rendered (`render.render_all` passes them, so no
+    environment is built twice), else built here."""
+    if rendered is not None and config.name in rendered:
+        return rendered[config.name]
     children = root.build_children(config)
     return [to_data(root.build(config, children))] + [to_data(child.template) for child in children]
 
@@ -197,10 +216,10 @@ def _project(template: Template, logical_id: str, *, app: str, purpose: str, des
 # ---- deployment role ------------------------------------------------------------------------------
 
 def _deploy_role(template: Template, account: AccountConfig, chain: list[EnvironmentConfig],
-                 boot: Bootstrap) -> iam.Role:
+                 boot: Bootstrap, rendered: dict[str, list[dict]] | None = None) -> iam.Role:
     """Role CloudFormation assumes to deploy the environment root stacks: exactly the handler actions of the
     resource types they contain, IAM and nested-stack actions scoped to the environments' own names."""
-    templates = [t for config in chain for t in _environment_templates(config)]
+    templates = [t for config in chain for t in _environment_templates(config, rendered)]
     groups = deploy_permissions.by_scope(deploy_permissions.deploy_actions(
         deploy_permissions.resource_types(templates)))
     prefixes = [naming.root_stack_name(config) for config in chain]
@@ -454,7 +473,10 @@ def _approval_topic(template: Template, account: AccountConfig, boot: Bootstrap)
     return topic
 
 
-def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Template:
+def build(account: AccountConfig, environments: list[EnvironmentConfig],
+          rendered: dict[str, list[dict]] | None = None) -> Template:
+    """The pipeline stack. `rendered`: environment name -> its templates as data (root and children), when the
+    caller has them already; missing environments are built here."""
     chain = _chain(account, environments)
     app = account.app_name
     template = new_template(f"{app}: {DESCRIPTION} (rendered by adagency-deploy-kit; do not edit by hand)")
@@ -472,6 +494,7 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Temp
                                                "handshake is completed once)"))
 
     retention = account.logging.retention_days
+    source_dir, backend_tests = backend_source(chain)
     backend_statements = [
         *_artifact_statements(boot, pipeline_prefix, write=False),
         # GetAuthorizationToken has no resource type: it returns a registry login for the account.
@@ -491,7 +514,8 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Temp
             template, "BackendBuild", app=app, purpose="backend-build", boot=boot, retention_days=retention,
             description="backend tests against PostgreSQL, then the image built once and pushed as <repo>:<sha>",
             buildspec=BACKEND_BUILDSPEC, statements=backend_statements, timeout=BACKEND_TIMEOUT_MINUTES,
-            variables={"ECR_REPOSITORY_URI": boot.repository_uri, "ECR_REPOSITORY_NAME": boot.repository_name},
+            variables={"ECR_REPOSITORY_URI": boot.repository_uri, "ECR_REPOSITORY_NAME": boot.repository_name,
+                       "SOURCE_DIR": source_dir, "BACKEND_TESTS": backend_tests},
             compute="BUILD_GENERAL1_MEDIUM", privileged=True),
         "infra": _project(
             template, "InfraBuild", app=app, purpose="infra-build", boot=boot, retention_days=retention,
@@ -508,7 +532,7 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Temp
     }
 
     topic = _approval_topic(template, account, boot)
-    deploy_role = _deploy_role(template, account, chain, boot)
+    deploy_role = _deploy_role(template, account, chain, boot, rendered)
     role = _pipeline_role(template, chain, boot, pipeline_prefix, connection, projects, deploy_role, topic)
 
     pipeline = template.add_resource(describe(cp.Pipeline(

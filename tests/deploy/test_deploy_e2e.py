@@ -221,7 +221,7 @@ def test_deploy_secrets_set_stores_the_value_without_printing_it(kit, caplog):
     secretsmanager.create_secret(Name=f"{kit.app}-bootstrap/git-token")
 
     gemini = kit.run("secrets", "set", "dev", "gemini-api-key", stdin=SECRET + "\n")
-    token = kit.run("secrets", "set", "dev", "git-token", stdin="tok-" + SECRET)
+    token = kit.run("secrets", "set", "git-token", stdin="tok-" + SECRET)   # account level: no environment
 
     for result in (gemini, token):
         assert result.code == 0, result.text
@@ -233,6 +233,21 @@ def test_deploy_secrets_set_stores_the_value_without_printing_it(kit, caplog):
     # the frontend reads {{resolve:secretsmanager:...:SecretString:token}}: the token is stored as JSON
     stored = secretsmanager.get_secret_value(SecretId=f"{kit.app}-bootstrap/git-token")["SecretString"]
     assert json.loads(stored) == {"token": "tok-" + SECRET}
+
+
+def test_deploy_secrets_set_lists_the_declared_names_when_given_another(kit):
+    result = kit.run("secrets", "set", "dev", "openai-api-key", stdin="value\n")
+
+    assert result.code == 2, result.text
+    assert "unknown secret 'openai-api-key'" in result.err
+    assert "gemini-api-key, git-token, payments-api-key" in result.err and "backend.secrets" in result.err
+
+
+def test_deploy_secrets_set_refuses_an_environment_without_a_name(kit):
+    result = kit.run("secrets", "set", "dev", stdin="value\n")
+
+    assert result.code == 2, result.text
+    assert "missing NAME" in result.err
 
 
 def test_deploy_secrets_set_refuses_an_empty_value(kit):

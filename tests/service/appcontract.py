@@ -3,6 +3,8 @@
 `contract_names(env)` reads `templates/<env>/backend.yaml`: the `RuntimeEnvironmentVariables` and
 `RuntimeEnvironmentSecrets` names of its `AWS::AppRunner::Service`. The rendered template is the only source:
 if the backend stack stops rendering the service, the contract tests fail rather than fall back.
+Besides the contract's names a template carries the application's own (`[backend.environment]`,
+`backend.secrets` in the environment's config): `literal_values` holds the plain ones' values.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class ContractNames:
     variables: tuple[str, ...]
     secrets: tuple[str, ...]
     source: str  # the template path the names were read from
+    literal_values: tuple[tuple[str, str], ...] = ()  # plain variables whose value is a literal string
 
     @property
     def all(self) -> tuple[str, ...]:
@@ -61,14 +64,30 @@ def names_from_template(template: dict[str, Any]) -> ContractNames | None:
                     .get("ImageConfiguration", {}))
     variables = tuple(kv["Name"] for kv in image_config.get("RuntimeEnvironmentVariables", []))
     secrets = tuple(kv["Name"] for kv in image_config.get("RuntimeEnvironmentSecrets", []))
-    return ContractNames(variables, secrets, "")
+    literal = tuple((kv["Name"], kv["Value"]) for kv in image_config.get("RuntimeEnvironmentVariables", [])
+                    if isinstance(kv.get("Value"), str))
+    return ContractNames(variables, secrets, "", literal)
 
 
-def contract_names(env: str) -> ContractNames:
-    path = TEMPLATES / env / "backend.yaml"
+def environments(templates: Path = TEMPLATES) -> list[str]:
+    """Every environment rendered into `templates` (a folder with a backend.yaml), sorted."""
+    return sorted(p.parent.name for p in templates.glob("*/backend.yaml"))
+
+
+def default_environment(templates: Path = TEMPLATES) -> str:
+    """`dev` when it is rendered, else the first environment: whatever the adopter calls them."""
+    found = environments(templates)
+    if not found:
+        raise AssertionError(f"no */backend.yaml under {templates}: run `make render`")
+    return "dev" if "dev" in found else found[0]
+
+
+def contract_names(env: str, templates: Path = TEMPLATES) -> ContractNames:
+    path = templates / env / "backend.yaml"
     if not path.exists():
         raise AssertionError(f"{path} missing: run `make render`")
     found = names_from_template(load_template(path))
     if found is None:
         raise AssertionError(f"{path} has no AWS::AppRunner::Service: the app contract cannot be read")
-    return ContractNames(found.variables, found.secrets, str(path.relative_to(REPO)))
+    source = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+    return ContractNames(found.variables, found.secrets, source, found.literal_values)

@@ -14,11 +14,11 @@ from cfn_helpers import ENVIRONMENTS, as_list, one, props, require, stack, state
 from moto import mock_aws
 
 from generator import contract, naming
-from generator.config import load_environment
+from generator.config import SECRET_LOOKING_NAME, load_environment, secret_variable
 from generator.stacks import _waf, backend, root
 from generator.stacks.handlers import apprunner_log_retention as handler_module
 
-SECRET_LOOKING = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE", re.IGNORECASE)
+SECRET_LOOKING = SECRET_LOOKING_NAME  # the config refuses such names for plain variables: the same pattern
 
 
 def tmpl(env: str) -> dict:
@@ -35,6 +35,11 @@ def image_config(env: str) -> dict:
 
 def plain_vars(env: str) -> dict[str, object]:
     return {v["Name"]: v["Value"] for v in image_config(env)["RuntimeEnvironmentVariables"]}
+
+
+def secret_refs(env: str) -> list[dict]:
+    """`Ref`s of the parameters holding the ARNs of the environment's application secrets, in config order."""
+    return [ref(naming.app_secret_output(name)) for name in load_environment(env).backend.secrets]
 
 
 def policy_statements(role: dict) -> list[dict]:
@@ -101,8 +106,11 @@ def test_service_name_port_and_size_come_from_config(env):
 # ---- app contract and secrets ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_plain_variables_are_exactly_the_contract(env):
-    assert tuple(plain_vars(env)) == contract.PLAIN_VARIABLES
+def test_plain_variables_are_exactly_the_contract_then_the_apps_own(env):
+    names = tuple(plain_vars(env))
+    assert names[:len(contract.PLAIN_VARIABLES)] == contract.PLAIN_VARIABLES
+    own = {name: plain_vars(env)[name] for name in names[len(contract.PLAIN_VARIABLES):]}
+    assert own == load_environment(env).backend.environment
     assert contract.PORT not in plain_vars(env)
 
 
@@ -127,14 +135,32 @@ def test_no_plain_variable_looks_like_a_secret(env):
         if SECRET_LOOKING.search(name):
             assert name.endswith("_ARN"), name
             assert isinstance(value, dict) and value.get("Ref", "").endswith("SecretArn"), (name, value)
-        assert value != ref("GeminiApiKeySecretArn"), name
+        assert value not in secret_refs(env), name
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_secrets_are_injected_only_by_arn(env):
+    declared = load_environment(env).backend.secrets
     secrets = image_config(env)["RuntimeEnvironmentSecrets"]
-    assert [s["Name"] for s in secrets] == list(contract.SECRET_VARIABLES)
-    assert all(s["Value"] == ref("GeminiApiKeySecretArn") for s in secrets)
+    assert [s["Name"] for s in secrets] == [secret_variable(name) for name in declared]
+    assert [s["Value"] for s in secrets] == secret_refs(env)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_only_the_instance_role_reads_the_application_secrets(env):
+    """Across every template of the environment, GetSecretValue on an application secret is granted by the
+    backend's instance role alone (the secrets carry no resource policy that would widen it)."""
+    readers = []
+    for name in ["root", *(res["Properties"]["TemplateURL"].removesuffix(".yaml") for res in
+                           stack(env, "root")["Resources"].values() if res["Type"] == "AWS::CloudFormation::Stack")]:
+        for lid, res in stack(env, name)["Resources"].items():
+            for policy in props(res).get("Policies", []):
+                for s in statements(policy["PolicyDocument"]):
+                    if s["Effect"] == "Allow" and "secretsmanager:GetSecretValue" in as_list(s["Action"]) \
+                            and any(r in secret_refs(env) for r in as_list(s["Resource"])):
+                        readers.append(f"{name}/{lid}")
+            assert res["Type"] != "AWS::SecretsManager::ResourcePolicy", f"{name}/{lid}"
+    assert readers == ["backend/InstanceRole"]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -167,7 +193,7 @@ def test_instance_role_names_only_the_expected_resources(env):
     allowed = {(a, str(r)) for s in policy_statements(instance) if s["Effect"] == "Allow"
                for a in as_list(s["Action"]) for r in as_list(s["Resource"])}
     assert allowed == {
-        ("secretsmanager:GetSecretValue", str(ref("GeminiApiKeySecretArn"))),
+        *(("secretsmanager:GetSecretValue", str(secret)) for secret in secret_refs(env)),
         ("kms:Decrypt", str(ref("DataKeyArn"))),
         ("xray:GetSamplingRules", "*"), ("xray:GetSamplingTargets", "*"),
         ("xray:PutTelemetryRecords", "*"), ("xray:PutTraceSegments", "*"),

@@ -98,9 +98,10 @@ def test_source_is_the_configured_repository_through_the_connection():
     assert props(one(tmpl(), "AWS::CodeConnections::Connection")[1])["ProviderType"] == ACCOUNT.source_provider
 
 
-def test_stage_order_is_build_dev_smoke_approval_prod():
-    assert [s["Name"] for s in stages()] == ["Source", "Build", "Deploy-dev", "Smoke-dev", "Approve-prod",
-                                             "Deploy-prod"]
+def test_stage_order_is_build_then_deploy_and_smoke_each_then_approval_then_the_last():
+    middle = [f"{stage}-{config.name}" for config in CHAIN[:-1] for stage in ("Deploy", "Smoke")]
+    assert [s["Name"] for s in stages()] == ["Source", "Build", *middle, f"Approve-{LAST.name}",
+                                             f"Deploy-{LAST.name}"]
 
 
 def test_manual_approval_precedes_every_change_to_prod():
@@ -169,11 +170,33 @@ def test_builds_receive_the_commit_sha_as_image_tag():
 
 
 def test_backend_build_spec_pushes_the_image_once_tagged_with_the_sha_and_runs_pytest():
-    text = commands(buildspec("apprunner/buildspec.yml"))
+    text = commands(buildspec("generator/buildspecs/backend.yml"))
     assert 'image="$ECR_REPOSITORY_URI:$IMAGE_TAG"' in text and 'docker push "$image"' in text
     assert text.count("docker build") == 1 and "describe-images" in text  # immutable tag: never rebuilt
     assert "pytest" in text and "make postgres" in text
     assert "latest" not in text
+
+
+def test_backend_build_uses_the_configured_source_dir_and_only_the_services_requirements():
+    text = commands(buildspec("generator/buildspecs/backend.yml"))
+    assert 'docker build' in text and '"$SOURCE_DIR"' in text.split("docker build", 1)[1].split("\n", 1)[0]
+    assert '-r "$SOURCE_DIR/requirements.txt"' in text and "$SOURCE_DIR/requirements-test.txt" in text
+    assert "make venv" not in text and "pip install -e" not in text and "pip install --quiet -e" not in text
+    project = props(tmpl()["Resources"]["BackendBuild"])
+    variables = {v["Name"]: v["Value"] for v in project["Environment"]["EnvironmentVariables"]}
+    assert (variables["SOURCE_DIR"], variables["BACKEND_TESTS"]) == pipeline.backend_source(CHAIN)
+    assert variables["SOURCE_DIR"] == FIRST.backend.source_dir
+
+
+def test_backend_source_dir_is_build_context_and_test_root():
+    def chain(*folders):
+        return [c.model_copy(update={"backend": c.backend.model_copy(update={"source_dir": f})})
+                for c, f in zip(CHAIN, folders, strict=False)]
+    other = [f"services/api{i}" for i in range(len(CHAIN))]
+    assert pipeline.backend_source(chain(*["services/api"] * len(CHAIN))) == ("services/api", "services/api")
+    assert pipeline.backend_source(chain(*["apprunner"] * len(CHAIN))) == ("apprunner", "tests/service")
+    with pytest.raises(ConfigError, match="same folder"):
+        pipeline.backend_source(chain(*other))
 
 
 def test_infra_build_spec_writes_image_tag_into_every_template_configuration():
@@ -188,7 +211,7 @@ def test_infra_build_spec_writes_image_tag_into_every_template_configuration():
     assert variables["PIPELINE_ENVIRONMENTS"].split() == ACCOUNT.pipeline_environments
 
 
-@pytest.mark.parametrize("path", ["apprunner/buildspec.yml", "generator/buildspecs/infra.yml",
+@pytest.mark.parametrize("path", ["generator/buildspecs/backend.yml", "generator/buildspecs/infra.yml",
                                   "generator/buildspecs/smoke.yml"])
 def test_build_specs_parse_and_hold_no_secret_value(path):
     spec = buildspec(path)
@@ -224,7 +247,7 @@ def test_privileged_mode_only_for_the_image_project():
     privileged = {lid for lid, p in resources_of(tmpl(), "AWS::CodeBuild::Project").items()
                   if props(p)["Environment"].get("PrivilegedMode")}
     assert privileged == {"BackendBuild"}
-    assert props(tmpl()["Resources"]["BackendBuild"])["Source"]["BuildSpec"] == "apprunner/buildspec.yml"
+    assert props(tmpl()["Resources"]["BackendBuild"])["Source"]["BuildSpec"] == "generator/buildspecs/backend.yml"
 
 
 def test_only_the_image_project_may_push_to_ecr():
@@ -419,4 +442,4 @@ def test_pipeline_environments_must_be_known_and_unique():
     with pytest.raises(ValidationError, match="once"):
         _account(pipeline_environments=["dev", "dev"])
     with pytest.raises(ConfigError, match="unknown environment"):
-        pipeline.build(_account(pipeline_environments=["dev", "staging"]), load_all())
+        pipeline.build(_account(pipeline_environments=[FIRST.name, "nosuchenv"]), load_all())
