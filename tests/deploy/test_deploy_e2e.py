@@ -447,3 +447,19 @@ def test_deploy_plan_of_the_rendered_dev_templates(kit):
     changes = [line for line in result.out.splitlines() if line.startswith("    + Add")]
     assert changes and all("[" in line for line in changes), "a resource without Metadata.Description"
     assert kit.stack("dev") is None and kit.change_sets("dev") == []
+
+
+def test_deploy_warns_while_the_git_token_is_still_the_placeholder(kit):
+    kit.bootstrap()
+    secretsmanager = kit.session.client("secretsmanager")
+    # what the bootstrap stack creates: one version, a generated placeholder
+    secretsmanager.create_secret(Name=f"{kit.app}-bootstrap/git-token", SecretString='{"token": "generated"}')
+
+    first = kit.run("deploy", "dev", "--image-tag", "v1", "--yes")
+    assert first.code == 0, first.text
+    assert "still holds the placeholder" in first.err and "adkit secrets set git-token" in first.err
+
+    assert kit.run("secrets", "set", "git-token", stdin="tok-" + SECRET).code == 0
+    second = kit.run("deploy", "dev", "--image-tag", "v2", "--yes")
+    assert second.code == 0, second.text
+    assert "placeholder" not in second.err
