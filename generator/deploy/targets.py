@@ -84,7 +84,8 @@ def _guard(label: str, kind: str, config_dir: Path, templates_dir: Path, config_
     found = guards.problems(config_dir, templates_dir, label, kind, config_file)
     if found:
         raise UsageError(f"refusing to deploy {label}", "\n  " + "\n  ".join(found),
-                         "replace the example values with your own, run `make render`, review and commit")
+                         "fix what is named above (your own values instead of examples), run `make render`, "
+                         "review and commit the templates")
 
 
 def problems(name: str, config_dir: Path, templates_dir: Path) -> list[str]:
