@@ -7,7 +7,11 @@ import json
 import yaml
 from troposphere import AWSObject, Export, Output, Parameter, Tags, Template
 
+from generator import contract
+
 TEMPLATE_VERSION = "2010-09-09"
+# Metadata key of the human description of a resource (namespaced, as copilot namespaces its own keys).
+DESCRIPTION_KEY = "adkit:description"
 
 
 def new_template(description: str) -> Template:
@@ -16,43 +20,59 @@ def new_template(description: str) -> Template:
     return template
 
 
+def _set_metadata(resource: AWSObject, key: str, value) -> AWSObject:
+    """Set one Metadata key of a resource, keeping the others."""
+    resource.Metadata = {**(getattr(resource, "Metadata", {}) or {}), key: value}
+    return resource
+
+
+def _metadata(resource: AWSObject, key: str) -> dict:
+    return dict((getattr(resource, "Metadata", {}) or {}).get(key, {}))
+
+
+def _require_reason(what: str, reason: str) -> None:
+    if not reason.strip():
+        raise ValueError(f"suppressing {what} needs a written reason")
+
+
 def describe(resource: AWSObject, text: str) -> AWSObject:
     """Human description, shown by the deploy progress view instead of the logical id."""
-    metadata = dict(getattr(resource, "Metadata", {}) or {})
-    metadata["Description"] = text
-    resource.Metadata = metadata
-    return resource
+    return _set_metadata(resource, DESCRIPTION_KEY, text)
 
 
 def skip_checkov(resource: AWSObject, check_id: str, reason: str) -> AWSObject:
-    """Record a checkov suppression next to the resource, with the reason a reviewer reads."""
-    if not reason.strip():
-        raise ValueError(f"suppressing {check_id} needs a written reason")
-    metadata = dict(getattr(resource, "Metadata", {}) or {})
-    checkov = dict(metadata.get("checkov", {}))
+    """Record a checkov suppression next to the resource, with the reason a reviewer reads.
+
+    Raises ValueError when the reason is blank."""
+    _require_reason(check_id, reason)
+    checkov = _metadata(resource, "checkov")
     skips = [s for s in checkov.get("skip", []) if s["id"] != check_id]
-    skips.append({"id": check_id, "comment": reason})
-    checkov["skip"] = sorted(skips, key=lambda s: s["id"])
-    metadata["checkov"] = checkov
-    resource.Metadata = metadata
-    return resource
+    checkov["skip"] = sorted([*skips, {"id": check_id, "comment": reason}], key=lambda s: s["id"])
+    return _set_metadata(resource, "checkov", checkov)
 
 
 def skip_cfn_lint(resource: AWSObject, rule: str, reason: str) -> AWSObject:
-    """Record a cfn-lint rule suppression on the resource, with its reason beside it."""
-    if not reason.strip():
-        raise ValueError(f"suppressing {rule} needs a written reason")
-    metadata = dict(getattr(resource, "Metadata", {}) or {})
-    config = dict(metadata.get("cfn-lint", {}).get("config", {}))
+    """Record a cfn-lint rule suppression on the resource, with its reason beside it.
+
+    Raises ValueError when the reason is blank."""
+    _require_reason(rule, reason)
+    config = dict(_metadata(resource, "cfn-lint").get("config", {}))
     config["ignore_checks"] = sorted({*config.get("ignore_checks", []), rule})
     config["comment"] = "; ".join(filter(None, [config.get("comment"), f"{rule}: {reason}"]))
-    metadata["cfn-lint"] = {"config": config}
-    resource.Metadata = metadata
-    return resource
+    return _set_metadata(resource, "cfn-lint", {"config": config})
 
 
 def add_parameter(template: Template, name: str, description: str, type_: str = "String", **kwargs) -> Parameter:
     return template.add_parameter(Parameter(name, Type=type_, Description=description, **kwargs))
+
+
+def add_image_tag_parameter(template: Template) -> Parameter:
+    """The release parameter `ImageTag` (the backend image's commit SHA; `latest` is refused by its pattern)."""
+    return add_parameter(
+        template, contract.IMAGE_TAG_PARAMETER,
+        "Backend image tag in the ECR repository (the commit SHA); `latest` is refused",
+        AllowedPattern=contract.IMAGE_TAG_PATTERN, MinLength=1, MaxLength=128,
+        ConstraintDescription="must be an immutable image tag such as a commit SHA, never 'latest'")
 
 
 def add_output(template: Template, name: str, value, description: str, export: str | None = None) -> Output:
@@ -98,12 +118,12 @@ def to_data(template: Template) -> dict:
     return json.loads(template.to_json(indent=None, sort_keys=True))
 
 
+def dump_yaml(data: dict) -> str:
+    """Deterministic YAML of template data in CloudFormation's long form (Fn::GetAtt etc.)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True,
+                     width=4096)
+
+
 def to_yaml(template: Template) -> str:
     """Deterministic YAML in CloudFormation's long form (Fn::GetAtt etc.), readable by every tool."""
     return dump_yaml(to_data(template))
-
-
-def dump_yaml(data: dict) -> str:
-    """`to_yaml` of a template already turned into data (`to_data`)."""
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False,
-                     allow_unicode=True, width=4096)

@@ -34,7 +34,8 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
                       2922, 3288, 3653)
 MIN_LOG_RETENTION_DAYS = 30  # the kit's own floor: operators need a month of logs after an incident
 
-# App Runner's valid vCPU -> memory combinations (AWS-FACTS 1.2; cfn-lint does not check pairs).
+# App Runner's valid vCPU -> memory combinations; cfn-lint does not check pairs.
+# https://docs.aws.amazon.com/apprunner/latest/api/API_InstanceConfiguration.html
 APP_RUNNER_SIZES: dict[str, tuple[str, ...]] = {
     "0.25 vCPU": ("0.5 GB", "1 GB"),
     "0.5 vCPU": ("1 GB",),
@@ -43,7 +44,8 @@ APP_RUNNER_SIZES: dict[str, tuple[str, ...]] = {
     "4 vCPU": ("8 GB", "10 GB", "12 GB"),
 }
 
-# Aurora PostgreSQL majors with 0-ACU auto-pause and the first minor that supports it (AWS-FACTS 7).
+# Aurora PostgreSQL majors with 0-ACU auto-pause and the first minor that supports it
+# (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/aurora-serverless-v2-auto-pause.html).
 AURORA_PG_AUTO_PAUSE_MIN_MINOR = {16: 3, 17: 4, 18: 3}
 
 # `<app>-<name>` must never collide with the account-level stack names.
@@ -137,6 +139,11 @@ class NetworkConfig(Strict):
         if not network.is_private:
             raise ValueError("must be a private (RFC 1918) range")
         return value
+
+    @property
+    def nat_gateway_count(self) -> int:
+        """NAT gateways the network stack creates: one (`single`) or one per AZ (`one_per_az`)."""
+        return 1 if self.nat_mode == "single" else self.az_count
 
 
 class DatabaseConfig(Strict):

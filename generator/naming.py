@@ -18,6 +18,8 @@ TAG_ENVIRONMENT = "Environment"
 TAG_COMPONENT = "Component"
 TAG_MANAGED_BY = "ManagedBy"
 TAG_KEYS = (TAG_APPLICATION, TAG_ENVIRONMENT, TAG_COMPONENT, TAG_MANAGED_BY)
+# Every Component tag value an environment's stacks may carry (cost tracking: one budget per deployed component).
+COMPONENTS = ("security", "network", "frontend", "data", "secrets", "backend", "workers", "monitoring")
 ACCOUNT_ENVIRONMENT = "account"  # Environment tag value on account-level stacks
 
 

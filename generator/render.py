@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from generator import naming
+from generator import compose, layout, naming
 from generator.cfn import apply_tags, dump_yaml, to_data, to_yaml
 from generator.config import (
     ACCOUNT_FILE,
@@ -21,40 +21,40 @@ from generator.config import (
     load_account,
     load_all,
 )
-from generator.stacks import bootstrap, pipeline, root
+from generator.stacks import bootstrap, pipeline
 
 TEMPLATES_DIR = REPO_ROOT / "templates"
-BOOTSTRAP_FILE = "bootstrap.yaml"
-PIPELINE_FILE = "pipeline.yaml"
+BOOTSTRAP_FILE = layout.BOOTSTRAP_FILE
+PIPELINE_FILE = layout.PIPELINE_FILE
 
 
 def config_json(data: dict) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def _render_environment(config: EnvironmentConfig) -> tuple[dict[str, str], list[dict]]:
-    """Files of one environment, relative to templates/<env>/, and its templates as data (root first)."""
-    children = root.build_children(config)
+def environment_data(config: EnvironmentConfig) -> dict[str, dict]:
+    """One environment's templates as data, tagged, keyed by file name relative to templates/<env>/."""
+    children = compose.build_children(config)
     for child in children:
-        apply_tags(child.template, naming.environment_tags(config, child.component))
-    data = [to_data(root.build(config, children))] + [to_data(child.template) for child in children]
-    files = {child.filename: dump_yaml(child_data) for child, child_data in zip(children, data[1:], strict=True)}
-    files[root.ROOT_FILE] = dump_yaml(data[0])
-    files[root.ROOT_FILE.replace(".yaml", ".config.json")] = config_json(root.template_configuration(config))
-    return files, data
+        apply_tags(child.template, naming.environment_tags(config, child.spec.component))
+    data = {child.spec.filename: to_data(child.template) for child in children}
+    data[layout.ROOT_FILE] = to_data(compose.build_root(config, children))
+    return data
 
 
-def render_environment(config: EnvironmentConfig) -> dict[str, str]:
-    """Files of one environment, relative to templates/<env>/."""
-    return _render_environment(config)[0]
+def render_environment(config: EnvironmentConfig, data: dict[str, dict] | None = None) -> dict[str, str]:
+    """Files of one environment, relative to templates/<env>/ (from `environment_data` when given)."""
+    files = {name: dump_yaml(template) for name, template in (data or environment_data(config)).items()}
+    files[layout.ROOT_CONFIGURATION_FILE] = config_json(compose.template_configuration(config))
+    return files
 
 
 def render_account(account: AccountConfig, environments: list[EnvironmentConfig],
-                   rendered: dict[str, list[dict]] | None = None) -> dict[str, str]:
-    """Account-level templates, relative to templates/. `rendered`: the environments' templates as data, so
-    the pipeline's deployment role reads their resource types without building them again."""
+                   environment_templates: dict[str, list[dict]]) -> dict[str, str]:
+    """Account-level templates, relative to templates/. environment_templates: as pipeline.build takes."""
     boot = apply_tags(bootstrap.build(account, environments), naming.account_tags(account, "bootstrap"))
-    pipe = apply_tags(pipeline.build(account, environments, rendered), naming.account_tags(account, "pipeline"))
+    pipe = apply_tags(pipeline.build(account, environments, environment_templates),
+                      naming.account_tags(account, "pipeline"))
     return {BOOTSTRAP_FILE: to_yaml(boot), PIPELINE_FILE: to_yaml(pipe)}
 
 
@@ -76,13 +76,11 @@ def render_all(environments_dir: Path = ENVIRONMENTS_DIR, account_file: Path = A
     if not environments:
         raise ConfigError(f"{environments_dir}: no environment files (*.toml)")
     _check_same_app(account, environments)
-    files: dict[str, str] = {}
-    rendered: dict[str, list[dict]] = {}
+    data = {config.name: environment_data(config) for config in environments}
+    files = dict(render_account(account, environments, {name: list(d.values()) for name, d in data.items()}))
     for config in environments:
-        env_files, rendered[config.name] = _render_environment(config)
-        for name, text in env_files.items():
-            files[f"{config.name}/{name}"] = text
-    files.update(render_account(account, environments, rendered))
+        for name, text in render_environment(config, data[config.name]).items():
+            files[layout.environment_file(config.name, name)] = text
     return dict(sorted(files.items()))
 
 

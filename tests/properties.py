@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import yaml
 
 from generator import naming
+from generator.cfn import DESCRIPTION_KEY
 from generator.config import MIN_LOG_RETENTION_DAYS, SECRET_LOOKING_NAME, EnvironmentConfig
 
 # Resources that hold data or keys: their fate on stack deletion and replacement is always written down.
@@ -52,8 +53,8 @@ def _template_checks(templates: dict[str, dict]) -> Iterator[str]:
     for path, template in templates.items():
         for lid, res in (template.get("Resources") or {}).items():
             where = f"{path}:{lid}"
-            if not res.get("Metadata", {}).get("Description"):
-                yield f"{where}: no Metadata.Description"
+            if not res.get("Metadata", {}).get(DESCRIPTION_KEY):
+                yield f"{where}: no Metadata.{DESCRIPTION_KEY}"
             if res["Type"] in STATEFUL_TYPES and not {"DeletionPolicy", "UpdateReplacePolicy"} <= set(res):
                 yield f"{where}: stateful {res['Type']} without explicit DeletionPolicy and UpdateReplacePolicy"
             for document in _documents(res):

@@ -64,3 +64,65 @@ def test_every_relative_link_in_the_docs_resolves():
                 if anchor not in anchors:
                     broken.append(f"{page.relative_to(root)}: {target} (no heading #{anchor})")
     assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def _reference_rows(start: str, end: str) -> dict[str, str]:
+    """`field` -> default cell of the README's configuration tables between two markers."""
+    import re
+
+    section = README.split(start, 1)[1].split(end, 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`"):
+            continue
+        for field in re.findall(r"`([a-z0-9_.]+)`", cells[0]):
+            rows[field] = cells[1]
+    return rows
+
+
+def _shown(value) -> str:
+    """A model default as the README writes it."""
+    import json
+
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(", ", ": ")) if value else ("[]" if isinstance(value, list) else "{}")
+    return str(value)
+
+
+def _defaults(model: type[BaseModel], prefix: str = "", optional: bool = False) -> dict[str, str]:
+    """Field path -> default as the README shows it; fields of an optional table that is absent are `unset`."""
+    found = {}
+    for name, field in model.model_fields.items():
+        nested = _model(field.annotation)
+        if nested:
+            absent = optional or field.get_default(call_default_factory=True) is None
+            found |= _defaults(nested, f"{prefix}{name}.", absent)
+        elif field.is_required():
+            found[f"{prefix}{name}"] = "unset" if optional else "required"
+        else:
+            found[f"{prefix}{name}"] = _shown(field.get_default(call_default_factory=True))
+    return found
+
+
+def _cell(text: str) -> str:
+    return text.replace("`", "").strip()
+
+
+def test_readme_defaults_equal_the_models_defaults():
+    env_rows = _reference_rows("## Configuration reference", "`config/account.toml` (bootstrap and pipeline)")
+    account_rows = _reference_rows("`config/account.toml` (bootstrap and pipeline)", "## Rendering")
+    assert env_rows and account_rows, "README configuration tables not found"
+    wrong = []
+    for rows, model in ((env_rows, EnvironmentConfig), (account_rows, AccountConfig)):
+        for field, default in _defaults(model).items():
+            cell = rows.get(field) or rows.get(field.split(".")[-1])
+            if cell is not None and _cell(cell) != default:
+                wrong.append(f"{field}: README says {_cell(cell)!r}, the model's default is {default!r}")
+    assert not wrong, "\n".join(wrong)

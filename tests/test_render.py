@@ -12,9 +12,9 @@ import yaml
 from cfn_helpers import ENVIRONMENTS, all_templates, rendered, resources_of, stack, template
 from fixture_config import copy_config
 
-from generator import naming, render
+from generator import compose, contract, naming, render
+from generator.cfn import DESCRIPTION_KEY
 from generator.config import load_environment
-from generator.stacks import root
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def test_rendering_every_environment_takes_about_a_second():
 def test_root_uses_relative_template_urls_for_every_child(env):
     stacks = resources_of(stack(env, "root"), "AWS::CloudFormation::Stack")
     urls = sorted(res["Properties"]["TemplateURL"] for res in stacks.values())
-    assert urls == sorted(f"{child.__name__.rsplit('.', 1)[-1]}.yaml" for child in root.CHILDREN)
+    assert urls == sorted(spec.filename for spec in compose.children(load_environment(env)))
     for url in urls:
         assert f"{env}/{url}" in rendered()
 
@@ -75,7 +75,7 @@ def test_root_uses_relative_template_urls_for_every_child(env):
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_children_get_values_only_from_root_parameters_or_sibling_outputs(env):
     root_template = stack(env, "root")
-    assert set(root_template["Parameters"]) == {root.IMAGE_TAG}
+    assert set(root_template["Parameters"]) == {contract.IMAGE_TAG_PARAMETER}
     for logical_id, res in resources_of(root_template, "AWS::CloudFormation::Stack").items():
         child = template(f"{env}/{res['Properties']['TemplateURL']}")
         passed = res["Properties"].get("Parameters", {})
@@ -87,14 +87,14 @@ def test_children_get_values_only_from_root_parameters_or_sibling_outputs(env):
                 assert attribute.removeprefix("Outputs.") in template(
                     f"{env}/{root_template['Resources'][source]['Properties']['TemplateURL']}")["Outputs"]
             else:
-                assert value == {"Ref": root.IMAGE_TAG}
+                assert value == {"Ref": contract.IMAGE_TAG_PARAMETER}
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_image_tag_refuses_latest(env):
     import re
 
-    parameter = stack(env, "root")["Parameters"][root.IMAGE_TAG]
+    parameter = stack(env, "root")["Parameters"][contract.IMAGE_TAG_PARAMETER]
     assert "Default" not in parameter
     pattern = re.compile(parameter["AllowedPattern"])
     assert not pattern.match("latest")
@@ -118,8 +118,8 @@ def test_template_configuration_has_stack_tags_and_no_secrets(env):
 def test_every_resource_has_a_human_description():
     missing = [f"{path}:{lid}" for path, tmpl in all_templates().items()
                for lid, res in tmpl.get("Resources", {}).items()
-               if not res.get("Metadata", {}).get("Description")]
-    assert not missing, f"resources without Metadata.Description: {missing}"
+               if not res.get("Metadata", {}).get(DESCRIPTION_KEY)]
+    assert not missing, f"resources without a description in Metadata: {missing}"
 
 
 def test_bad_config_stops_before_anything_is_written(tmp_path, capsys):

@@ -44,7 +44,7 @@ class Change:
     logical_id: str
     resource_type: str
     replacement: str = ""            # True, False, Conditional ('' when not applicable)
-    description: str = ""            # Metadata.Description, if the template has one
+    description: str = ""            # Metadata `adkit:description`, if the template has one
     properties: tuple[str, ...] = ()  # names of changed properties
     dynamic: bool = False            # every recreating detail is Evaluation=Dynamic (known only during the deploy)
 

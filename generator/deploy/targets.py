@@ -11,15 +11,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from generator import contract, naming
+from generator import contract, layout, naming
 from generator.config import ConfigError, load_account, load_environment
 from generator.deploy import guards
 from generator.deploy.errors import UsageError
 from generator.naming import NamingError
 
-ROOT_FILE = "root.yaml"
-ROOT_CONFIGURATION = "root.config.json"
-ACCOUNT_TEMPLATES = {"bootstrap": "bootstrap.yaml", "pipeline": "pipeline.yaml"}
+ROOT_FILE = layout.ROOT_FILE
+ROOT_CONFIGURATION = layout.ROOT_CONFIGURATION_FILE
+ACCOUNT_TEMPLATES = {"bootstrap": layout.BOOTSTRAP_FILE, "pipeline": layout.PIPELINE_FILE}
 IMAGE_TAG_PARAMETER = contract.IMAGE_TAG_PARAMETER
 IMAGE_TAG_PATTERN = re.compile(contract.IMAGE_TAG_PATTERN)
 
@@ -144,7 +144,7 @@ def account(kind: str, config_dir: Path, templates_dir: Path, *, deploying: bool
     template = _template(templates_dir / filename) if deploying else templates_dir / filename
     if deploying:
         _guard(kind, "account", config_dir, templates_dir, config_file)
-    params, tags = _configuration(templates_dir / filename.replace(".yaml", ".config.json"))
+    params, tags = _configuration(templates_dir / layout.configuration_file(filename))
     stack_name = (naming.bootstrap_stack_name if kind == "bootstrap" else naming.pipeline_stack_name)(
         config.app_name)
     # The bootstrap holds the image repository and the artifact bucket every environment needs.

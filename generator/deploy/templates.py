@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 from cfn_tools import load_yaml
 
+from generator.cfn import DESCRIPTION_KEY
 from generator.deploy.errors import UsageError
 
 NESTED_STACK = "AWS::CloudFormation::Stack"
@@ -37,10 +38,10 @@ def nested_stacks(template: dict) -> dict[str, dict]:
 
 
 def descriptions(template: dict) -> dict[str, str]:
-    """Logical id -> Metadata.Description (the human text progress shows instead of the id)."""
+    """Logical id -> Metadata `adkit:description` (the human text progress shows instead of the id)."""
     result = {}
     for lid, res in template.get("Resources", {}).items():
-        text = (res.get("Metadata") or {}).get("Description")
+        text = (res.get("Metadata") or {}).get(DESCRIPTION_KEY)
         if isinstance(text, str) and text.strip():
             result[lid] = text.strip()
     return result

@@ -22,7 +22,7 @@ from generator.deploy import stacks
 from generator.deploy.errors import DeployFailed, Interrupted, PreflightRefused, UsageError
 from generator.deploy.session import Aws
 
-CLUSTER_OUTPUT = "DatabaseClusterIdentifier"  # root stack output (generator/stacks/root.py)
+CLUSTER_OUTPUT = "DatabaseClusterIdentifier"  # root stack output (generator/compose.py ROOT_OUTPUTS)
 WRITER_CLASS = "db.serverless"
 WRITER_SUFFIX = "-writer"
 MAX_CLUSTER_ID = 63 - len(WRITER_SUFFIX)  # the writer's identifier must fit RDS's 63 characters too

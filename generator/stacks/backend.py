@@ -35,16 +35,15 @@ from awacs.helpers.trust import make_simple_assume_policy
 from troposphere import GetAtt, Ref, Sub, Template, apprunner, cloudformation, iam, wafv2
 
 from generator import contract, naming
-from generator.cfn import add_output, add_parameter, describe, new_template
+from generator.cfn import add_image_tag_parameter, add_output, add_parameter, describe, new_template
 from generator.components import inline_function
 from generator.config import EnvironmentConfig, secret_variable
 from generator.stacks._waf import waf_logging, web_acl
 from generator.stacks.handlers import source
+from generator.stacks.spec import StackSpec
 
 COMPONENT = "backend"
 DESCRIPTION = "App Runner service behind the VPC connector, with WAF"
-
-IMAGE_TAG_PATTERN = contract.IMAGE_TAG_PATTERN
 
 # Health check inside App Runner's limits (each 1..20): a failed instance is replaced after ~50 s.
 HEALTH_INTERVAL_SECONDS = 10
@@ -89,9 +88,7 @@ def secret_variables(config: EnvironmentConfig) -> dict[str, str]:
 
 
 def _parameters(template: Template, config: EnvironmentConfig) -> None:
-    add_parameter(template, "ImageTag", "Backend image tag in the ECR repository (the commit SHA); never latest",
-                  AllowedPattern=IMAGE_TAG_PATTERN, MinLength=1, MaxLength=128,
-                  ConstraintDescription="must be an immutable image tag such as a commit SHA, never 'latest'")
+    add_image_tag_parameter(template)
     add_parameter(template, "DataKeyArn", "Data KMS key (App Runner image copy, secrets)")
     add_parameter(template, "OpsKeyArn", "Operations KMS key (log groups)")
     add_parameter(template, "AppSubnetIds", "Private app subnets (route to NAT) for the VPC connector",
@@ -280,3 +277,5 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, "ServiceId", GetAtt(service, "ServiceId"), "Id of the App Runner service (metrics)")
     return template
 
+
+SPEC = StackSpec(name="backend", component=COMPONENT, description=DESCRIPTION, build=build)

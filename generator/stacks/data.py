@@ -27,6 +27,7 @@ from generator import naming
 from generator.cfn import add_output, add_parameter, describe, new_template, skip_checkov
 from generator.components import access_log_bucket, log_group, retention_policies, secure_bucket
 from generator.config import EnvironmentConfig
+from generator.stacks.spec import StackSpec
 
 COMPONENT = "data"
 DESCRIPTION = "Aurora Serverless v2 PostgreSQL, content bucket, AWS Backup"
@@ -63,7 +64,8 @@ CLUSTER_PARAMETERS = {
 
 # ---- Aurora capacity: the one place that works round troposphere's validator --------------------
 # troposphere (<= 4.11) refuses ServerlessV2ScalingConfiguration MinCapacity 0 and MaxCapacity > 128,
-# although Aurora accepts 0..256 ACU in 0.5 steps (0 = auto-pause; AWS-FACTS 0.5 and 13). The subclass
+# although Aurora accepts 0..256 ACU in 0.5 steps (0 = auto-pause;
+# https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_ServerlessV2ScalingConfiguration.html). The subclass
 # below keeps the same CloudFormation type and only relaxes those two validators. Config validation
 # (generator/config.py) already enforces the real rules: half steps, max >= min, auto-pause only at 0.
 
@@ -259,7 +261,8 @@ def _backup(template: Template, config: EnvironmentConfig, cluster: rds.DBCluste
         Policies=[iam.Policy(
             PolicyName="use-data-key",
             PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[
-                # Aurora snapshots stay under the cluster's key (AWS-FACTS 11): backup and restore use it.
+                # Aurora snapshots stay under the cluster's key: backup and restore use it.
+                # https://docs.aws.amazon.com/aws-backup/latest/devguide/encryption.html
                 Statement(
                     Sid="UseDataKey",
                     Effect=Allow,
@@ -342,3 +345,6 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, "DataAccessPolicyArn", Ref(policy), "Managed policy for the backend's data access")
     add_output(template, "BackupVaultName", Ref(vault), "AWS Backup vault name")
     return template
+
+
+SPEC = StackSpec(name="data", component=COMPONENT, description=DESCRIPTION, build=build)

@@ -7,11 +7,8 @@ this stack outputs the origins; the branch, custom domain and first build come a
 
 from __future__ import annotations
 
-import hashlib
-from functools import cache
 from urllib.parse import urlparse
 
-import yaml
 from awacs import logs as awacs_logs
 from awacs.aws import Allow, PolicyDocument, Statement
 from troposphere import GetAtt, Join, Ref, Sub, Template, amplify, iam
@@ -19,76 +16,25 @@ from troposphere import GetAtt, Join, Ref, Sub, Template, amplify, iam
 from generator import naming
 from generator.cfn import add_output, add_parameter, describe, new_template
 from generator.components import log_group, service_trust
-from generator.config import REPO_ROOT, EnvironmentConfig
+from generator.config import EnvironmentConfig
+from generator.stacks._amplify import (  # noqa: F401  (re-exported for readers of this stack)
+    BUILD_SPEC_FILE,
+    CSP_HEADER,
+    CUSTOM_HTTP_FILE,
+    build_spec,
+    csp_extra_sources,
+    custom_headers,
+    settings_digest,
+)
+from generator.stacks.spec import StackSpec
 
 COMPONENT = "frontend"
 DESCRIPTION = "Amplify Hosting app (Next.js SSR, WEB_COMPUTE)"
 
-AMPLIFY_DIR = REPO_ROOT / "amplify"
-BUILD_SPEC_FILE = AMPLIFY_DIR / "amplify.yml"
-CUSTOM_HTTP_FILE = AMPLIFY_DIR / "customHttp.yml"
 PLATFORM = "WEB_COMPUTE"
 NODE_VERSION_VARIABLE = "NODE_VERSION"
-CSP_HEADER = "Content-Security-Policy"
 # Amplify accepts AccessToken only for GitHub; other providers take the token as OauthToken.
 GITHUB_HOST = "github.com"
-
-
-@cache
-def build_spec() -> str:
-    """The committed build spec, verbatim."""
-    return BUILD_SPEC_FILE.read_text()
-
-
-@cache
-def _committed_headers() -> dict:
-    return yaml.safe_load(CUSTOM_HTTP_FILE.read_text())
-
-
-def csp_extra_sources(config: EnvironmentConfig) -> dict[str, list[str]]:
-    """Per-environment CSP sources added to the committed policy.
-
-    connect-src: custom-domain origins (a page on www. calling the apex is cross-origin) and the
-    region's S3 endpoints, because the browser uploads and downloads content with presigned URLs.
-    img-src: the same S3 endpoints, for content shown straight from presigned URLs.
-    """
-    s3 = ["https://*.s3.amazonaws.com", "https://*.s3.${AWS::Region}.amazonaws.com"]
-    origins = config.frontend.custom_domain.origins if config.frontend.custom_domain else []
-    return {"connect-src": [*origins, *s3], "img-src": s3}
-
-
-def _extend_csp(policy: str, extra: dict[str, list[str]]) -> str:
-    directives = [d.split() for d in policy.split(";") if d.strip()]
-    names = [d[0] for d in directives]
-    missing = sorted(set(extra) - set(names))
-    if missing:
-        raise ValueError(f"{CUSTOM_HTTP_FILE}: {CSP_HEADER} has no directive(s) {missing} to extend")
-    for directive in directives:
-        for source in extra.get(directive[0], []):
-            if source not in directive:
-                directive.append(source)
-    return "; ".join(" ".join(d) for d in directives)
-
-
-def custom_headers(config: EnvironmentConfig) -> str:
-    """customHttp.yml with this environment's CSP sources added (contains ${AWS::Region}: use in Sub)."""
-    data = _committed_headers()
-    extra = csp_extra_sources(config)
-    rules = []
-    for rule in data["customHeaders"]:
-        headers = [
-            {"key": h["key"],
-             "value": _extend_csp(h["value"], extra) if h["key"] == CSP_HEADER else h["value"]}
-            for h in rule["headers"]
-        ]
-        rules.append({"pattern": rule["pattern"], "headers": headers})
-    return yaml.safe_dump({"customHeaders": rules}, sort_keys=False, width=4096)
-
-
-def settings_digest(config: EnvironmentConfig) -> str:
-    """Hash of the app-level build inputs; the branch stack rebuilds when it changes."""
-    text = "\n".join([build_spec(), custom_headers(config), config.frontend.node_version])
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def token_reference(app_name: str) -> str:
@@ -172,3 +118,6 @@ def build(config: EnvironmentConfig) -> Template:
                "Comma-separated https origins of the frontend (backend CORS); pull-request previews excluded")
     add_output(template, "FrontendLogGroupName", Ref(runtime_logs), "CloudWatch log group of the SSR runtime")
     return template
+
+
+SPEC = StackSpec(name="frontend", component=COMPONENT, description=DESCRIPTION, build=build)

@@ -17,7 +17,8 @@ from troposphere import GetAtt, Output, Ref, Sub, Template, amplify, cloudformat
 from generator.cfn import add_output, add_parameter, describe, new_template
 from generator.components import inline_function
 from generator.config import EnvironmentConfig
-from generator.stacks import frontend
+from generator.stacks._amplify import settings_digest
+from generator.stacks.spec import StackSpec
 
 COMPONENT = "frontend"
 DESCRIPTION = "Amplify branch, custom domain and first build"
@@ -115,10 +116,13 @@ def build(config: EnvironmentConfig) -> Template:
         BuildInputs={
             API_BASE_URL_VARIABLE: Ref("ServiceUrl"),
             ENVIRONMENT_VARIABLE: config.name,
-            "AppSettingsSha256": frontend.settings_digest(config),
+            "AppSettingsSha256": settings_digest(config),
             **fe.environment,
         },
     ), f"Starts the first build of {fe.branch} (CloudFormation never does)"))
 
     add_output(template, "BranchName", GetAtt(branch, "BranchName"), "Amplify branch of this environment")
     return template
+
+
+SPEC = StackSpec(name="frontend_branch", component=COMPONENT, description=DESCRIPTION, build=build)

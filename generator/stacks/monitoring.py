@@ -7,6 +7,7 @@ CloudFormation attribute (App Runner ServiceName, WAF WebACL name) come from gen
 
 from __future__ import annotations
 
+import functools
 import json
 
 from awacs import sns as awacs_sns
@@ -26,6 +27,7 @@ from troposphere import Ref, Select, Split, Sub, Template, budgets, ce, cloudwat
 from generator import naming
 from generator.cfn import add_output, add_parameter, describe, new_template
 from generator.config import ConfigError, EnvironmentConfig
+from generator.stacks.spec import MonitoringInputs, StackSpec
 
 COMPONENT = "monitoring"
 DESCRIPTION = "Alarms, dashboard, alert topic, budget and cost anomaly detection"
@@ -36,18 +38,6 @@ TOPIC = "AlertTopic"
 
 
 # ---- small builders -------------------------------------------------------------------------------
-
-def nat_count(config: EnvironmentConfig) -> int:
-    """NAT gateways the network stack creates: one, or one per AZ."""
-    return 1 if config.network.nat_mode == "single" else config.network.az_count
-
-
-def components() -> list[str]:
-    """Every Component tag value the environment's stacks carry (the root's children), sorted."""
-    from generator.stacks import root  # imported here: root imports this module
-
-    return sorted({module.COMPONENT for module in root.CHILDREN})
-
 
 def _dimensions(**values) -> list[cloudwatch.MetricDimension]:
     return [cloudwatch.MetricDimension(Name=name, Value=value) for name, value in values.items()]
@@ -110,7 +100,7 @@ def _topic(template: Template, config: EnvironmentConfig) -> sns.Topic:
 
 # ---- alarms -------------------------------------------------------------------------------------
 
-def _backend_alarms(template: Template, config: EnvironmentConfig) -> None:
+def _app_runner_alarms(template: Template, config: EnvironmentConfig) -> None:
     thresholds = config.alerts.thresholds
     service = _dimensions(ServiceName=naming.app_runner_service_name(config), ServiceID=Ref("ServiceId"))
 
@@ -155,6 +145,10 @@ def _backend_alarms(template: Template, config: EnvironmentConfig) -> None:
         ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=ceiling,
         TreatMissingData="notBreaching",
     )
+
+
+# Backend alarms per platform: each reads only metrics its platform publishes.
+BACKEND_ALARMS = {"apprunner": _app_runner_alarms}
 
 
 def _database_alarms(template: Template, config: EnvironmentConfig) -> None:
@@ -206,7 +200,7 @@ def _database_alarms(template: Template, config: EnvironmentConfig) -> None:
         )
 
 
-def _edge_alarms(template: Template, config: EnvironmentConfig) -> None:
+def _edge_alarms(template: Template, config: EnvironmentConfig, inputs: MonitoringInputs) -> None:
     """Frontend (Amplify), NAT gateways, WAF and AWS Backup."""
     thresholds = config.alerts.thresholds
     _alarm(
@@ -218,10 +212,10 @@ def _edge_alarms(template: Template, config: EnvironmentConfig) -> None:
         ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=thresholds.frontend_5xx_count,
         TreatMissingData="notBreaching",
     )
-    for index in range(nat_count(config)):
+    for index in range(inputs.nat_count):
         _alarm(
             template, f"NatPortAllocationErrors{index}",
-            summary=f"NAT gateway {index + 1} of {nat_count(config)} could not allocate source ports "
+            summary=f"NAT gateway {index + 1} of {inputs.nat_count} could not allocate source ports "
                     f"({thresholds.nat_port_allocation_errors} or more errors in 5 minutes): outbound "
                     "connections (Gemini API) are failing.",
             anchor="nat-port-allocation-errors",
@@ -263,7 +257,7 @@ def _widget(title: str, metrics: list, *, x: int, y: int, width: int = 8, height
     return {"type": "metric", "x": x, "y": y, "width": width, "height": height, "properties": properties}
 
 
-def _dashboard_body(config: EnvironmentConfig, alarms: list[str]) -> tuple[str, dict]:
+def _dashboard_body(config: EnvironmentConfig, inputs: MonitoringInputs, alarms: list[str]) -> tuple[str, dict]:
     """DashboardBody as a `Sub` string (deterministic JSON) and its variable map."""
     svc = ["ServiceName", naming.app_runner_service_name(config), "ServiceID", "${ServiceId}"]
     app = "AWS/AppRunner"
@@ -271,7 +265,7 @@ def _dashboard_body(config: EnvironmentConfig, alarms: list[str]) -> tuple[str, 
     # By role, not instance id: after a failover the reader is the writer and the labels stay true.
     roles = ["WRITER", "READER"] if config.database.reader else ["WRITER"]
     amplify = ["App", "${AppId}"]
-    nats = [f"${{Nat{i}}}" for i in range(nat_count(config))]
+    nats = [f"${{Nat{i}}}" for i in range(inputs.nat_count)]
     acl = ["WebACL", naming.web_acl_name(config), "Region", "${AWS::Region}", "Rule", "ALL"]
     vault = ["BackupVaultName", "${BackupVaultName}"]
 
@@ -337,7 +331,7 @@ def _dashboard_body(config: EnvironmentConfig, alarms: list[str]) -> tuple[str, 
             ["AWS/Backup", "NumberOfBackupJobsFailed", *vault]], x=12, y=24, width=12, period=3600),
     ]
     body = json.dumps({"widgets": widgets}, sort_keys=True, separators=(",", ":"))
-    variables = {f"Nat{i}": Select(i, Split(",", Ref("NatGatewayIds"))) for i in range(nat_count(config))}
+    variables = {f"Nat{i}": Select(i, Split(",", Ref("NatGatewayIds"))) for i in range(inputs.nat_count)}
     return body, variables
 
 
@@ -391,7 +385,7 @@ def _budget(template: Template, config: EnvironmentConfig, logical_id: str, *, n
     ), description))
 
 
-def _cost_tracking(template: Template, config: EnvironmentConfig) -> None:
+def _cost_tracking(template: Template, config: EnvironmentConfig, inputs: MonitoringInputs) -> None:
     """Monthly budget of the environment, one budget per component, and cost anomaly detection.
 
     Budgets filter on the cost-allocation tags (Application, Environment, Component), which an
@@ -399,7 +393,7 @@ def _cost_tracking(template: Template, config: EnvironmentConfig) -> None:
     AWS::CE::CostCategory because cost categories can only be created in an organization's
     management account, and workload accounts usually are member accounts.
     """
-    known = components()
+    known = list(inputs.components)
     unknown = sorted(set(config.budget.component_limits_usd) - set(known))
     if unknown:
         raise ConfigError(f"budget.component_limits_usd: unknown component(s) {', '.join(unknown)}; "
@@ -442,32 +436,44 @@ def _cost_tracking(template: Template, config: EnvironmentConfig) -> None:
 
 # ---- stack --------------------------------------------------------------------------------------
 
-def build(config: EnvironmentConfig) -> Template:
+def build(config: EnvironmentConfig, inputs: MonitoringInputs) -> Template:
+    """Monitoring stack of one environment.
+
+    Parameters: OpsKeyArn, ServiceId, ClusterIdentifier, AppId, NatGatewayIds, BackupVaultName (wired by name
+    from the earlier stacks). Outputs: AlertTopicArn, DashboardUrl. Raises ConfigError when
+    budget.component_limits_usd names a component the environment does not deploy.
+    """
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameter(template, "OpsKeyArn", "KMS key for operations data (encrypts the alert topic)")
     add_parameter(template, "ServiceId", "App Runner service id (metric dimension ServiceID)")
     add_parameter(template, "ClusterIdentifier", "Aurora cluster identifier")
     add_parameter(template, "AppId", "Amplify app id (metric dimension App)")
-    add_parameter(template, "NatGatewayIds", f"Comma-separated NAT gateway ids ({nat_count(config)})")
+    add_parameter(template, "NatGatewayIds", f"Comma-separated NAT gateway ids ({inputs.nat_count})")
     add_parameter(template, "BackupVaultName", "AWS Backup vault of this environment")
 
     _topic(template, config)
-    _backend_alarms(template, config)
+    BACKEND_ALARMS[inputs.backend_platform](template, config)
     _database_alarms(template, config)
-    _edge_alarms(template, config)
+    _edge_alarms(template, config, inputs)
     alarms = sorted(name for name, resource in template.resources.items() if isinstance(resource, cloudwatch.Alarm))
 
-    body, variables = _dashboard_body(config, [f"${{{name}.Arn}}" for name in alarms])
+    body, variables = _dashboard_body(config, inputs, [f"${{{name}.Arn}}" for name in alarms])
     dashboard = template.add_resource(describe(cloudwatch.Dashboard(
         "Dashboard",
         DashboardName=naming.dashboard_name(config),
         DashboardBody=Sub(body, **variables) if variables else Sub(body),
     ), f"CloudWatch dashboard: health of every component of {config.name} and the alarm status"))
 
-    _cost_tracking(template, config)
+    _cost_tracking(template, config, inputs)
 
     add_output(template, "AlertTopicArn", Ref(TOPIC), "SNS topic that receives every alarm and cost alert")
     add_output(template, "DashboardUrl", Sub(
         "https://${AWS::Region}.console.aws.amazon.com/cloudwatch/home?region=${AWS::Region}"
         "#dashboards:name=${Name}", Name=Ref(dashboard)), "CloudWatch dashboard of this environment")
     return template
+
+
+def spec(inputs: MonitoringInputs) -> StackSpec:
+    """The monitoring stack, told by the composer what the environment deploys."""
+    return StackSpec(name="monitoring", component=COMPONENT, description=DESCRIPTION,
+                     build=functools.partial(build, inputs=inputs))

@@ -17,6 +17,7 @@ from generator import naming
 from generator.cfn import add_output, add_parameter, describe, new_template
 from generator.components import log_group, service_trust
 from generator.config import EnvironmentConfig
+from generator.stacks.spec import StackSpec
 from generator.subnets import SubnetPlan, plan
 
 COMPONENT = "network"
@@ -89,7 +90,7 @@ def _route_table(template: Template, config: EnvironmentConfig, vpc, logical_id:
 
 
 def _nat_gateways(template: Template, config: EnvironmentConfig, public, attachment) -> list[ec2.NatGateway]:
-    count = 1 if config.network.nat_mode == "single" else len(public)
+    count = config.network.nat_gateway_count
     gateways = []
     for index in range(count):
         eip = template.add_resource(describe(ec2.EIP(
@@ -277,3 +278,6 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, "DatabaseSecurityGroupId", GetAtt(database, "GroupId"), "Security group of the Aurora cluster")
     add_output(template, "NatGatewayIds", Join(",", [Ref(n) for n in nats]), "NAT gateway ids (comma-separated)")
     return template
+
+
+SPEC = StackSpec(name="network", component=COMPONENT, description=DESCRIPTION, build=build)

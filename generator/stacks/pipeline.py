@@ -14,6 +14,7 @@ derived from the resource schemas of every type the environment templates use (`
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 
 from awacs import cloudformation as awacs_cfn
 from awacs import codebuild as awacs_codebuild
@@ -41,10 +42,9 @@ from troposphere import AWSHelperFn, GetAtt, ImportValue, Ref, Sub, Template, co
 from troposphere import codepipeline as cp
 
 from generator import deploy_permissions, naming
-from generator.cfn import add_output, describe, new_template, skip_checkov, to_data
+from generator.cfn import add_output, describe, new_template, skip_checkov
 from generator.components import log_group
 from generator.config import AccountConfig, ConfigError, EnvironmentConfig
-from generator.stacks import root
 
 COMPONENT = "pipeline"
 DESCRIPTION = "account-level CI/CD pipeline: build once, deploy, smoke test, approve, promote"
@@ -139,15 +139,6 @@ def backend_source(chain: list[EnvironmentConfig]) -> tuple[str, str]:
     return source_dir, REFERENCE_SERVICE_TESTS if source_dir == REFERENCE_SERVICE_DIR else source_dir
 
 
-def _environment_templates(config: EnvironmentConfig, rendered: dict[str, list[dict]] | None) -> list[dict]:
-    """The environment's templates as data: the ones already rendered (`render.render_all` passes them, so no
-    environment is built twice), else built here."""
-    if rendered is not None and config.name in rendered:
-        return rendered[config.name]
-    children = root.build_children(config)
-    return [to_data(root.build(config, children))] + [to_data(child.template) for child in children]
-
-
 def _policy(*statements: Statement) -> PolicyDocument:
     return PolicyDocument(Version="2012-10-17", Statement=list(statements))
 
@@ -216,10 +207,10 @@ def _project(template: Template, logical_id: str, *, app: str, purpose: str, des
 # ---- deployment role ------------------------------------------------------------------------------
 
 def _deploy_role(template: Template, account: AccountConfig, chain: list[EnvironmentConfig],
-                 boot: Bootstrap, rendered: dict[str, list[dict]] | None = None) -> iam.Role:
+                 boot: Bootstrap, environment_templates: Mapping[str, Sequence[Mapping]]) -> iam.Role:
     """Role CloudFormation assumes to deploy the environment root stacks: exactly the handler actions of the
     resource types they contain, IAM and nested-stack actions scoped to the environments' own names."""
-    templates = [t for config in chain for t in _environment_templates(config, rendered)]
+    templates = [t for config in chain for t in environment_templates[config.name]]
     groups = deploy_permissions.by_scope(deploy_permissions.deploy_actions(
         deploy_permissions.resource_types(templates)))
     prefixes = [naming.root_stack_name(config) for config in chain]
@@ -474,9 +465,13 @@ def _approval_topic(template: Template, account: AccountConfig, boot: Bootstrap)
 
 
 def build(account: AccountConfig, environments: list[EnvironmentConfig],
-          rendered: dict[str, list[dict]] | None = None) -> Template:
-    """The pipeline stack. `rendered`: environment name -> its templates as data (root and children), when the
-    caller has them already; missing environments are built here."""
+          environment_templates: Mapping[str, Sequence[Mapping]]) -> Template:
+    """Account-level CI/CD pipeline.
+
+    environment_templates: every environment's rendered templates as data (root and children), by environment
+    name; the deployment role's actions come from the resource types they contain (rendered once, by the
+    renderer). Raises ConfigError for unknown pipeline environments or too-long stack names.
+    """
     chain = _chain(account, environments)
     app = account.app_name
     template = new_template(f"{app}: {DESCRIPTION} (rendered by adagency-deploy-kit; do not edit by hand)")
@@ -532,7 +527,7 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig],
     }
 
     topic = _approval_topic(template, account, boot)
-    deploy_role = _deploy_role(template, account, chain, boot, rendered)
+    deploy_role = _deploy_role(template, account, chain, boot, environment_templates)
     role = _pipeline_role(template, chain, boot, pipeline_prefix, connection, projects, deploy_role, topic)
 
     pipeline = template.add_resource(describe(cp.Pipeline(

@@ -19,6 +19,7 @@ from generator import naming
 from generator.cfn import add_output, add_parameter, describe, new_template
 from generator.components import retention_policies
 from generator.config import EnvironmentConfig, secret_variable
+from generator.stacks.spec import StackSpec
 
 COMPONENT = "secrets"
 DESCRIPTION = "Application secrets (backend.secrets), created without their values"
@@ -45,3 +46,6 @@ def build(config: EnvironmentConfig) -> Template:
         add_output(template, naming.app_secret_output(name), Ref(secret),
                    f"ARN of the secret {name} (App Runner injects it as {variable})")
     return template
+
+
+SPEC = StackSpec(name="secrets", component=COMPONENT, description=DESCRIPTION, build=build)

@@ -18,6 +18,7 @@ from generator.cfn import add_output, describe, new_template
 from generator.components import access_log_bucket, secure_bucket
 from generator.config import EnvironmentConfig
 from generator.stacks._kms import customer_key, regional_endpoint, use_through
+from generator.stacks.spec import StackSpec
 
 COMPONENT = "security"
 DESCRIPTION = "Customer-managed KMS keys and the CloudTrail audit trail"
@@ -187,3 +188,6 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, "DataKeyArn", GetAtt(data_key, "Arn"), "KMS key for data at rest")
     add_output(template, "OpsKeyArn", GetAtt(ops_key, "Arn"), "KMS key for logs and the alert topic")
     return template
+
+
+SPEC = StackSpec(name="security", component=COMPONENT, description=DESCRIPTION, build=build)

@@ -452,7 +452,7 @@ def test_deploy_plan_of_the_rendered_dev_templates(kit):
     headings = [line for line in result.out.splitlines() if line.startswith("  ") and not line.startswith("    ")]
     assert len(headings) == len(children) + 1, headings   # the root and every nested stack
     changes = [line for line in result.out.splitlines() if line.startswith("    + Add")]
-    assert changes and all("[" in line for line in changes), "a resource without Metadata.Description"
+    assert changes and all("[" in line for line in changes), "a resource without a description in Metadata"
     assert kit.stack("dev") is None and kit.change_sets("dev") == []
 
 

@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from generator import contract, naming
 from generator.config import SECRET_LOOKING_NAME, load_environment, secret_variable
-from generator.stacks import _waf, backend, root
+from generator.stacks import _waf
 from generator.stacks.handlers import apprunner_log_retention as handler_module
 
 SECRET_LOOKING = SECRET_LOOKING_NAME  # the config refuses such names for plain variables: the same pattern
@@ -56,25 +56,21 @@ def ref(name: str) -> dict:
 
 # ---- image and deployment -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pattern", [root.IMAGE_TAG_PATTERN, backend.IMAGE_TAG_PATTERN])
-def test_image_tag_pattern_refuses_latest_and_accepts_a_sha(pattern):
+def test_image_tag_pattern_refuses_latest_and_accepts_a_sha():
+    pattern = contract.IMAGE_TAG_PATTERN
     assert not re.search(pattern, "latest")
     assert not re.search(pattern, "")
     assert re.search(pattern, "3f2a9c1d0b7e4f5a6c8d9e0f1a2b3c4d5e6f7a8b")
     assert re.search(pattern, "latest-but-not-really")
 
 
-def test_backend_and_root_image_tag_patterns_are_the_same():
-    assert backend.IMAGE_TAG_PATTERN == root.IMAGE_TAG_PATTERN
-
-
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_image_tag_is_a_parameter_wired_from_the_root(env):
     params = tmpl(env)["Parameters"]["ImageTag"]
-    assert params["AllowedPattern"] == root.IMAGE_TAG_PATTERN
+    assert params["AllowedPattern"] == contract.IMAGE_TAG_PATTERN
     assert "Default" not in params
     root_tmpl = stack(env, "root")
-    assert root_tmpl["Parameters"]["ImageTag"]["AllowedPattern"] == root.IMAGE_TAG_PATTERN
+    assert root_tmpl["Parameters"]["ImageTag"]["AllowedPattern"] == contract.IMAGE_TAG_PATTERN
     assert root_tmpl["Resources"]["Backend"]["Properties"]["Parameters"]["ImageTag"] == ref("ImageTag")
 
 

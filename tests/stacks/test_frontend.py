@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 from cfn_helpers import ENVIRONMENTS, as_list, one, props, resources_of, stack, statements
 
 from generator.config import REPO_ROOT, load_environment
-from generator.stacks import frontend, frontend_branch
+from generator.stacks import _amplify, frontend, frontend_branch
 from generator.stacks.handlers import amplify_start_job as handler
 
 DYNAMIC_REFERENCE = re.compile(r"^\{\{resolve:secretsmanager:[^}]+\}\}$")
@@ -173,11 +173,11 @@ class TestApp:
 
 def test_csp_extension_refuses_a_policy_without_the_directive():
     with pytest.raises(ValueError, match="connect-src"):
-        frontend._extend_csp("default-src 'self'", {"connect-src": ["https://x.example.com"]})
+        _amplify._extend_csp("default-src 'self'", {"connect-src": ["https://x.example.com"]})
 
 
 def test_csp_extension_appends_without_duplicates():
-    assert frontend._extend_csp("img-src 'self' data:; connect-src 'self'", {"connect-src": ["'self'", "https://a"]}) \
+    assert _amplify._extend_csp("img-src 'self' data:; connect-src 'self'", {"connect-src": ["'self'", "https://a"]}) \
         == "img-src 'self' data:; connect-src 'self' https://a"
 
 

@@ -10,10 +10,10 @@ import fixture_config
 import pytest
 from cfn_helpers import ENVIRONMENTS, all_templates, one, props, require, resources_of, stack
 
-from generator import naming
+from generator import compose, naming
 from generator.cfn import to_data
 from generator.config import ConfigError, load_environment
-from generator.stacks import monitoring, root
+from generator.stacks import monitoring
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "runbook.md"
 TOPIC = {"Ref": "AlertTopic"}
@@ -156,8 +156,14 @@ def test_metric_dimensions_match_the_other_stacks(env):
     assert dimension(found["Frontend5xx"], "App") == {"Ref": "AppId"}
     assert dimension(found["DatabaseCpu"], "Role") == "WRITER"
     nats = [a for a in found.values() if ("AWS/NATGateway", "ErrorPortAllocation") in watched(a)]
-    assert len(nats) == monitoring.nat_count(config)
+    assert len(nats) == config.network.nat_gateway_count
     assert sorted(dimension(a, "NatGatewayId")["Fn::Select"][0] for a in nats) == list(range(len(nats)))
+
+
+def build_monitoring(config):
+    """The monitoring stack as the composer builds it for this config."""
+    spec = next(s for s in compose.children(config) if s.name == "monitoring")
+    return spec.build(config)
 
 
 # ---- dashboard ----------------------------------------------------------------------------------
@@ -176,8 +182,8 @@ def test_dashboard_shows_every_component_and_every_alarm(env):
                    "AWS/NATGateway", "AWS/WAFV2", naming.web_acl_name(config),                # network, WAF
                    "AWS/Backup", "${BackupVaultName}"):                                       # backups
         assert needle in text, needle
-    assert sorted(variables) == [f"Nat{i}" for i in range(monitoring.nat_count(config))]
-    assert all(f"${{Nat{i}}}" in text for i in range(monitoring.nat_count(config)))
+    assert sorted(variables) == [f"Nat{i}" for i in range(config.network.nat_gateway_count)]
+    assert all(f"${{Nat{i}}}" in text for i in range(config.network.nat_gateway_count))
     status = next(w for w in widgets if w["type"] == "alarm")
     assert sorted(status["properties"]["alarms"]) == sorted(f"${{{lid}.Arn}}" for lid in alarms(env))
 
@@ -217,7 +223,7 @@ def test_a_budget_tracks_each_component_of_the_environment(env):
     budgets = resources_of(stack(env, "monitoring"), "AWS::Budgets::Budget").values()
     per_component = {tag_filters(b)[naming.TAG_COMPONENT][0]: b for b in budgets
                      if naming.TAG_COMPONENT in tag_filters(b)}
-    assert sorted(per_component) == sorted({m.COMPONENT for m in root.CHILDREN})
+    assert sorted(per_component) == sorted({spec.component for spec in compose.children(load_environment(env))})
     assert all(tag_filters(b)[naming.TAG_ENVIRONMENT] == [env] for b in per_component.values())
     assert all(props(b)["NotificationsWithSubscribers"] for b in per_component.values())
 
@@ -240,7 +246,7 @@ def test_budget_names_change_with_their_create_only_notifications():
 
     def names(cfg) -> set[str]:
         return {props(b)["Budget"]["BudgetName"]
-                for b in resources_of(to_data(monitoring.build(cfg)), "AWS::Budgets::Budget").values()}
+                for b in resources_of(to_data(build_monitoring(cfg)), "AWS::Budgets::Budget").values()}
 
     before = names(config)
     for field in ("actual_threshold_percent", "forecast_threshold_percent"):
@@ -257,7 +263,7 @@ def test_unknown_component_limit_is_a_config_error():
     config = fixture_config.environment("dev")
     bad = config.model_copy(update={"budget": config.budget.model_copy(update={"component_limits_usd": {"cache": 5}})})
     with pytest.raises(ConfigError, match=r"component_limits_usd.*cache"):
-        monitoring.build(bad)
+        build_monitoring(bad)
 
 
 # ---- backups and resilience defaults (issue 4, item 3) -------------------------------------------

@@ -9,7 +9,7 @@ import fixture_config
 import pytest
 from cfn_helpers import ENVIRONMENTS, as_list, one, props, require, resources_of, stack, statements
 
-from generator.cfn import to_data
+from generator.cfn import DESCRIPTION_KEY, to_data
 from generator.config import load_environment
 from generator.stacks import network
 from generator.subnets import plan
@@ -305,4 +305,4 @@ def test_outputs_match_the_contract(env):
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_every_resource_has_a_human_description(env):
-    assert all(r.get("Metadata", {}).get("Description") for r in tmpl(env)["Resources"].values())
+    assert all(r.get("Metadata", {}).get(DESCRIPTION_KEY) for r in tmpl(env)["Resources"].values())

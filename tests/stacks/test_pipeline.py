@@ -23,10 +23,10 @@ import yaml
 from cfn_helpers import as_list, one, props, require, resources_of, statements, template
 from pydantic import ValidationError
 
-from generator import deploy_permissions, naming
+from generator import compose, deploy_permissions, naming, render
 from generator.cfn import to_data
 from generator.config import MIN_LOG_RETENTION_DAYS, AccountConfig, ConfigError, load_account, load_all
-from generator.stacks import pipeline, root
+from generator.stacks import pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = load_account()
@@ -156,7 +156,7 @@ def test_smoke_test_calls_the_url_the_dev_deploy_just_output():
     variables = {v["name"]: v["value"] for v in json.loads(action["Configuration"]["EnvironmentVariables"])}
     (deploy,) = [a for s, a in ordered_actions() if s == f"Deploy-{FIRST.name}"]
     assert variables["BACKEND_URL"] == f"#{{{deploy['Namespace']}.{pipeline.BACKEND_URL_OUTPUT}}}"
-    assert pipeline.BACKEND_URL_OUTPUT in root.ROOT_OUTPUTS  # the root stack outputs what the smoke test reads
+    assert pipeline.BACKEND_URL_OUTPUT in compose.ROOT_OUTPUTS  # the root stack outputs what the smoke test reads
     assert project_by_ref(action)["Source"]["BuildSpec"] == "generator/buildspecs/smoke.yml"
 
 
@@ -282,8 +282,7 @@ def test_deploy_role_covers_every_resource_type_of_the_environment_templates():
     granted = {a for lid, s in allow_statements() if lid.startswith(("DeployPolicy", "DeployRole"))
                for a in as_list(s["Action"])}
     for config in CHAIN:
-        children = root.build_children(config)
-        templates = [to_data(root.build(config, children))] + [to_data(c.template) for c in children]
+        templates = list(render.environment_data(config).values())
         types = deploy_permissions.resource_types(templates)
         assert {"AWS::RDS::DBCluster", "AWS::AppRunner::Service", "AWS::CloudFormation::Stack"} <= set(types)
         for type_ in types:
@@ -310,7 +309,7 @@ def test_root_stack_names_must_survive_cloudformations_generated_name_cut():
     envs = [c.model_copy(update={"app_name": app, "name": "staging" if c.name == FIRST.name else c.name})
             for c in CHAIN]
     with pytest.raises(ConfigError, match=f"{app}-staging.*longer than 25"):
-        pipeline.build(_account(app_name=app, pipeline_environments=["staging", LAST.name]), envs)
+        pipeline.build(_account(app_name=app, pipeline_environments=["staging", LAST.name]), envs, {})
 
 
 def test_deploy_role_scopes_iam_and_nested_stacks_to_the_environments():
@@ -432,8 +431,9 @@ def test_github_enterprise_server_connects_through_its_host():
         _account(source_provider="GitHubEnterpriseServer")
     with pytest.raises(ValidationError, match="source_host_arn"):
         _account(source_host_arn=host)
+    envs = load_all()
     data = to_data(pipeline.build(_account(source_provider="GitHubEnterpriseServer", source_host_arn=host),
-                                  load_all()))
+                                  envs, {e.name: list(render.environment_data(e).values()) for e in envs}))
     assert props(one(data, "AWS::CodeConnections::Connection")[1]) == {
         "ConnectionName": naming.connection_name(ACCOUNT.app_name), "HostArn": host}
 
@@ -442,4 +442,4 @@ def test_pipeline_environments_must_be_known_and_unique():
     with pytest.raises(ValidationError, match="once"):
         _account(pipeline_environments=["dev", "dev"])
     with pytest.raises(ConfigError, match="unknown environment"):
-        pipeline.build(_account(pipeline_environments=[FIRST.name, "nosuchenv"]), load_all())
+        pipeline.build(_account(pipeline_environments=[FIRST.name, "nosuchenv"]), load_all(), {})

@@ -7,7 +7,7 @@ import pytest
 from cfn_helpers import ENVIRONMENTS, as_list, one, props, resources_of, stack, statements
 
 from generator import naming
-from generator.cfn import to_data
+from generator.cfn import DESCRIPTION_KEY, to_data
 from generator.config import ConfigError, load_environment, parse_environment
 from generator.stacks import security
 
@@ -187,7 +187,7 @@ def test_outputs_are_the_key_arns(env):
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_every_resource_has_a_human_description(env):
-    assert all(r.get("Metadata", {}).get("Description") for r in tmpl(env)["Resources"].values())
+    assert all(r.get("Metadata", {}).get(DESCRIPTION_KEY) for r in tmpl(env)["Resources"].values())
 
 
 # ---- Config ------------------------------------------------------------------------------------
