@@ -204,6 +204,7 @@ def test_infra_build_spec_writes_image_tag_into_every_template_configuration():
     text = commands(spec)
     assert ".Parameters.ImageTag = $tag" in text and '--arg tag "$IMAGE_TAG"' in text
     assert "aws cloudformation package" in text and "make lint" in text
+    assert "adkit check $PIPELINE_ENVIRONMENTS bootstrap pipeline" in text   # the account-level config too
     assert 'out/$env/packaged.yaml' in text and 'out/$env/config.json' in text
     assert spec["artifacts"]["base-directory"] == "out"
     project = props(tmpl()["Resources"]["InfraBuild"])
