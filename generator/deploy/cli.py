@@ -100,8 +100,9 @@ def _check(args: argparse.Namespace, ui: Ui) -> int:
             continue
         kind = "account" if name in targets.ACCOUNT_TEMPLATES and not (
             args.config_dir / "environments" / f"{name}.toml").is_file() else "environment"
-        target = (_account_target(args, name) if kind == "account" else
-                  targets.environment(name, args.config_dir, args.templates_dir, deploying=True))
+        # deploying=False: the deploy-time rules were checked above (each check renders the config once)
+        target = (_account_target(args, name, deploying=False) if kind == "account" else
+                  targets.environment(name, args.config_dir, args.templates_dir, deploying=False))
         ui.info(f"{name}: deployable as {target.stack_name} to account {target.account_id}, region {target.region}")
     return EXIT_USAGE if failed else 0
 
