@@ -45,10 +45,12 @@ def _set_in_table(text: str, table: str, key: str, value: str) -> str:
     return text[:header.end()] + body + text[stop:]
 
 
-def adopt(config_dir: Path) -> None:
+def adopt(config_dir: Path, new_environment: str = NEW_ENVIRONMENT) -> str:
     """Apply the adoption edits of issue 11 to `config_dir` (account.toml + environments/*.toml) in place:
-    pin account and region everywhere, rename the app to `acme`, add `staging` (a copy of dev with its own
-    name, CIDR and branch, promoted before the last pipeline environment), a reader and a custom domain in dev."""
+    pin account and region everywhere, rename the app to `acme`, add `new_environment` (a copy of dev with its
+    own name, CIDR and branch, promoted before the last pipeline environment), a reader and a custom domain in dev
+    (a domain only when dev has none). "dev" is the config's `dev` environment, else its first pipeline
+    environment. Returns the name of that environment. Applying it twice changes nothing more."""
     environments = config_dir / "environments"
     files = [config_dir / "account.toml", *sorted(environments.glob("*.toml"))]
     for path in files:
@@ -58,11 +60,12 @@ def adopt(config_dir: Path) -> None:
         path.write_text(text)
         tomllib.loads(text)  # every edited file stays valid TOML
 
-    dev = environments / "dev.toml"
-    staging = re.sub(r'^name\s*=\s*"dev"', f'name = "{NEW_ENVIRONMENT}"', dev.read_text(), count=1, flags=re.M)
-    staging = _set_in_table(staging, "network", "vpc_cidr", f'"{NEW_CIDR}"')
-    staging = _set_in_table(staging, "frontend", "branch", f'"{NEW_ENVIRONMENT}"')
-    (environments / f"{NEW_ENVIRONMENT}.toml").write_text(staging)
+    order = tomllib.loads((config_dir / "account.toml").read_text()).get("pipeline_environments", ["dev", "prod"])
+    source = "dev" if (environments / "dev.toml").is_file() else order[0]
+    dev = environments / f"{source}.toml"
+    new_file = environments / f"{new_environment}.toml"
+    if not new_file.exists():  # idempotent: a config adopted already (the suite run on an adopted clone)
+        _add_environment(dev, new_file, source, new_environment)
 
     text = _set_in_table(dev.read_text(), "database", "reader", "true")
     if "[frontend.custom_domain]" not in text:
@@ -71,8 +74,8 @@ def adopt(config_dir: Path) -> None:
 
     account = config_dir / "account.toml"
     text = account.read_text()
-    order = tomllib.loads(text).get("pipeline_environments", ["dev", "prod"])
-    order = [*order[:-1], NEW_ENVIRONMENT, order[-1]]
+    if new_environment not in order:
+        order = [*order[:-1], new_environment, order[-1]]
     listed = "[" + ", ".join(f'"{name}"' for name in order) + "]"
     if re.search(r"^pipeline_environments\s*=", text, re.M):
         text = re.sub(r"^pipeline_environments\s*=\s*\[[^\]]*\]", f"pipeline_environments = {listed}", text,
@@ -80,8 +83,17 @@ def adopt(config_dir: Path) -> None:
     else:
         text = re.sub(r"^(app_name\s*=.*)$", rf"\1\npipeline_environments = {listed}", text, count=1, flags=re.M)
     account.write_text(text)
-    for path in [*files, environments / f"{NEW_ENVIRONMENT}.toml"]:
+    for path in [*files, new_file]:
         tomllib.loads(path.read_text())
+    return source
+
+
+def _add_environment(dev: Path, new_file: Path, source: str, name: str) -> None:
+    """A copy of dev with its own name, VPC CIDR and branch (the branch is the environment's name)."""
+    staging = re.sub(rf'^name\s*=\s*"{source}"', f'name = "{name}"', dev.read_text(), count=1, flags=re.M)
+    staging = _set_in_table(staging, "network", "vpc_cidr", f'"{NEW_CIDR}"')
+    staging = _set_in_table(staging, "frontend", "branch", f'"{name}"')
+    new_file.write_text(staging)
 
 
 if __name__ == "__main__":

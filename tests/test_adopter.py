@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import adopter
@@ -29,12 +30,23 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURE_RENDERED = Path(__file__).resolve().parent / "fixtures" / "rendered"
 
 
+@dataclass(frozen=True)
+class Adopted:
+    config: Path
+    files: dict[str, str]
+    source: str        # the environment the edits treat as "dev"
+    new: str           # the environment they add
+
+
 @pytest.fixture(scope="module")
-def adopted(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+def adopted(tmp_path_factory) -> Adopted:
     config = tmp_path_factory.mktemp("adopted") / "config"
     shutil.copytree(CONFIG_DIR, config)
-    adopter.adopt(config)
-    return config, render.render_all(config / "environments", config / "account.toml")
+    # a config that has the new environment already (adopted before) gets another one, so the edits still add one
+    taken = {p.stem for p in (config / "environments").glob("*.toml")}
+    new = next(n for n in (adopter.NEW_ENVIRONMENT, "staging2", "staging3", "staging4") if n not in taken)
+    source = adopter.adopt(config, new)
+    return Adopted(config, render.render_all(config / "environments", config / "account.toml"), source, new)
 
 
 def test_properties_hold_for_the_config():
@@ -42,29 +54,28 @@ def test_properties_hold_for_the_config():
 
 
 def test_properties_hold_after_the_adoption_edits(adopted):
-    config, files = adopted
-    environments = load_all(config / "environments")
-    assert adopter.NEW_ENVIRONMENT in [e.name for e in environments]
-    assert properties.violations(files, environments) == []
+    environments = load_all(adopted.config / "environments")
+    assert adopted.new in [e.name for e in environments]
+    assert properties.violations(adopted.files, environments) == []
 
 
 def test_the_adopted_config_renders_what_was_asked(adopted):
-    config, files = adopted
-    account = load_account(config / "account.toml")
+    files, source = adopted.files, adopted.source
+    account = load_account(adopted.config / "account.toml")
     assert account.app_name == adopter.APP_NAME and account.account_id == adopter.ACCOUNT_ID
-    assert account.pipeline_environments[-2] == adopter.NEW_ENVIRONMENT
-    assert all(e.account_id == adopter.ACCOUNT_ID and e.region == adopter.REGION
-               for e in load_all(config / "environments"))
+    assert account.pipeline_environments[-2] == adopted.new
+    environments = {e.name: e for e in load_all(adopted.config / "environments")}
+    assert all(e.account_id == adopter.ACCOUNT_ID and e.region == adopter.REGION for e in environments.values())
     pipeline = yaml.safe_load(files["pipeline.yaml"])["Resources"]["Pipeline"]["Properties"]
     stages = [s["Name"] for s in pipeline["Stages"]]
     last = account.pipeline_environments[-1]
-    assert stages.index(f"Deploy-{adopter.NEW_ENVIRONMENT}") < stages.index(f"Approve-{last}")
-    staging = yaml.safe_load(files[f"{adopter.NEW_ENVIRONMENT}/network.yaml"])
+    assert stages.index(f"Deploy-{adopted.new}") < stages.index(f"Approve-{last}")
+    staging = yaml.safe_load(files[f"{adopted.new}/network.yaml"])
     (vpc,) = [r for r in staging["Resources"].values() if r["Type"] == "AWS::EC2::VPC"]
     assert vpc["Properties"]["CidrBlock"] == adopter.NEW_CIDR
-    dev_branch = files["dev/frontend_branch.yaml"]
-    assert adopter.DEV_DOMAIN in dev_branch and "AWS::Amplify::Domain" in dev_branch
-    readers = [r for r in yaml.safe_load(files["dev/data.yaml"])["Resources"].values()
+    dev_branch = files[f"{source}/frontend_branch.yaml"]
+    assert environments[source].frontend.custom_domain.name in dev_branch and "AWS::Amplify::Domain" in dev_branch
+    readers = [r for r in yaml.safe_load(files[f"{source}/data.yaml"])["Resources"].values()
                if r["Type"] == "AWS::RDS::DBInstance"]
     assert len(readers) == 2
 
@@ -72,10 +83,9 @@ def test_the_adopted_config_renders_what_was_asked(adopted):
 def test_the_adopted_render_is_lint_clean(adopted, tmp_path):
     """What the edits change: the new environment, dev (reader, custom domain) and the account-level stacks
     (the rest is linted on the config's own render by tests/test_lint_and_scan.py)."""
-    _, files = adopted
-    render.write(files, tmp_path)
+    render.write(adopted.files, tmp_path)
     changed = [p for p in sorted(tmp_path.rglob("*.yaml"))
-               if p.parent == tmp_path or p.parent.name in (adopter.NEW_ENVIRONMENT, "dev")]
+               if p.parent == tmp_path or p.parent.name in (adopted.new, adopted.source)]
     cfn_lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or "cfn-lint"
     result = subprocess.run([cfn_lint, "--format", "parseable", *map(str, changed)],
                             capture_output=True, text=True, check=False)
