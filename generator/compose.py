@@ -16,15 +16,26 @@ from troposphere import GetAtt, Ref, Tags, Template, cloudformation
 
 from generator import naming
 from generator.cfn import add_image_tag_parameter, add_output, describe, new_template, skip_cfn_lint
-from generator.config import EnvironmentConfig
+from generator.config import ECS_EXPRESS, EnvironmentConfig
 from generator.contract import IMAGE_TAG_PARAMETER
-from generator.stacks import backend, data, frontend, frontend_branch, monitoring, network, secrets, security
+from generator.stacks import (
+    backend,
+    backend_express,
+    data,
+    frontend,
+    frontend_branch,
+    monitoring,
+    network,
+    secrets,
+    security,
+)
 from generator.stacks.spec import MonitoringInputs, StackSpec
 
 # Root outputs: name -> (child stack, child output, description)
 ROOT_OUTPUTS = {
-    "BackendUrl": ("backend", "ServiceUrl", "HTTPS URL of the App Runner backend"),
-    "BackendServiceArn": ("backend", "ServiceArn", "ARN of the App Runner service (start-deployment target)"),
+    "BackendUrl": ("backend", "ServiceUrl", "HTTPS URL of the backend"),
+    "BackendServiceArn": ("backend", "ServiceArn", "ARN of the backend service (App Runner or ECS; redeploy target)"),
+    "BackendPlatform": ("backend", "Platform", "Backend platform: apprunner or ecs-express"),
     "FrontendUrl": ("frontend", "BranchUrl", "HTTPS URL of the Amplify branch for this environment"),
     "AmplifyAppId": ("frontend", "AppId", "Amplify app id"),
     "DatabaseSecretArn": ("data", "DatabaseSecretArn", "Aurora-managed master secret (rotates every 7 days)"),
@@ -39,9 +50,14 @@ class WiringError(ValueError):
     """A child parameter has no source, or two children claim the same output name."""
 
 
+def backend_module(config: EnvironmentConfig):
+    """The module of the environment's backend platform (`backend` or `backend_express`)."""
+    return backend_express if config.backend.platform == ECS_EXPRESS else backend
+
+
 def backend_spec(config: EnvironmentConfig) -> StackSpec:
     """The backend variant of the environment's platform; every variant is the `backend` stack."""
-    return backend.SPEC
+    return backend_module(config).SPEC
 
 
 def children(config: EnvironmentConfig) -> list[StackSpec]:
@@ -54,7 +70,8 @@ def children(config: EnvironmentConfig) -> list[StackSpec]:
     inputs = MonitoringInputs(
         components=tuple(sorted({spec.component for spec in specs} | {monitoring.COMPONENT})),
         nat_count=config.network.nat_gateway_count,
-        backend_platform="apprunner",
+        backend_platform=config.backend.platform,
+        backend_metrics=backend_module(config).metrics(config),
     )
     return [*specs, monitoring.spec(inputs)]
 

@@ -309,12 +309,37 @@ class BudgetConfig(Strict):
         return dict(sorted(value.items()))
 
 
-class BackendConfig(Strict):
-    cpu: Literal["0.25 vCPU", "0.5 vCPU", "1 vCPU", "2 vCPU", "4 vCPU"] = "1 vCPU"
-    memory: Literal["0.5 GB", "1 GB", "2 GB", "3 GB", "4 GB", "6 GB", "8 GB", "10 GB", "12 GB"] = "2 GB"
+# Fargate's valid task sizes as ECS strings: CPU units -> memory MiB
+# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size).
+FARGATE_SIZES: dict[str, tuple[str, ...]] = {
+    "256": ("512", "1024", "2048"),
+    "512": tuple(str(m) for m in range(1024, 4097, 1024)),
+    "1024": tuple(str(m) for m in range(2048, 8193, 1024)),
+    "2048": tuple(str(m) for m in range(4096, 16385, 1024)),
+    "4096": tuple(str(m) for m in range(8192, 30721, 1024)),
+    "8192": tuple(str(m) for m in range(16384, 61441, 4096)),
+    "16384": tuple(str(m) for m in range(32768, 122881, 8192)),
+}
+
+APP_RUNNER = "apprunner"
+ECS_EXPRESS = "ecs-express"
+BACKEND_PLATFORMS = (APP_RUNNER, ECS_EXPRESS)
+
+# SSE capacity of one service process (apprunner/README.md, bench_sse.py): 4000 concurrent streams with p99
+# heartbeat lateness under 1 s, 2000 under 25 ms. ECS Express scales on requests per task per minute, and one
+# open stream is one request every sse_max_stream_seconds, so the scaling target bounds the streams per task.
+SSE_STREAMS_PER_PROCESS = 4000
+# Idle timeout of the load balancer ECS Express Mode manages: the ALB default (60 s); Express Mode exposes no
+# setting for it (AWS::ECS::ExpressGatewayService has none). The service's SSE heartbeat (15 s) keeps streams busy.
+EXPRESS_ALB_IDLE_TIMEOUT_SECONDS = 60
+
+
+class BackendBase(Strict):
+    """Settings every backend platform shares. Platform-specific sizes and scaling live in the subclasses."""
+
+    platform: str
     min_instances: int = Field(1, ge=1, le=25)
     max_instances: int = Field(4, ge=1, le=25)
-    max_concurrency: int = Field(200, ge=1, le=200)  # justified by apprunner/bench_sse.py (see apprunner/README.md)
     port: int = Field(8080, ge=1, le=65535)
     health_check_path: str = Field("/healthz", pattern=r"^/[A-Za-z0-9/_.-]*$")
     sse_max_stream_seconds: int = Field(100, ge=10, le=110)
@@ -327,14 +352,12 @@ class BackendConfig(Strict):
     source_dir: str = Field("apprunner", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$",
                             max_length=200)
 
-    # Field validators (not a model validator) so the error names the exact field: backend.memory, ...
-    @field_validator("memory")
+    @field_validator("max_instances")
     @classmethod
-    def _size_pair(cls, value: str, info: ValidationInfo) -> str:
-        cpu = info.data.get("cpu")
-        if cpu is not None and value not in APP_RUNNER_SIZES[cpu]:
-            pairs = "; ".join(f"{c}: {', '.join(m)}" for c, m in APP_RUNNER_SIZES.items())
-            raise ValueError(f"memory {value!r} is not valid with cpu {cpu!r}; App Runner allows {pairs}")
+    def _instance_range(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("min_instances")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"max_instances ({value}) must be >= min_instances ({minimum})")
         return value
 
     @field_validator("environment")
@@ -360,20 +383,73 @@ class BackendConfig(Strict):
         return value
 
     @model_validator(mode="after")
-    def _secret_names_free(self) -> BackendConfig:
+    def _secret_names_free(self) -> BackendBase:
         clash = sorted(set(self.environment) & {secret_variable(name) for name in self.secrets})
         if clash:
             raise ValueError(f"backend.environment sets {', '.join(clash)}, which backend.secrets injects; "
                              "keep a name in one of them")
         return self
 
-    @field_validator("max_instances")
+
+class AppRunnerBackend(BackendBase):
+    """AWS App Runner (closed to new customers since 2026-04-30; existing customers keep it)."""
+
+    platform: Literal["apprunner"] = APP_RUNNER
+    cpu: Literal["0.25 vCPU", "0.5 vCPU", "1 vCPU", "2 vCPU", "4 vCPU"] = "1 vCPU"
+    memory: Literal["0.5 GB", "1 GB", "2 GB", "3 GB", "4 GB", "6 GB", "8 GB", "10 GB", "12 GB"] = "2 GB"
+    max_concurrency: int = Field(200, ge=1, le=200)  # justified by apprunner/bench_sse.py (see apprunner/README.md)
+    # App Runner ends every request at 120 s: a stream must end itself before (AWS-FACTS 2).
+    sse_max_stream_seconds: int = Field(100, ge=10, le=110)
+
+    # Field validators (not a model validator) so the error names the exact field: backend.memory, ...
+    @field_validator("memory")
     @classmethod
-    def _instance_range(cls, value: int, info: ValidationInfo) -> int:
-        minimum = info.data.get("min_instances")
-        if minimum is not None and value < minimum:
-            raise ValueError(f"max_instances ({value}) must be >= min_instances ({minimum})")
+    def _size_pair(cls, value: str, info: ValidationInfo) -> str:
+        cpu = info.data.get("cpu")
+        if cpu is not None and value not in APP_RUNNER_SIZES[cpu]:
+            pairs = "; ".join(f"{c}: {', '.join(m)}" for c, m in APP_RUNNER_SIZES.items())
+            raise ValueError(f"memory {value!r} is not valid with cpu {cpu!r}; App Runner allows {pairs}")
         return value
+
+
+class ExpressBackend(BackendBase):
+    """Amazon ECS Express Mode on Fargate (AWS::ECS::ExpressGatewayService) behind an ECS-managed ALB."""
+
+    platform: Literal["ecs-express"] = ECS_EXPRESS
+    cpu: Literal["256", "512", "1024", "2048", "4096", "8192", "16384"] = "1024"
+    memory: str = Field("2048", pattern=r"^[0-9]+$")
+    # An ALB does not cut a response at 120 s; a stream is still bounded so that a client reconnects (and so
+    # lands on a task added by scale-out, or leaves a task being replaced) within this time. 900 s keeps a
+    # reconnect inside the ALB's default 300 s deregistration delay plus margin in practice.
+    sse_max_stream_seconds: int = Field(300, ge=10, le=900)
+    # Target of the REQUEST_COUNT_PER_TARGET policy: ALB requests per task per minute. An open stream counts
+    # one request per sse_max_stream_seconds, so 400/min with 300 s streams is up to 2000 streams per task.
+    requests_per_target: int = Field(400, ge=10, le=100_000)
+
+    @field_validator("memory")
+    @classmethod
+    def _size_pair(cls, value: str, info: ValidationInfo) -> str:
+        cpu = info.data.get("cpu")
+        if cpu is not None and value not in FARGATE_SIZES[cpu]:
+            allowed = f"{FARGATE_SIZES[cpu][0]}..{FARGATE_SIZES[cpu][-1]} in steps of " + (
+                str(int(FARGATE_SIZES[cpu][1]) - int(FARGATE_SIZES[cpu][0])))
+            raise ValueError(f"memory {value!r} (MiB) is not valid with cpu {cpu!r} on Fargate; allowed {allowed} "
+                             "(https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html)")
+        return value
+
+    @field_validator("requests_per_target")
+    @classmethod
+    def _streams_per_task(cls, value: int, info: ValidationInfo) -> int:
+        seconds = info.data.get("sse_max_stream_seconds")
+        if seconds is not None and value * seconds / 60 > SSE_STREAMS_PER_PROCESS:
+            raise ValueError(
+                f"{value} requests per task per minute with sse_max_stream_seconds = {seconds} allows up to "
+                f"{value * seconds // 60} open streams per task; the SSE benchmark holds {SSE_STREAMS_PER_PROCESS} "
+                "with heartbeats on time (apprunner/README.md): lower one of them")
+        return value
+
+
+BackendConfig = Annotated[AppRunnerBackend | ExpressBackend, Field(discriminator="platform")]
 
 
 class CustomDomain(Strict):
@@ -429,8 +505,16 @@ class EnvironmentConfig(Strict):
     logging: LoggingConfig = LoggingConfig()
     alerts: AlertsConfig = AlertsConfig()
     budget: BudgetConfig
-    backend: BackendConfig = BackendConfig()
+    backend: BackendConfig = AppRunnerBackend()
     frontend: FrontendConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_platform(cls, data):
+        """A `[backend]` table without `platform` means App Runner (the kit's first platform)."""
+        if isinstance(data, dict) and isinstance(data.get("backend"), dict) and "platform" not in data["backend"]:
+            data = {**data, "backend": {**data["backend"], "platform": APP_RUNNER}}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -495,12 +579,20 @@ class ConfigError(Exception):
 def _format(path: Path, error: ValidationError) -> str:
     lines = [f"{path}: invalid configuration ({error.error_count()} problem(s))"]
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(file)"
+        # A discriminated union (backend.platform) adds the tag to the location: backend.ecs-express.memory.
+        loc = [part for index, part in enumerate(item["loc"])
+               if not (index == 1 and item["loc"][0] == "backend" and part in BACKEND_PLATFORMS)]
+        field = ".".join(str(part) for part in loc) or "(file)"
         message = item["msg"].removeprefix("Value error, ")
+        value = item.get("input")
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; see README 'Configuration reference')"
-        value = item.get("input")
-        shown = "" if isinstance(value, dict) or item["type"] == "missing" else f" (got {value!r})"
+        elif item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            field += ".platform"
+            message = "must be one of " + ", ".join(repr(p) for p in BACKEND_PLATFORMS)
+            value = item.get("ctx", {}).get("tag")
+        shown = "" if isinstance(value, dict) or item["type"] in ("missing", "union_tag_not_found") \
+            else f" (got {value!r})"
         lines.append(f"  {field}: {message}{shown}")
     return "\n".join(lines)
 

@@ -38,6 +38,8 @@ class Rule:
 RULES = {
     "cloudformation_stack": Rule("CloudFormation stack", 128, r"[A-Za-z][A-Za-z0-9-]*"),
     "apprunner_service": Rule("App Runner service", 40, r"[A-Za-z0-9][A-Za-z0-9_-]*", 4),
+    "ecs_cluster": Rule("ECS cluster", 255, r"[A-Za-z0-9_-]+"),
+    "ecs_service": Rule("ECS service", 255, r"[A-Za-z0-9_-]+"),
     "amplify_app": Rule("Amplify app", 255, r"[A-Za-z0-9_.-]+"),
     "backup_vault": Rule("AWS Backup vault", 50, r"[A-Za-z0-9_.-]+", 2),
     "backup_plan": Rule("AWS Backup plan", 50, r"[A-Za-z0-9_.-]+"),
@@ -91,6 +93,16 @@ def pipeline_stack_name(app_name: str) -> str:
 def app_runner_service_name(config: EnvironmentConfig) -> str:
     """Known in advance: App Runner metrics are dimensioned by ServiceName (no GetAtt exists for it)."""
     return checked("apprunner_service", f"{_prefix(config)}-backend")
+
+
+def ecs_backend_cluster_name(config: EnvironmentConfig) -> str:
+    """Known in advance: ECS and Container Insights metrics are dimensioned by ClusterName."""
+    return checked("ecs_cluster", f"{_prefix(config)}-backend")
+
+
+def ecs_backend_service_name(config: EnvironmentConfig) -> str:
+    """Known in advance: ECS metrics are dimensioned by ServiceName (ECS Express Mode backend)."""
+    return checked("ecs_service", f"{_prefix(config)}-backend")
 
 
 def amplify_app_name(config: EnvironmentConfig) -> str:

@@ -12,7 +12,13 @@ from typing import Any
 import yaml
 
 from generator import render
-from generator.config import environment_names
+from generator.config import (
+    BACKEND_PLATFORMS,
+    EnvironmentConfig,
+    environment_names,
+    load_environment,
+    parse_environment,
+)
 
 ENVIRONMENTS = tuple(environment_names())
 
@@ -68,3 +74,44 @@ def statements(policy_document: dict) -> list[dict]:
 
 def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
+
+
+# ---- cases over backend platforms ---------------------------------------------------------------
+
+def _built(platform: str) -> EnvironmentConfig:
+    """The first environment of config/ on `platform`, keeping the backend settings both platforms share."""
+    data = load_environment(ENVIRONMENTS[0]).model_dump(exclude_none=True)
+    shared = {key: value for key, value in data["backend"].items()
+              if key in ("min_instances", "max_instances", "port", "health_check_path", "waf_rate_limit_per_5_min")}
+    data["name"] = "pt" + platform.replace("-", "")[:8]
+    data["backend"] = {**shared, "platform": platform}
+    return parse_environment(data)
+
+
+def _platform_configs() -> dict[str, EnvironmentConfig]:
+    """Every environment of config/, plus one built config per platform that none of them uses, so a
+    property test over these cases holds on every backend platform whatever config/ holds."""
+    configs = {env: load_environment(env) for env in ENVIRONMENTS}
+    for platform in BACKEND_PLATFORMS:
+        if platform not in {c.backend.platform for c in configs.values()}:
+            config = _built(platform)
+            configs[config.name] = config
+    return configs
+
+
+CASE_CONFIGS = _platform_configs()
+CASES = tuple(CASE_CONFIGS)
+CASES_BY_PLATFORM = {p: tuple(c for c in CASES if CASE_CONFIGS[c].backend.platform == p) for p in BACKEND_PLATFORMS}
+
+
+@functools.cache
+def _case_files(case: str) -> dict[str, str]:
+    return render.render_environment(CASE_CONFIGS[case])
+
+
+@functools.cache
+def case_stack(case: str, name: str) -> dict:
+    """A stack of a case: the committed-equivalent render for environments in config/, else rendered here."""
+    if case in ENVIRONMENTS:
+        return stack(case, name)
+    return yaml.safe_load(_case_files(case)[f"{name}.yaml"])

@@ -15,12 +15,15 @@ import yaml
 
 from generator import naming
 from generator.cfn import DESCRIPTION_KEY
-from generator.config import MIN_LOG_RETENTION_DAYS, SECRET_LOOKING_NAME, EnvironmentConfig
+from generator.config import APP_RUNNER, ECS_EXPRESS, MIN_LOG_RETENTION_DAYS, SECRET_LOOKING_NAME, EnvironmentConfig
 
 # Resources that hold data or keys: their fate on stack deletion and replacement is always written down.
 STATEFUL_TYPES = ("AWS::S3::Bucket", "AWS::RDS::DBCluster", "AWS::KMS::Key", "AWS::Backup::BackupVault",
                   "AWS::Logs::LogGroup", "AWS::SecretsManager::Secret")
 POLICY_KEYS = ("PolicyDocument", "KeyPolicy", "AssumeRolePolicyDocument")
+# Per backend platform: the service resource, and the one role that resolves the injected secrets.
+SERVICE_TYPE = {APP_RUNNER: "AWS::AppRunner::Service", ECS_EXPRESS: "AWS::ECS::ExpressGatewayService"}
+SECRET_READER = {APP_RUNNER: "InstanceRole", ECS_EXPRESS: "ExecutionRole"}
 
 
 def _as_list(value) -> list:
@@ -121,15 +124,25 @@ def _environment_checks(config: EnvironmentConfig, templates: dict[str, dict]) -
                      for document in _documents(res) for s in _statements(document)
                      if s.get("Effect") == "Allow" and "secretsmanager:GetSecretValue" in _as_list(s.get("Action"))
                      and any(r in secret_refs for r in _as_list(s.get("Resource"))))
-    if readers != [f"{env}/backend.yaml:InstanceRole"]:
-        yield f"{env}: application secrets readable by {readers}, expected the backend instance role only"
-    for path, lid, res in _resources(mine, "AWS::AppRunner::Service"):
-        image = res["Properties"]["SourceConfiguration"]["ImageRepository"]["ImageConfiguration"]
-        for variable in image.get("RuntimeEnvironmentVariables", []):
+    platform = config.backend.platform
+    if readers != [f"{env}/backend.yaml:{SECRET_READER[platform]}"]:
+        yield f"{env}: application secrets readable by {readers}, expected {SECRET_READER[platform]} only"
+    services = list(_resources(mine, SERVICE_TYPE[platform]))
+    if len(services) != 1:
+        yield f"{env}: expected one {SERVICE_TYPE[platform]}, found {len(services)}"
+    for path, lid, res in services:
+        if platform == APP_RUNNER:
+            image = res["Properties"]["SourceConfiguration"]["ImageRepository"]["ImageConfiguration"]
+            plain = image.get("RuntimeEnvironmentVariables", [])
+            injected = [(s["Name"], s["Value"]) for s in image.get("RuntimeEnvironmentSecrets", [])]
+        else:
+            container = res["Properties"]["PrimaryContainer"]
+            plain = container.get("Environment", [])
+            injected = [(s["Name"], s["ValueFrom"]) for s in container.get("Secrets", [])]
+        for variable in plain:
             name = variable["Name"]
             if SECRET_LOOKING_NAME.search(name) and not name.endswith("_ARN"):
                 yield f"{path}:{lid}: plain variable {name} looks like a secret"
-        injected = [(s["Name"], s["Value"]) for s in image.get("RuntimeEnvironmentSecrets", [])]
         if [value for _, value in injected] != secret_refs:
             yield f"{path}:{lid}: secrets injected {injected}, expected exactly the declared ones by ARN"
     root = mine.get(f"{env}/root.yaml", {})

@@ -10,8 +10,11 @@ import pytest
 
 from generator import naming
 from generator.config import (
+    APP_RUNNER,
     APP_RUNNER_SIZES,
+    ECS_EXPRESS,
     ENVIRONMENTS_DIR,
+    FARGATE_SIZES,
     AccountConfig,
     ConfigError,
     EnvironmentConfig,
@@ -67,6 +70,67 @@ def test_bad_backend_settings_are_refused_naming_field_and_allowed(changes, expe
 @pytest.mark.parametrize(("cpu", "memory"), [(c, m) for c, ms in APP_RUNNER_SIZES.items() for m in ms])
 def test_every_valid_app_runner_size_is_accepted(cpu, memory):
     assert parse_environment(with_backend(cpu=cpu, memory=memory)).backend.memory == memory
+
+
+def on_express(**changes) -> dict:
+    """The dev file with a fresh [backend] table on ECS Express Mode plus `changes`."""
+    data = copy.deepcopy(dev())
+    data["backend"] = {"platform": ECS_EXPRESS, **changes}
+    return data
+
+
+BAD_EXPRESS = [
+    ({"cpu": "1 vCPU"}, ["backend.cpu", "'256'", "'16384'", "got '1 vCPU'"]),
+    ({"cpu": "256", "memory": "4096"}, ["backend.memory", "'4096' (MiB) is not valid with cpu '256'",
+                                        "512..2048"]),
+    ({"cpu": "1024", "memory": "2 GB"}, ["backend.memory", "pattern"]),
+    ({"sse_max_stream_seconds": 901}, ["backend.sse_max_stream_seconds", "less than or equal to 900"]),
+    ({"requests_per_target": 5}, ["backend.requests_per_target", "greater than or equal to 10"]),
+    ({"sse_max_stream_seconds": 900, "requests_per_target": 400},
+     ["backend.requests_per_target", "up to 6000 open streams per task", "4000"]),
+    ({"max_concurrency": 200}, ["backend.max_concurrency", "unknown key"]),
+    ({"min_instances": 3, "max_instances": 2}, ["backend.max_instances", "must be >= min_instances (3)"]),
+]
+
+
+@pytest.mark.parametrize(("changes", "expected"), BAD_EXPRESS, ids=[repr(c) for c, _ in BAD_EXPRESS])
+def test_bad_express_settings_are_refused_on_one_line_naming_the_field(changes, expected):
+    message = refused(on_express(**changes))
+    problems = message.splitlines()[1:]
+    assert len(problems) == 1, message
+    for part in expected:
+        assert part in problems[0], f"{part!r} missing from:\n{message}"
+
+
+def test_an_unknown_platform_is_refused_naming_the_allowed_ones():
+    message = refused(with_backend(platform="lambda"))
+    assert "backend.platform: must be one of 'apprunner', 'ecs-express' (got 'lambda')" in message
+
+
+def test_app_runner_keys_are_refused_on_express_and_express_keys_on_app_runner():
+    assert "backend.requests_per_target: unknown key" in refused(with_backend(requests_per_target=400))
+    assert "backend.max_concurrency: unknown key" in refused(on_express(max_concurrency=200))
+
+
+def test_a_backend_table_without_platform_is_app_runner():
+    data = with_backend()
+    data["backend"].pop("platform", None)
+    assert parse_environment(data).backend.platform == APP_RUNNER
+    no_table = copy.deepcopy(dev())
+    no_table.pop("backend", None)
+    assert parse_environment(no_table).backend.platform == APP_RUNNER
+
+
+def test_express_defaults_are_one_vcpu_two_gib_and_bounded_streams():
+    backend = parse_environment(on_express()).backend
+    assert (backend.cpu, backend.memory) == ("1024", "2048")
+    assert 120 < backend.sse_max_stream_seconds <= 900
+    assert backend.requests_per_target * backend.sse_max_stream_seconds / 60 <= 2000  # p99 lateness < 25 ms
+
+
+@pytest.mark.parametrize(("cpu", "memory"), [(c, m) for c, ms in FARGATE_SIZES.items() for m in (ms[0], ms[-1])])
+def test_fargate_size_bounds_are_accepted(cpu, memory):
+    assert parse_environment(on_express(cpu=cpu, memory=memory)).backend.memory == memory
 
 
 @pytest.mark.parametrize("url", ["http://github.com/org/repo", "git@github.com:org/repo.git",

@@ -11,18 +11,20 @@ from generator.config import AccountConfig, EnvironmentConfig
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
-def _model(annotation) -> type[BaseModel] | None:
-    for candidate in (annotation, *getattr(annotation, "__args__", ())):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
+def _models(annotation) -> list[type[BaseModel]]:
+    """The models a field holds: itself, or every member of a union (e.g. one per backend platform)."""
+    return [candidate for candidate in (annotation, *getattr(annotation, "__args__", ()))
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel)]
 
 
 def field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     paths = []
     for name, field in model.model_fields.items():
-        nested = _model(field.annotation)
-        paths += field_paths(nested, f"{prefix}{name}.") if nested else [f"{prefix}{name}"]
+        nested = _models(field.annotation)
+        if not nested:
+            paths.append(f"{prefix}{name}")
+        for member in nested:
+            paths += [p for p in field_paths(member, f"{prefix}{name}.") if p not in paths]
     return paths
 
 
@@ -100,10 +102,22 @@ def _defaults(model: type[BaseModel], prefix: str = "", optional: bool = False) 
     """Field path -> default as the README shows it; fields of an optional table that is absent are `unset`."""
     found = {}
     for name, field in model.model_fields.items():
-        nested = _model(field.annotation)
+        nested = _models(field.annotation)
         if nested:
-            absent = optional or field.get_default(call_default_factory=True) is None
-            found |= _defaults(nested, f"{prefix}{name}.", absent)
+            default = field.get_default(call_default_factory=True)
+            absent = optional or default is None
+            # A union (one model per backend platform): a default that differs per member is shown as
+            # "a / b" in member order; the discriminator's default is the one of the field's default value.
+            merged: dict[str, list[str]] = {}
+            for member in nested:
+                for path, value in _defaults(member, f"{prefix}{name}.", absent).items():
+                    merged.setdefault(path, [])
+                    if value not in merged[path]:
+                        merged[path].append(value)
+            for path, values in merged.items():
+                if len(nested) > 1 and path.endswith(".platform") and default is not None:
+                    values = [_shown(default.platform)]
+                found[path] = " / ".join(values)
         elif field.is_required():
             found[f"{prefix}{name}"] = "unset" if optional else "required"
         else:

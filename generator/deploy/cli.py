@@ -12,7 +12,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from generator.config import ConfigError, load_environment
+from generator.config import APP_RUNNER, ConfigError, load_environment
 from generator.deploy import destroy, flow, secrets, status, targets
 from generator.deploy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, DeployError, UsageError
 from generator.deploy.session import Aws
@@ -104,6 +104,12 @@ def _check(args: argparse.Namespace, ui: Ui) -> int:
         target = (_account_target(args, name, deploying=False) if kind == "account" else
                   targets.environment(name, args.config_dir, args.templates_dir, deploying=False))
         ui.info(f"{name}: deployable as {target.stack_name} to account {target.account_id}, region {target.region}")
+        if kind == "account":
+            continue
+        platform = load_environment(name, args.config_dir / "environments").backend.platform
+        note = (" (App Runner: only accounts that used App Runner before 2026-04-30 can create the service; "
+                "a new account sets backend.platform = \"ecs-express\")" if platform == APP_RUNNER else "")
+        ui.info(f"{name}: backend platform {platform}{note}")
     return EXIT_USAGE if failed else 0
 
 

@@ -5,7 +5,7 @@ needed, `adkit secrets set git-token`).
 
 The value is read from stdin (pipe) or a hidden prompt, sent only to Secrets Manager, and never
 printed, logged or put in a template, parameter or environment variable. Each secret is stored in
-the shape its reader expects: the Gemini key as the plain string (App Runner injects the whole
+the shape its reader expects: the Gemini key as the plain string (App Runner or ECS injects the whole
 SecretString into GEMINI_API_KEY); the Git token as JSON `{"token": "..."}` (the frontend stack reads
 it with `{{resolve:secretsmanager:...:SecretString:token}}`, and the bootstrap creates it in that shape).
 """
@@ -123,6 +123,8 @@ def run(aws: Aws, target: Target, ui: Ui, name: str, reader: Callable[[Ui, str],
                 "frontend app; the next `adkit deploy ENV` that touches the app passes it on.")
         return EXIT_OK
     service = stacks.outputs(stacks.describe(aws, target.stack_name)).get("BackendServiceArn")
+    if service and is_ecs_service(service):
+        return _redeploy_ecs(aws, target, ui, service)
     if not service:
         ui.warn("the stack has no BackendServiceArn output yet, so no App Runner deployment was started. "
                 f"App Runner reads secrets when it deploys: `adkit deploy {target.label}` (or, once the service "
@@ -141,6 +143,35 @@ def run(aws: Aws, target: Target, ui: Ui, name: str, reader: Callable[[Ui, str],
                           "interrupted while waiting for the service", f"start it yourself: {start}") from None
     ui.info(f"Started App Runner deployment {operation}: App Runner reads secrets only when it deploys, so the "
             "service uses the new value once this deployment finishes (a few minutes).")
+    return EXIT_OK
+
+
+def is_ecs_service(arn: str) -> bool:
+    """An ECS service ARN (ECS Express Mode): arn:<partition>:ecs:<region>:<account>:service/<cluster>/<name>."""
+    parts = arn.split(":")
+    return len(parts) >= 6 and parts[2] == "ecs" and parts[5].startswith("service/")
+
+
+def _redeploy_ecs(aws: Aws, target: Target, ui: Ui, service: str) -> int:
+    """ECS injects secrets when a task starts: a forced new deployment replaces every task (rolling, behind the
+    load balancer), so the service runs the new value once it finishes. ECS Express Mode's own update API has no
+    "force" option, so the standard UpdateService call does it; it changes no configuration Express manages."""
+    cluster = service.split(":", 5)[5].split("/")[1]
+    command = (f"aws ecs update-service --cluster {cluster} --service {service} --force-new-deployment "
+               f"--region {target.region}")
+    try:
+        answer = aws.client("ecs").update_service(cluster=cluster, service=service, forceNewDeployment=True)
+    except ClientError as exc:
+        raise DeployFailed("the value is stored, but ECS did not start a new deployment",
+                           exc.response.get("Error", {}).get("Message", str(exc)),
+                           f"start it yourself: {command}") from None
+    except KeyboardInterrupt:
+        raise Interrupted("the value is stored, but no ECS deployment was started",
+                          "interrupted while asking ECS", f"start it yourself: {command}") from None
+    deployments = answer.get("service", {}).get("deployments", [])
+    started = next((d.get("id") for d in deployments if d.get("status") == "PRIMARY"), None)
+    ui.info(f"Started ECS deployment {started or '(id not returned)'}: ECS reads secrets when a task starts, so "
+            "the service uses the new value once the new tasks replace the old ones (a few minutes).")
     return EXIT_OK
 
 

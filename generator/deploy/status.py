@@ -58,6 +58,9 @@ def run(aws: Aws, target: Target, ui: Ui, *, as_json: bool = False) -> int:
         if status.endswith("_IN_PROGRESS"):
             ui.info(f"  in progress; run `adkit status {target.label}` again to follow it")
     found = dict(sorted(stacks.outputs(stack).items()))
+    platform = found.get("BackendPlatform")
+    if platform:
+        ui.info(f"  backend platform: {platform}")
     if as_json:
         ui.data(json.dumps({"StackName": target.stack_name, "StackStatus": status, "NestedStacks": states,
                             "Outputs": found}, indent=2))

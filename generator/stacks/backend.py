@@ -2,7 +2,7 @@
 
 - Image `<account>.dkr.ecr.<region>.<suffix>/<app>/backend:<ImageTag>`; auto-deployments off, so only a
   stack update (a new ImageTag) changes what runs.
-- Access role (ECR pull of that one repository) and instance role (the Gemini secret, the data key through
+- Access role (ECR pull of that one repository) and instance role (the declared secrets, the data key through
   Secrets Manager, X-Ray, the data stack's access policy; an explicit deny on IAM).
 - All egress through a VPC connector in the private app subnets; public HTTPS ingress.
 - Autoscaling, observability (X-Ray) and health check from config; App Runner's copy of the image is
@@ -21,7 +21,6 @@ from awacs import iam as awacs_iam
 from awacs import kms as awacs_kms
 from awacs import logs as awacs_logs
 from awacs import secretsmanager as awacs_secretsmanager
-from awacs import xray as awacs_xray
 from awacs.aws import (
     Allow,
     Condition,
@@ -34,16 +33,26 @@ from awacs.aws import (
 from awacs.helpers.trust import make_simple_assume_policy
 from troposphere import GetAtt, Ref, Sub, Template, apprunner, cloudformation, iam, wafv2
 
-from generator import contract, naming
-from generator.cfn import add_image_tag_parameter, add_output, add_parameter, describe, new_template
+from generator import naming
+from generator.backend_metrics import BackendMetrics, Metric
+from generator.cfn import add_output, describe, new_template
 from generator.components import inline_function
-from generator.config import EnvironmentConfig, secret_variable
+from generator.config import APP_RUNNER, EnvironmentConfig
+from generator.stacks._backend import (
+    ECR_PULL_ACTIONS,
+    X_RAY_ACTIONS,
+    add_parameters,
+    environment_variables,
+    image_identifier,
+    secret_variables,
+)
 from generator.stacks._waf import waf_logging, web_acl
 from generator.stacks.handlers import source
 from generator.stacks.spec import StackSpec
 
 COMPONENT = "backend"
 DESCRIPTION = "App Runner service behind the VPC connector, with WAF"
+PLATFORM = APP_RUNNER
 
 # Health check inside App Runner's limits (each 1..20): a failed instance is replaced after ~50 s.
 HEALTH_INTERVAL_SECONDS = 10
@@ -51,59 +60,21 @@ HEALTH_TIMEOUT_SECONDS = 5
 HEALTHY_THRESHOLD = 1
 UNHEALTHY_THRESHOLD = 5
 
-X_RAY_ACTIONS = (awacs_xray.GetSamplingRules, awacs_xray.GetSamplingTargets, awacs_xray.PutTelemetryRecords,
-                 awacs_xray.PutTraceSegments)
-ECR_PULL_ACTIONS = (awacs_ecr.BatchCheckLayerAvailability, awacs_ecr.BatchGetImage, awacs_ecr.DescribeImages,
-                    awacs_ecr.GetDownloadUrlForLayer)
+def metrics(config: EnvironmentConfig) -> BackendMetrics:
+    """App Runner publishes per service in AWS/AppRunner, dimensioned by ServiceName and ServiceID."""
+    service = (("ServiceName", naming.app_runner_service_name(config)), ("ServiceID", "${ServiceId}"))
 
+    def metric(name: str, statistic: str = "Sum") -> Metric:
+        return Metric("AWS/AppRunner", name, service, statistic)
 
-def image_identifier(config: EnvironmentConfig) -> Sub:
-    repository = naming.ecr_repository_name(config.app_name)
-    return Sub(f"${{AWS::AccountId}}.dkr.ecr.${{AWS::Region}}.${{AWS::URLSuffix}}/{repository}:${{ImageTag}}")
-
-
-def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
-    """The app contract's plain variables (never PORT: App Runner sets it from the service port)."""
-    values = {
-        contract.ENVIRONMENT: config.name,
-        contract.REGION: Ref("AWS::Region"),
-        contract.DB_HOST: Ref("DatabaseEndpoint"),
-        contract.DB_PORT: Ref("DatabasePort"),
-        contract.DB_NAME: Ref("DatabaseName"),
-        contract.DB_SECRET_ARN: Ref("DatabaseSecretArn"),
-        contract.DB_SSLMODE: "require",
-        contract.CONTENT_BUCKET: Ref("ContentBucketName"),
-        contract.CORS_ALLOWED_ORIGINS: Ref("FrontendOrigins"),
-        contract.SSE_MAX_STREAM_SECONDS: str(config.backend.sse_max_stream_seconds),
-    }
-    assert tuple(values) == contract.PLAIN_VARIABLES, "backend env vars drifted from generator.contract"
-    # The application's own variables; config refuses the contract's names, PORT and AWS's prefixes.
-    values.update(config.backend.environment)
-    return values
-
-
-def secret_variables(config: EnvironmentConfig) -> dict[str, str]:
-    """Variable name -> parameter holding the secret's ARN, one per `backend.secrets` entry."""
-    return {secret_variable(name): naming.app_secret_output(name) for name in config.backend.secrets}
-
-
-def _parameters(template: Template, config: EnvironmentConfig) -> None:
-    add_image_tag_parameter(template)
-    add_parameter(template, "DataKeyArn", "Data KMS key (App Runner image copy, secrets)")
-    add_parameter(template, "OpsKeyArn", "Operations KMS key (log groups)")
-    add_parameter(template, "AppSubnetIds", "Private app subnets (route to NAT) for the VPC connector",
-                  type_="List<AWS::EC2::Subnet::Id>")
-    add_parameter(template, "ConnectorSecurityGroupId", "Security group of the VPC connector",
-                  type_="AWS::EC2::SecurityGroup::Id")
-    add_parameter(template, "DatabaseEndpoint", "Aurora writer endpoint")
-    add_parameter(template, "DatabasePort", "Aurora port")
-    add_parameter(template, "DatabaseName", "Database name")
-    add_parameter(template, "DatabaseSecretArn", "ARN of the Aurora-managed master secret (read at runtime)")
-    add_parameter(template, "ContentBucketName", "Content bucket for uploads")
-    add_parameter(template, "DataAccessPolicyArn", "Managed policy: DB secret and content bucket objects")
-    for name in config.backend.secrets:
-        add_parameter(template, naming.app_secret_output(name), f"ARN of the secret {name} (secrets stack)")
-    add_parameter(template, "FrontendOrigins", "Comma-separated https origins allowed by CORS")
+    return BackendMetrics(
+        platform=PLATFORM, title="App Runner",
+        parameters={"ServiceId": "App Runner service id (metric dimension ServiceID)"},
+        requests=metric("Requests"), errors_5xx=(metric("5xxStatusResponses"),),
+        latency=metric("RequestLatency", "p99"), latency_per_ms=1.0,
+        instances=metric("ActiveInstances", "Maximum"), desired=None,
+        cpu=metric("CPUUtilization", "Average"), memory=metric("MemoryUtilization", "Average"),
+    )
 
 
 def _access_role(config: EnvironmentConfig) -> iam.Role:
@@ -208,7 +179,7 @@ def _log_retention(template: Template, config: EnvironmentConfig, service: appru
 def build(config: EnvironmentConfig) -> Template:
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
-    _parameters(template, config)
+    add_parameters(template, config)
 
     access_role = template.add_resource(_access_role(config))
     instance_role = template.add_resource(_instance_role(config))
@@ -275,6 +246,7 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, "ServiceUrl", Sub("https://${Service.ServiceUrl}"), "HTTPS URL of the backend")
     add_output(template, "ServiceArn", GetAtt(service, "ServiceArn"), "ARN of the App Runner service")
     add_output(template, "ServiceId", GetAtt(service, "ServiceId"), "Id of the App Runner service (metrics)")
+    add_output(template, "Platform", PLATFORM, "Backend platform of this environment")
     return template
 
 

@@ -22,11 +22,12 @@ from awacs.aws import (
     Statement,
     StringEquals,
 )
-from troposphere import Ref, Select, Split, Sub, Template, budgets, ce, cloudwatch, sns
+from troposphere import AWSHelperFn, Ref, Select, Split, Sub, Template, budgets, ce, cloudwatch, sns
 
 from generator import naming
+from generator.backend_metrics import BackendMetrics, Metric
 from generator.cfn import add_output, add_parameter, describe, new_template
-from generator.config import ConfigError, EnvironmentConfig
+from generator.config import APP_RUNNER, ECS_EXPRESS, ConfigError, EnvironmentConfig
 from generator.stacks.spec import MonitoringInputs, StackSpec
 
 COMPONENT = "monitoring"
@@ -38,6 +39,20 @@ TOPIC = "AlertTopic"
 
 
 # ---- small builders -------------------------------------------------------------------------------
+
+def _value(value: str) -> str | AWSHelperFn:
+    """A BackendMetrics dimension value for a template property: `${X}` -> Ref, literal -> itself."""
+    if value.startswith("${") and value.endswith("}") and value.count("${") == 1:
+        return Ref(value[2:-1])
+    return Sub(value) if "${" in value else value
+
+
+def _metric_stat(metric: Metric, statistic: str | None = None) -> cloudwatch.MetricStat:
+    return cloudwatch.MetricStat(
+        Metric=cloudwatch.Metric(Namespace=metric.namespace, MetricName=metric.name, Dimensions=[
+            cloudwatch.MetricDimension(Name=name, Value=_value(value)) for name, value in metric.dimensions]),
+        Period=PERIOD, Stat=statistic or metric.statistic)
+
 
 def _dimensions(**values) -> list[cloudwatch.MetricDimension]:
     return [cloudwatch.MetricDimension(Name=name, Value=value) for name, value in values.items()]
@@ -148,7 +163,92 @@ def _app_runner_alarms(template: Template, config: EnvironmentConfig) -> None:
 
 
 # Backend alarms per platform: each reads only metrics its platform publishes.
-BACKEND_ALARMS = {"apprunner": _app_runner_alarms}
+def _app_runner_backend_alarms(template: Template, config: EnvironmentConfig, source: BackendMetrics) -> None:
+    _app_runner_alarms(template, config)  # App Runner's alarms read AWS/AppRunner as they always did
+
+
+def _express_alarms(template: Template, config: EnvironmentConfig, source: BackendMetrics) -> None:
+    """ECS Express Mode: 5xx rate and p99 latency at the load balancer, tasks running vs desired, tasks near
+    max_instances, task CPU and memory near their size. Every metric comes from `source`."""
+    thresholds = config.alerts.thresholds
+    minimum = thresholds.backend_5xx_min_requests
+    errors = [cloudwatch.MetricDataQuery(Id=f"errors{i}", MetricStat=_metric_stat(m), ReturnData=False)
+              for i, m in enumerate(source.errors_5xx)]
+    total = " + ".join(f"FILL(errors{i}, 0)" for i in range(len(errors)))
+    _alarm(
+        template, "Backend5xxRate",
+        summary=f"Backend 5xx responses (from the tasks or the load balancer) above "
+                f"{thresholds.backend_5xx_rate_percent:g}% of requests (periods with at least {minimum} "
+                "requests) in 2 of 3 five-minute periods.",
+        anchor="backend-5xx-rate",
+        Metrics=[
+            *errors,
+            cloudwatch.MetricDataQuery(Id="requests", MetricStat=_metric_stat(source.requests), ReturnData=False),
+            cloudwatch.MetricDataQuery(
+                Id="rate", Label="5xx rate (%)", ReturnData=True,
+                Expression=f"IF(requests >= {minimum}, 100 * ({total}) / requests, 0)"),
+        ],
+        ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.backend_5xx_rate_percent,
+        EvaluationPeriods=3, DatapointsToAlarm=2, TreatMissingData="notBreaching",
+    )
+    latency = source.latency
+    _alarm(
+        template, "BackendLatencyP99",
+        summary=f"Backend p99 time to response headers above {thresholds.backend_p99_latency_ms} ms for 15 "
+                "minutes (an SSE stream counts until its headers, so streams do not inflate it).",
+        anchor="backend-latency",
+        Namespace=latency.namespace, MetricName=latency.name,
+        Dimensions=[cloudwatch.MetricDimension(Name=n, Value=_value(v)) for n, v in latency.dimensions],
+        ExtendedStatistic=latency.statistic, Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
+        ComparisonOperator="GreaterThanThreshold",
+        Threshold=round(thresholds.backend_p99_latency_ms * source.latency_per_ms, 3),
+        TreatMissingData="notBreaching",
+    )
+    if source.desired is not None:
+        _alarm(
+            template, "BackendTasksBelowDesired",
+            summary="Backend running fewer tasks than the scaler wants for 15 minutes (tasks failing to start: "
+                    "image, secrets, health check or capacity).",
+            anchor="backend-tasks-below-desired",
+            Metrics=[
+                cloudwatch.MetricDataQuery(Id="running", MetricStat=_metric_stat(source.instances, "Minimum"),
+                                           ReturnData=False),
+                cloudwatch.MetricDataQuery(Id="desired", MetricStat=_metric_stat(source.desired), ReturnData=False),
+                cloudwatch.MetricDataQuery(Id="missing", Label="desired - running tasks", ReturnData=True,
+                                           Expression="desired - running"),
+            ],
+            ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=1,
+            EvaluationPeriods=3, DatapointsToAlarm=3, TreatMissingData="notBreaching",
+        )
+    ceiling = round(thresholds.capacity_ratio * config.backend.max_instances, 2)
+    instances = source.instances
+    _alarm(
+        template, "BackendInstancesNearMax",
+        summary=f"Backend running {ceiling:g} or more tasks ({thresholds.capacity_ratio:.0%} of "
+                f"max_instances = {config.backend.max_instances}) for 15 minutes: autoscaling is near its ceiling.",
+        anchor="backend-instances-near-max",
+        Namespace=instances.namespace, MetricName=instances.name,
+        Dimensions=[cloudwatch.MetricDimension(Name=n, Value=_value(v)) for n, v in instances.dimensions],
+        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
+        ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=ceiling,
+        TreatMissingData="notBreaching",
+    )
+    percent = round(thresholds.capacity_ratio * 100, 1)
+    for logical_id, metric, what in (("BackendCpuNearMax", source.cpu, "CPU"),
+                                     ("BackendMemoryNearMax", source.memory, "memory")):
+        _alarm(
+            template, logical_id,
+            summary=f"Backend task {what} above {percent:g}% of the task size on average for 15 minutes.",
+            anchor="backend-cpu-memory-near-max",
+            Namespace=metric.namespace, MetricName=metric.name,
+            Dimensions=[cloudwatch.MetricDimension(Name=n, Value=_value(v)) for n, v in metric.dimensions],
+            Statistic="Average", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
+            ComparisonOperator="GreaterThanThreshold", Threshold=percent,
+            TreatMissingData="notBreaching",
+        )
+
+
+BACKEND_ALARMS = {APP_RUNNER: _app_runner_backend_alarms, ECS_EXPRESS: _express_alarms}
 
 
 def _database_alarms(template: Template, config: EnvironmentConfig) -> None:
@@ -257,10 +357,29 @@ def _widget(title: str, metrics: list, *, x: int, y: int, width: int = 8, height
     return {"type": "metric", "x": x, "y": y, "width": width, "height": height, "properties": properties}
 
 
+def _backend_widgets(source: BackendMetrics) -> list[dict]:
+    """Requests and responses, latency, instances/tasks with CPU and memory, from the platform's metrics."""
+    latency_unit = "ms" if source.latency_per_ms == 1 else "s"
+    counts = [source.instances.dashboard(stat="Maximum", label="running")]
+    if source.desired is not None:
+        counts.append(source.desired.dashboard(stat="Minimum", label="desired"))
+    return [
+        _widget(f"Backend requests and 5xx ({source.title})", [
+            source.requests.dashboard(label="requests"),
+            *[m.dashboard(label=m.name) for m in source.errors_5xx]], x=0, y=6),
+        _widget(f"Backend latency ({latency_unit})", [
+            source.latency.dashboard(stat="p50", label="p50"),
+            source.latency.dashboard(stat="p99", label="p99")], x=8, y=6, stat="p99"),
+        _widget("Backend instances, CPU and memory", [
+            *counts,
+            source.cpu.dashboard(stat="Average", yAxis="right"),
+            source.memory.dashboard(stat="Average", yAxis="right")], x=16, y=6, stat="Average"),
+    ]
+
+
 def _dashboard_body(config: EnvironmentConfig, inputs: MonitoringInputs, alarms: list[str]) -> tuple[str, dict]:
     """DashboardBody as a `Sub` string (deterministic JSON) and its variable map."""
-    svc = ["ServiceName", naming.app_runner_service_name(config), "ServiceID", "${ServiceId}"]
-    app = "AWS/AppRunner"
+    source = inputs.backend_metrics
     cluster = ["DBClusterIdentifier", "${ClusterIdentifier}"]
     # By role, not instance id: after a failover the reader is the writer and the labels stay true.
     roles = ["WRITER", "READER"] if config.database.reader else ["WRITER"]
@@ -272,22 +391,12 @@ def _dashboard_body(config: EnvironmentConfig, inputs: MonitoringInputs, alarms:
     widgets = [
         {"type": "text", "x": 0, "y": 0, "width": 24, "height": 2, "properties": {"markdown": (
             f"# {config.app_name} {config.name}\n"
-            f"Backend (App Runner), database (Aurora), frontend (Amplify), network (NAT), WAF and backups. "
+            f"Backend ({source.title}), database (Aurora), frontend (Amplify), network (NAT), WAF and backups. "
             f"Every alarm notifies the alert topic; runbook: `{RUNBOOK}`.")}},
         {"type": "alarm", "x": 0, "y": 2, "width": 24, "height": 4,
          "properties": {"title": "Alarm status", "alarms": alarms, "sortBy": "stateUpdatedTimestamp"}},
-        # Backend
-        _widget("Backend requests and responses", [
-            [app, "Requests", *svc], [app, "2xxStatusResponses", *svc],
-            [app, "4xxStatusResponses", *svc], [app, "5xxStatusResponses", *svc]], x=0, y=6),
-        _widget("Backend latency (ms)", [
-            [app, "RequestLatency", *svc, {"stat": "p50", "label": "p50"}],
-            [app, "RequestLatency", *svc, {"stat": "p99", "label": "p99"}]], x=8, y=6, stat="p99"),
-        _widget("Backend instances, CPU and memory", [
-            [app, "ActiveInstances", *svc, {"stat": "Maximum"}],
-            [app, "CPUUtilization", *svc, {"stat": "Average", "yAxis": "right"}],
-            [app, "MemoryUtilization", *svc, {"stat": "Average", "yAxis": "right"}]], x=16, y=6,
-            stat="Average"),
+        # Backend (the platform's own metrics)
+        *_backend_widgets(source),
         # Database
         _widget("Database capacity (ACU)", [
             ["AWS/RDS", "ServerlessDatabaseCapacity", *cluster, {"stat": "Maximum"}],
@@ -439,20 +548,22 @@ def _cost_tracking(template: Template, config: EnvironmentConfig, inputs: Monito
 def build(config: EnvironmentConfig, inputs: MonitoringInputs) -> Template:
     """Monitoring stack of one environment.
 
-    Parameters: OpsKeyArn, ServiceId, ClusterIdentifier, AppId, NatGatewayIds, BackupVaultName (wired by name
-    from the earlier stacks). Outputs: AlertTopicArn, DashboardUrl. Raises ConfigError when
-    budget.component_limits_usd names a component the environment does not deploy.
+    Parameters: OpsKeyArn, the backend outputs its platform's metrics need (`inputs.backend_metrics.parameters`:
+    ServiceId on App Runner, LoadBalancerFullName on ECS Express), ClusterIdentifier, AppId, NatGatewayIds,
+    BackupVaultName (wired by name from the earlier stacks). Outputs: AlertTopicArn, DashboardUrl. Raises
+    ConfigError when budget.component_limits_usd names a component the environment does not deploy.
     """
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameter(template, "OpsKeyArn", "KMS key for operations data (encrypts the alert topic)")
-    add_parameter(template, "ServiceId", "App Runner service id (metric dimension ServiceID)")
+    for name, description in inputs.backend_metrics.parameters.items():
+        add_parameter(template, name, description)
     add_parameter(template, "ClusterIdentifier", "Aurora cluster identifier")
     add_parameter(template, "AppId", "Amplify app id (metric dimension App)")
     add_parameter(template, "NatGatewayIds", f"Comma-separated NAT gateway ids ({inputs.nat_count})")
     add_parameter(template, "BackupVaultName", "AWS Backup vault of this environment")
 
     _topic(template, config)
-    BACKEND_ALARMS[inputs.backend_platform](template, config)
+    BACKEND_ALARMS[inputs.backend_platform](template, config, inputs.backend_metrics)
     _database_alarms(template, config)
     _edge_alarms(template, config, inputs)
     alarms = sorted(name for name, resource in template.resources.items() if isinstance(resource, cloudwatch.Alarm))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from troposphere import Template
 
 from generator import naming
+from generator.backend_metrics import BackendMetrics
 from generator.config import EnvironmentConfig
 
 
@@ -60,8 +61,10 @@ class MonitoringInputs:
     components: Component tag values of the stacks this environment deploys (one budget each), sorted.
     nat_count: NAT gateways the network stack creates (one metric dimension each).
     backend_platform: the backend variant whose metrics the backend alarms read (`apprunner`, ...).
+    backend_metrics: where that platform publishes them (defined by the backend variant's `metrics(config)`).
     """
 
     components: tuple[str, ...]
     nat_count: int
     backend_platform: str
+    backend_metrics: BackendMetrics

@@ -16,6 +16,7 @@ import pytest
 from botocore.stub import Stubber
 
 from generator.deploy import changeset, flow, preflight, progress, secrets
+from generator.deploy import status as status_command
 from generator.deploy.changeset import Change, Ref, StackChanges
 from generator.deploy.errors import DeployFailed, Interrupted, PreflightRefused
 from generator.deploy.render_changes import render
@@ -316,6 +317,76 @@ def test_deploy_secrets_set_on_a_paused_service_says_the_value_is_stored_and_wha
     message = raised.value.message
     assert "value is stored" in message and "resume-service" in message and "start-deployment" in message
     assert VALUE not in message
+    aws.verify()
+
+
+ECS_SERVICE = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/app-dev-backend/app-dev-backend"
+
+
+def _ecs_secrets_world(aws) -> Ui:
+    """An ECS Express Mode backend: the stack's BackendServiceArn is an ECS service ARN."""
+    aws.stub("sts").add_response("get_caller_identity", {"Account": ACCOUNT, "Arn": "arn:aws:iam::1:user/x",
+                                                         "UserId": "x"})
+    outputs = _stack("UPDATE_COMPLETE", Outputs=[{"OutputKey": "GeminiApiKeySecretArn", "OutputValue": SECRET_ARN},
+                                                 {"OutputKey": "BackendServiceArn", "OutputValue": ECS_SERVICE},
+                                                 {"OutputKey": "BackendPlatform", "OutputValue": "ecs-express"}])
+    aws.stub("cloudformation").add_response("describe_stacks", outputs, {"StackName": "app-dev"})
+    aws.stub("secretsmanager").add_response("put_secret_value", {"ARN": SECRET_ARN},
+                                            {"SecretId": SECRET_ARN, "SecretString": VALUE})
+    aws.stub("cloudformation").add_response("describe_stacks", outputs, {"StackName": "app-dev"})
+    return _ui()
+
+
+def test_deploy_secrets_set_forces_a_new_ecs_deployment_for_an_express_backend(aws):
+    ui = _ecs_secrets_world(aws)
+    aws.stub("ecs").add_response("update_service", {"service": {"serviceArn": ECS_SERVICE, "deployments": [
+        {"id": "ecs-svc/1111", "status": "PRIMARY"}, {"id": "ecs-svc/0000", "status": "ACTIVE"}]}},
+        {"cluster": "app-dev-backend", "service": ECS_SERVICE, "forceNewDeployment": True})
+
+    code = secrets.run(aws, _target(), ui, "gemini-api-key", reader=lambda _ui, _name: VALUE)
+
+    assert code == 0
+    err = ui.err_file.getvalue()
+    assert "Started ECS deployment ecs-svc/1111" in err and "apprunner" not in err.lower()
+    assert VALUE not in err + ui.out_file.getvalue()
+    aws.verify()  # no App Runner call was made: every queued response was used, none was missing
+
+
+def test_deploy_secrets_set_says_the_value_is_stored_when_ecs_refuses_the_deployment(aws):
+    ui = _ecs_secrets_world(aws)
+    aws.stub("ecs").add_client_error("update_service", "ServiceNotActiveException", "Service was not ACTIVE.")
+
+    with pytest.raises(DeployFailed) as raised:
+        secrets.run(aws, _target(), ui, "gemini-api-key", reader=lambda _ui, _name: VALUE)
+
+    message = raised.value.message
+    assert "value is stored" in message and "update-service" in message and "--force-new-deployment" in message
+    assert VALUE not in message
+    aws.verify()
+
+
+@pytest.mark.parametrize(("arn", "ecs"), [
+    (ECS_SERVICE, True), (SERVICE, False), (f"arn:aws-cn:ecs:cn-north-1:{ACCOUNT}:service/c/s", True),
+    (f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/c", False)])
+def test_deploy_secrets_tells_ecs_service_arns_from_app_runner_ones(arn, ecs):
+    assert secrets.is_ecs_service(arn) is ecs
+
+
+@pytest.mark.parametrize("platform", ["apprunner", "ecs-express"])
+def test_deploy_status_shows_the_backend_platform_the_stack_reports(aws, platform):
+    aws.stub("sts").add_response("get_caller_identity", {"Account": ACCOUNT, "Arn": "arn:aws:iam::1:user/x",
+                                                         "UserId": "x"})
+    aws.stub("cloudformation").add_response("describe_stacks", _stack("UPDATE_COMPLETE", Outputs=[
+        {"OutputKey": "BackendPlatform", "OutputValue": platform},
+        {"OutputKey": "BackendUrl", "OutputValue": "https://backend.example"}]), {"StackName": "app-dev"})
+    aws.stub("cloudformation").add_response("list_stack_resources", {"StackResourceSummaries": []},
+                                            {"StackName": STACK_ID})
+    ui = _ui()
+
+    assert status_command.run(aws, _target(), ui) == 0
+
+    assert f"backend platform: {platform}" in ui.err_file.getvalue()
+    assert f"BackendPlatform  {platform}" in ui.out_file.getvalue()
     aws.verify()
 
 

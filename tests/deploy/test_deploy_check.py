@@ -95,3 +95,18 @@ def test_deploy_refuses_templates_that_are_not_a_fresh_render(config, capsys):
     assert code == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "refusing to deploy dev" in err and "dev/monitoring.yaml" in err and "make render" in err
+
+
+@pytest.mark.parametrize("platform", ["apprunner", "ecs-express"])
+def test_deploy_check_says_which_backend_platform_the_environment_uses(config, capsys, platform):
+    """A new environment (any shipped one, renamed) with a [backend] table that names only the platform."""
+    environments = config / "environments"
+    data = next(environments.glob("*.toml")).read_text()
+    data = "\n".join(line for line in data.splitlines() if not line.startswith("name ="))
+    start, end = data.index("[backend]"), data.index("[frontend]")
+    backend = f'[backend]\nplatform = "{platform}"\n\n'
+    (environments / "qa9.toml").write_text('name = "qa9"\n' + data[:start] + backend + data[end:])
+    templates = config.parent / "templates"
+    assert main(["render", "--config-dir", str(config), "--templates-dir", str(templates)]) == 0
+    assert main(["check", "qa9", "--config-dir", str(config), "--templates-dir", str(templates)]) == 0
+    assert f"qa9: backend platform {platform}" in " ".join(capsys.readouterr().err.split())

@@ -19,6 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"
 
 
+SERVICE_TYPES = ("AWS::AppRunner::Service", "AWS::ECS::ExpressGatewayService")
+
+
 class _CfnLoader(yaml.SafeLoader):
     """SafeLoader that accepts CloudFormation short-form tags (!Ref, !Sub, !GetAtt ...) as plain data."""
 
@@ -53,19 +56,25 @@ def load_template(path: Path) -> dict[str, Any]:
 
 
 def names_from_template(template: dict[str, Any]) -> ContractNames | None:
-    """Names from the single App Runner service in a template, or None if it has none."""
+    """Names from the single backend service in a template (App Runner, or ECS Express Mode, whose PORT is set
+    by the template rather than by the platform and so is left out here), or None if it has none."""
     services = [r for r in (template.get("Resources") or {}).values()
-                if isinstance(r, dict) and r.get("Type") == "AWS::AppRunner::Service"]
+                if isinstance(r, dict) and r.get("Type") in SERVICE_TYPES]
     if not services:
         return None
     if len(services) > 1:
-        raise AssertionError("more than one AWS::AppRunner::Service in the backend template")
-    image_config = (services[0]["Properties"]["SourceConfiguration"]["ImageRepository"]
-                    .get("ImageConfiguration", {}))
-    variables = tuple(kv["Name"] for kv in image_config.get("RuntimeEnvironmentVariables", []))
-    secrets = tuple(kv["Name"] for kv in image_config.get("RuntimeEnvironmentSecrets", []))
-    literal = tuple((kv["Name"], kv["Value"]) for kv in image_config.get("RuntimeEnvironmentVariables", [])
-                    if isinstance(kv.get("Value"), str))
+        raise AssertionError("more than one backend service in the backend template")
+    properties = services[0]["Properties"]
+    if services[0]["Type"] == "AWS::AppRunner::Service":
+        image_config = properties["SourceConfiguration"]["ImageRepository"].get("ImageConfiguration", {})
+        plain = image_config.get("RuntimeEnvironmentVariables", [])
+        secrets = tuple(kv["Name"] for kv in image_config.get("RuntimeEnvironmentSecrets", []))
+    else:
+        container = properties["PrimaryContainer"]
+        plain = [kv for kv in container.get("Environment", []) if kv["Name"] != "PORT"]
+        secrets = tuple(kv["Name"] for kv in container.get("Secrets", []))
+    variables = tuple(kv["Name"] for kv in plain)
+    literal = tuple((kv["Name"], kv["Value"]) for kv in plain if isinstance(kv.get("Value"), str))
     return ContractNames(variables, secrets, "", literal)
 
 
@@ -88,6 +97,7 @@ def contract_names(env: str, templates: Path = TEMPLATES) -> ContractNames:
         raise AssertionError(f"{path} missing: run `make render`")
     found = names_from_template(load_template(path))
     if found is None:
-        raise AssertionError(f"{path} has no AWS::AppRunner::Service: the app contract cannot be read")
+        raise AssertionError(f"{path} has no backend service ({', '.join(SERVICE_TYPES)}): the app contract "
+                             "cannot be read")
     source = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
     return ContractNames(found.variables, found.secrets, source, found.literal_values)

@@ -38,7 +38,8 @@ def test_contract_settings_without_gemini_key_still_start():
 
 @pytest.mark.parametrize("changes, message", [
     ({"DB_HOST": None, "CONTENT_BUCKET": None}, "DB_HOST, CONTENT_BUCKET"),
-    ({"SSE_MAX_STREAM_SECONDS": "120"}, "SSE_MAX_STREAM_SECONDS"),  # App Runner cuts at 120 s
+    # the kit renders <= 110 on App Runner (120 s request limit) and <= 900 on ECS Express; the service refuses more
+    ({"SSE_MAX_STREAM_SECONDS": "901"}, "SSE_MAX_STREAM_SECONDS"),
     ({"SSE_MAX_STREAM_SECONDS": "soon"}, "SSE_MAX_STREAM_SECONDS"),
     ({"DB_SSLMODE": "disable"}, "DB_SSLMODE"),
     ({"DB_PORT": "99999"}, "DB_PORT"),
@@ -47,7 +48,7 @@ def test_contract_settings_without_gemini_key_still_start():
     ({"CORS_ALLOWED_ORIGINS": "http://app.example.com"}, "CORS_ALLOWED_ORIGINS"),
     ({"CORS_ALLOWED_ORIGINS": "https://app.example.com/path"}, "CORS_ALLOWED_ORIGINS"),
     ({"APP_ENVIRONMENT": "dev; rm -rf /"}, "APP_ENVIRONMENT"),
-], ids=["missing", "stream-limit-at-120", "stream-limit-nan", "plaintext-db", "port", "secret-not-arn",
+], ids=["missing", "stream-limit-above-900", "stream-limit-nan", "plaintext-db", "port", "secret-not-arn",
         "cors-wildcard", "cors-plain-http", "cors-path", "env-name"])
 def test_contract_settings_refuse_bad_values(changes, message):
     env = {k: v for k, v in {**VALID, **changes}.items() if v is not None}

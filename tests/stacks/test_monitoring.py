@@ -8,21 +8,48 @@ from pathlib import Path
 
 import fixture_config
 import pytest
-from cfn_helpers import ENVIRONMENTS, all_templates, one, props, require, resources_of, stack
+from cfn_helpers import (
+    CASE_CONFIGS,
+    CASES,
+    ENVIRONMENTS,
+    all_templates,
+    case_stack,
+    one,
+    props,
+    require,
+    resources_of,
+    stack,
+)
 
 from generator import compose, naming
 from generator.cfn import to_data
-from generator.config import ConfigError, load_environment
+from generator.config import APP_RUNNER, ECS_EXPRESS, ConfigError, load_environment
 from generator.stacks import monitoring
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "runbook.md"
 TOPIC = {"Ref": "AlertTopic"}
 
-# signal -> (namespace, metric name) of the alarm that must watch it
+# signal -> (namespace, metric name) of the alarm that must watch it, per backend platform
+BACKEND_SIGNALS = {
+    APP_RUNNER: {
+        "backend 5xx rate": ("AWS/AppRunner", "5xxStatusResponses"),
+        "backend p99 latency": ("AWS/AppRunner", "RequestLatency"),
+        "backend instances near max": ("AWS/AppRunner", "ActiveInstances"),
+    },
+    ECS_EXPRESS: {  # the managed ALB, ECS, and Container Insights (enabled on the backend's cluster)
+        "backend 5xx rate": ("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count"),
+        "load balancer 5xx": ("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count"),
+        "backend p99 latency": ("AWS/ApplicationELB", "TargetResponseTime"),
+        "backend tasks running": ("ECS/ContainerInsights", "RunningTaskCount"),
+        "backend tasks desired": ("ECS/ContainerInsights", "DesiredTaskCount"),
+        "backend cpu near max": ("AWS/ECS", "CPUUtilization"),
+        "backend memory near max": ("AWS/ECS", "MemoryUtilization"),
+    },
+}
+# namespaces each platform publishes backend metrics in; a backend alarm may read no other
+BACKEND_NAMESPACES = {APP_RUNNER: {"AWS/AppRunner"},
+                      ECS_EXPRESS: {"AWS/ApplicationELB", "AWS/ECS", "ECS/ContainerInsights"}}
 SIGNALS = {
-    "backend 5xx rate": ("AWS/AppRunner", "5xxStatusResponses"),
-    "backend p99 latency": ("AWS/AppRunner", "RequestLatency"),
-    "backend instances near max": ("AWS/AppRunner", "ActiveInstances"),
     "aurora capacity near max": ("AWS/RDS", "ServerlessDatabaseCapacity"),
     "aurora cpu": ("AWS/RDS", "CPUUtilization"),
     "aurora connections": ("AWS/RDS", "DatabaseConnections"),
@@ -33,7 +60,7 @@ SIGNALS = {
 
 
 def alarms(env: str) -> dict[str, dict]:
-    return require(stack(env, "monitoring"), "AWS::CloudWatch::Alarm")
+    return require(case_stack(env, "monitoring"), "AWS::CloudWatch::Alarm")
 
 
 def watched(alarm: dict) -> set[tuple[str, str]]:
@@ -94,6 +121,27 @@ def test_an_alarm_watches_each_listed_signal(env, signal):
     assert any(SIGNALS[signal] in watched(a) for a in alarms(env).values()), signal
 
 
+@pytest.mark.parametrize("env", CASES)
+def test_an_alarm_watches_each_backend_signal_of_the_platform(env):
+    for signal, metric in BACKEND_SIGNALS[CASE_CONFIGS[env].backend.platform].items():
+        assert any(metric in watched(a) for a in alarms(env).values()), signal
+
+
+@pytest.mark.parametrize("env", CASES)
+def test_no_backend_alarm_reads_a_metric_the_platform_does_not_publish(env):
+    platform = CASE_CONFIGS[env].backend.platform
+    others = set().union(*BACKEND_NAMESPACES.values()) - BACKEND_NAMESPACES[platform]
+    backend = [lid for lid in alarms(env) if lid.startswith("Backend")]
+    assert backend
+    for lid in backend:
+        assert {namespace for namespace, _ in watched(alarms(env)[lid])} <= BACKEND_NAMESPACES[platform], lid
+    for lid, alarm in alarms(env).items():
+        assert not {namespace for namespace, _ in watched(alarm)} & others, lid
+    parameters = set(case_stack(env, "monitoring")["Parameters"])
+    assert set(compose.backend_module(CASE_CONFIGS[env]).metrics(CASE_CONFIGS[env]).parameters) <= parameters
+    assert parameters <= set(case_stack(env, "root")["Resources"]["Monitoring"]["Properties"]["Parameters"])
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_replica_lag_alarm_exists_exactly_when_there_is_a_reader(env):
     lag = [a for a in alarms(env).values() if ("AWS/RDS", "AuroraReplicaLag") in watched(a)]
@@ -109,7 +157,7 @@ def test_every_alarm_notifies_the_topic_on_alarm_and_ok_with_explicit_missing_da
         assert p["TreatMissingData"] in {"notBreaching", "breaching", "ignore", "missing"}, lid
 
 
-@pytest.mark.parametrize("env", ENVIRONMENTS)
+@pytest.mark.parametrize("env", CASES)
 def test_every_alarm_points_to_an_existing_runbook_section(env):
     anchors = {slug(line.lstrip("#")) for line in RUNBOOK.read_text().splitlines() if line.startswith("## ")}
     for lid, alarm in alarms(env).items():
@@ -117,18 +165,26 @@ def test_every_alarm_points_to_an_existing_runbook_section(env):
         assert match and match[1] in anchors, lid
 
 
-@pytest.mark.parametrize("env", ENVIRONMENTS)
+@pytest.mark.parametrize("env", CASES)
 def test_thresholds_come_from_config(env):
-    config = load_environment(env)
+    config = CASE_CONFIGS[env]
     t = config.alerts.thresholds
     by_metric = {next(iter(watched(a))): props(a) for a in alarms(env).values() if len(watched(a)) == 1}
-    assert by_metric[("AWS/AppRunner", "ActiveInstances")]["Threshold"] == pytest.approx(
+    signals = BACKEND_SIGNALS[config.backend.platform]
+    instances = {APP_RUNNER: "backend instances near max", ECS_EXPRESS: "backend tasks running"}
+    assert by_metric[signals[instances[config.backend.platform]]]["Threshold"] == pytest.approx(
         t.capacity_ratio * config.backend.max_instances)
     assert by_metric[("AWS/RDS", "ServerlessDatabaseCapacity")]["Threshold"] == pytest.approx(
         t.capacity_ratio * config.database.max_acu)
-    assert by_metric[("AWS/AppRunner", "RequestLatency")]["ExtendedStatistic"] == "p99"
-    assert by_metric[("AWS/AppRunner", "RequestLatency")]["Threshold"] == t.backend_p99_latency_ms
+    latency = by_metric[signals["backend p99 latency"]]
+    assert latency["ExtendedStatistic"] == "p99"
+    # App Runner reports milliseconds, the ALB seconds
+    per_ms = 1 if config.backend.platform == APP_RUNNER else 0.001
+    assert latency["Threshold"] == pytest.approx(t.backend_p99_latency_ms * per_ms)
     assert by_metric[("AWS/WAFV2", "BlockedRequests")]["Threshold"] == t.waf_blocked_requests
+    if config.backend.platform == ECS_EXPRESS:
+        for signal in ("backend cpu near max", "backend memory near max"):
+            assert by_metric[signals[signal]]["Threshold"] == pytest.approx(t.capacity_ratio * 100), signal
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -145,12 +201,23 @@ def test_paused_database_counts_as_ok(env):
     assert capacity["TreatMissingData"] == "notBreaching"
 
 
-@pytest.mark.parametrize("env", ENVIRONMENTS)
+@pytest.mark.parametrize("env", CASES)
 def test_metric_dimensions_match_the_other_stacks(env):
-    config = load_environment(env)
+    config = CASE_CONFIGS[env]
     found = alarms(env)
-    assert dimension(found["Backend5xxRate"], "ServiceName") == naming.app_runner_service_name(config)
-    assert dimension(found["Backend5xxRate"], "ServiceID") == {"Ref": "ServiceId"}
+    if config.backend.platform == APP_RUNNER:
+        assert dimension(found["Backend5xxRate"], "ServiceName") == naming.app_runner_service_name(config)
+        assert dimension(found["Backend5xxRate"], "ServiceID") == {"Ref": "ServiceId"}
+    else:
+        assert dimension(found["Backend5xxRate"], "LoadBalancer") == {"Ref": "LoadBalancerFullName"}
+        for lid in ("BackendInstancesNearMax", "BackendCpuNearMax", "BackendMemoryNearMax"):
+            assert dimension(found[lid], "ClusterName") == naming.ecs_backend_cluster_name(config), lid
+            assert dimension(found[lid], "ServiceName") == naming.ecs_backend_service_name(config), lid
+        wired = case_stack(env, "root")["Resources"]["Monitoring"]["Properties"]["Parameters"]
+        assert wired["LoadBalancerFullName"] == {"Fn::GetAtt": ["Backend", "Outputs.LoadBalancerFullName"]}
+        output = case_stack(env, "backend")["Outputs"]["LoadBalancerFullName"]["Value"]
+        assert output == {"Fn::Select": [1, {"Fn::Split": [":loadbalancer/", {"Fn::GetAtt": [
+            "ExpressService", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"]}]}]}
     assert dimension(found["WafBlockedSpike"], "WebACL") == naming.web_acl_name(config)
     assert dimension(found["WafBlockedSpike"], "Rule") == "ALL"
     assert dimension(found["Frontend5xx"], "App") == {"Ref": "AppId"}
@@ -160,23 +227,28 @@ def test_metric_dimensions_match_the_other_stacks(env):
     assert sorted(dimension(a, "NatGatewayId")["Fn::Select"][0] for a in nats) == list(range(len(nats)))
 
 
+# ---- dashboard ----------------------------------------------------------------------------------
+
 def build_monitoring(config):
     """The monitoring stack as the composer builds it for this config."""
     spec = next(s for s in compose.children(config) if s.name == "monitoring")
     return spec.build(config)
 
 
-# ---- dashboard ----------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("env", ENVIRONMENTS)
+@pytest.mark.parametrize("env", CASES)
 def test_dashboard_shows_every_component_and_every_alarm(env):
-    config = load_environment(env)
-    _, dashboard = one(stack(env, "monitoring"), "AWS::CloudWatch::Dashboard")
+    config = CASE_CONFIGS[env]
+    _, dashboard = one(case_stack(env, "monitoring"), "AWS::CloudWatch::Dashboard")
     assert props(dashboard)["DashboardName"] == naming.dashboard_name(config)
     body, variables = props(dashboard)["DashboardBody"]["Fn::Sub"]
     widgets = json.loads(body)["widgets"]
     text = json.dumps(widgets)
-    for needle in ("AWS/AppRunner", naming.app_runner_service_name(config), "${ServiceId}",   # backend
+    backend = {APP_RUNNER: ("AWS/AppRunner", naming.app_runner_service_name(config), "${ServiceId}"),
+               ECS_EXPRESS: ("AWS/ApplicationELB", "${LoadBalancerFullName}", "ECS/ContainerInsights", "AWS/ECS",
+                             naming.ecs_backend_service_name(config))}[config.backend.platform]
+    others = {"AWS/AppRunner", "AWS/ApplicationELB", "ECS/ContainerInsights"} - set(backend)
+    assert not [namespace for namespace in others if namespace in text]
+    for needle in (*backend,                                                                  # backend
                    "AWS/RDS", "${ClusterIdentifier}",                                         # database
                    "AWS/AmplifyHosting", "${AppId}",                                          # frontend
                    "AWS/NATGateway", "AWS/WAFV2", naming.web_acl_name(config),                # network, WAF

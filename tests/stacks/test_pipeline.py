@@ -98,9 +98,10 @@ def test_source_is_the_configured_repository_through_the_connection():
     assert props(one(tmpl(), "AWS::CodeConnections::Connection")[1])["ProviderType"] == ACCOUNT.source_provider
 
 
-def test_stage_order_is_build_then_deploy_and_smoke_each_then_approval_then_the_last():
-    middle = [f"{stage}-{config.name}" for config in CHAIN[:-1] for stage in ("Deploy", "Smoke")]
-    assert [s["Name"] for s in stages()] == ["Source", "Build", *middle, f"Approve-{LAST.name}",
+def test_stage_order_is_build_dev_smoke_approval_prod():
+    """Every environment but the last is deployed and smoke-tested in order; the last waits for approval."""
+    earlier = [f"{kind}-{e.name}" for e in CHAIN[:-1] for kind in ("Deploy", "Smoke")]
+    assert [s["Name"] for s in stages()] == ["Source", "Build", *earlier, f"Approve-{LAST.name}",
                                              f"Deploy-{LAST.name}"]
 
 
@@ -285,7 +286,9 @@ def test_deploy_role_covers_every_resource_type_of_the_environment_templates():
     for config in CHAIN:
         templates = list(render.environment_data(config).values())
         types = deploy_permissions.resource_types(templates)
-        assert {"AWS::RDS::DBCluster", "AWS::AppRunner::Service", "AWS::CloudFormation::Stack"} <= set(types)
+        service = {"apprunner": "AWS::AppRunner::Service",
+                   "ecs-express": "AWS::ECS::ExpressGatewayService"}[config.backend.platform]
+        assert {"AWS::RDS::DBCluster", service, "AWS::CloudFormation::Stack"} <= set(types)
         for type_ in types:
             missing = deploy_permissions.handler_permissions(type_) - granted
             assert not missing, f"{config.name}: {type_} needs {sorted(missing)}"
@@ -307,10 +310,10 @@ def test_root_stack_names_must_survive_cloudformations_generated_name_cut():
     for config in CHAIN:
         assert len(naming.root_stack_name(config)) <= pipeline.GENERATED_NAME_STACK_CHARS
     app = "adagency-virtual-web"  # 20 characters, the longest app_name allowed
-    envs = [c.model_copy(update={"app_name": app, "name": "staging" if c.name == FIRST.name else c.name})
+    envs = [c.model_copy(update={"app_name": app, "name": "qastage" if c.name == FIRST.name else c.name})
             for c in CHAIN]
-    with pytest.raises(ConfigError, match=f"{app}-staging.*longer than 25"):
-        pipeline.build(_account(app_name=app, pipeline_environments=["staging", LAST.name]), envs, {})
+    with pytest.raises(ConfigError, match=f"{app}-qastage.*longer than 25"):
+        pipeline.build(_account(app_name=app, pipeline_environments=["qastage", LAST.name]), envs, {})
 
 
 def test_deploy_role_scopes_iam_and_nested_stacks_to_the_environments():
@@ -443,4 +446,4 @@ def test_pipeline_environments_must_be_known_and_unique():
     with pytest.raises(ValidationError, match="once"):
         _account(pipeline_environments=["dev", "dev"])
     with pytest.raises(ConfigError, match="unknown environment"):
-        pipeline.build(_account(pipeline_environments=[FIRST.name, "nosuchenv"]), load_all(), {})
+        pipeline.build(_account(pipeline_environments=["dev", "qa9"]), load_all(), {})

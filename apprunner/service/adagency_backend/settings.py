@@ -21,7 +21,9 @@ PORT_VARIABLE = "PORT"  # set by App Runner from the service's port; 8080 by def
 TUNING_VARIABLES = ("SSE_HEARTBEAT_SECONDS", "UPLOAD_MAX_BYTES", "LOG_LEVEL", "BIND_ADDRESS")
 
 APP_RUNNER_REQUEST_LIMIT_SECONDS = 120
-MAX_STREAM_SECONDS_CEILING = 110  # leave headroom under App Runner's hard 120 s request limit
+# The deploy kit sets the per-platform limit (App Runner: <= 110 s under its hard 120 s request limit; ECS
+# Express behind an ALB: <= 900 s); the service only refuses nonsense.
+MAX_STREAM_SECONDS_CEILING = 900
 TLS_SSLMODES = ("require", "verify-ca", "verify-full")  # the cluster refuses plaintext; so do we
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _ORIGIN_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}$")
