@@ -5,9 +5,10 @@ Nothing here ships in the image. Everything binds to 127.0.0.1 and is deleted on
 
 - `LocalPostgres`: a cluster from Debian's `postgresql` package in a temp dir, self-signed TLS, password
   (scram) auth over TCP, a database owned by a non-superuser app role, admin over a private unix socket.
-- `LocalAws`: moto's threaded server for S3 and Secrets Manager; creates the content bucket and the
-  Aurora-style DB secret (`{"username": ..., "password": ...}`).
-- `start_service`: runs `python -m adagency_backend` (the image's entrypoint) with a given environment.
+- `LocalAws`: moto's threaded server for S3, Secrets Manager and SQS; creates the content bucket, the
+  Aurora-style DB secret (`{"username": ..., "password": ...}`) and, on request, a run queue with its DLQ.
+- `start_service`: runs `python -m adagency_backend` (the image's entrypoint) with a given environment;
+  `start_worker`: runs `python -m adagency_backend worker` (the worker service's command).
 """
 
 from __future__ import annotations
@@ -158,6 +159,7 @@ class LocalAws:
         self.server = None
         self.endpoint = ""
         self.secret_arn = ""
+        self.run_queue_url = ""  # the queue contract_values() hands out as RUN_QUEUE_URL
 
     def __enter__(self) -> LocalAws:
         self.start()
@@ -190,6 +192,18 @@ class LocalAws:
         self.secret_arn = resp["ARN"]
         return self.secret_arn
 
+    def create_run_queue(self, name: str = "runs", visibility_timeout: int = 30,
+                         max_receive_count: int = 3) -> tuple[str, str]:
+        """A run queue whose redrive policy moves a message to its dead-letter queue after N receives."""
+        sqs = self.client("sqs")
+        dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue = sqs.create_queue(QueueName=name, Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+        })["QueueUrl"]
+        return queue, dlq
+
     def rotate_db_secret(self, password: str) -> None:
         self.client("secretsmanager").put_secret_value(
             SecretId=self.secret_arn, SecretString=json.dumps({"username": APP_USER, "password": password}))
@@ -220,6 +234,7 @@ def contract_values(pg: LocalPostgres, aws: LocalAws, **overrides: str) -> dict[
         "CORS_ALLOWED_ORIGINS": "http://localhost:3000",
         "SSE_MAX_STREAM_SECONDS": "100",
         "GEMINI_API_KEY": "local-dummy-gemini-key",
+        "RUN_QUEUE_URL": aws.run_queue_url,
     }
     values.update(overrides)
     return values
@@ -267,6 +282,25 @@ def start_service(env: dict[str, str], log_path: Path, timeout: float = 30) -> t
     return proc, base
 
 
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start the worker as the worker service does (`python -m adagency_backend worker`)."""
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child; closed when the file object is collected
+    return subprocess.Popen([sys.executable, "-m", "adagency_backend", "worker"], env={**base_process_env(), **env},
+                            stdout=log, stderr=subprocess.STDOUT, cwd=SERVICE_DIR)
+
+
+def worker_values(pg: LocalPostgres, aws: LocalAws, **overrides: str) -> dict[str, str]:
+    """The worker's variables (its contract names plus the deterministic model) pointing at the local servers."""
+    values = contract_values(pg, aws)
+    names = ("APP_ENVIRONMENT", "APP_REGION", "DB_HOST", "DB_PORT", "DB_NAME", "DB_SECRET_ARN", "DB_SSLMODE",
+             "CONTENT_BUCKET", "RUN_QUEUE_URL", "GEMINI_API_KEY")
+    env = {name: values[name] for name in names}
+    env.update({"WORKER_VISIBILITY_TIMEOUT_SECONDS": "30", "WORKER_STOP_TIMEOUT_SECONDS": "10",
+                "WORKER_MAX_RECEIVE_COUNT": "3", "WORKER_MODEL": "fake"})
+    env.update(overrides)
+    return env
+
+
 def stop_service(proc: subprocess.Popen, timeout: float = 15) -> int:
     """SIGTERM (what App Runner sends), then wait; kill if it does not stop in time. Returns the exit code."""
     if proc.poll() is None:
@@ -280,19 +314,24 @@ def stop_service(proc: subprocess.Popen, timeout: float = 15) -> int:
 
 
 def main() -> int:
-    """Run the service locally against throwaway PostgreSQL + moto until Ctrl-C."""
+    """Run the service and a worker (fake model) locally against throwaway PostgreSQL + moto until Ctrl-C."""
     port = os.environ.get("PORT", "8080")
     with LocalPostgres() as pg, LocalAws() as aws:
         aws.create_db_secret(pg.password)
+        aws.run_queue_url, _ = aws.create_run_queue()
         env = {**aws_env(aws), **contract_values(pg, aws), "PORT": port, "BIND_ADDRESS": "127.0.0.1"}
         log_path = Path(pg.root or tempfile.gettempdir()) / "service.log"
+        worker_log = log_path.with_name("worker.log")
         proc, base = start_service(env, log_path)
-        print(f"service: {base}  (docs: {base}/docs, logs: {log_path})\nCtrl-C to stop", flush=True)
+        worker = start_worker({**aws_env(aws), **worker_values(pg, aws)}, worker_log)
+        print(f"service: {base}  (docs: {base}/docs, logs: {log_path}; worker logs: {worker_log})\n"
+              "Ctrl-C to stop", flush=True)
         try:
             proc.wait()
         except KeyboardInterrupt:
             pass
         finally:
+            stop_service(worker)
             stop_service(proc)
     return 0
 

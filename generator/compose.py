@@ -28,6 +28,7 @@ from generator.stacks import (
     network,
     secrets,
     security,
+    workers,
 )
 from generator.stacks.spec import MonitoringInputs, StackSpec
 
@@ -43,6 +44,14 @@ ROOT_OUTPUTS = {
     "ContentBucketName": ("data", "ContentBucketName", "S3 bucket for uploaded content"),
     "AlertTopicArn": ("monitoring", "AlertTopicArn", "SNS topic that receives every alarm"),
     "DashboardUrl": ("monitoring", "DashboardUrl", "CloudWatch dashboard for this environment"),
+}
+
+# Root outputs of an environment with workers (`adkit secrets set` redeploys the worker service).
+WORKER_OUTPUTS = {
+    "WorkerClusterName": ("workers", "WorkerClusterName", "ECS cluster of the workers"),
+    "WorkerServiceName": ("workers", "WorkerServiceName", "ECS service of the workers (new deployment target)"),
+    "RunQueueUrl": ("workers", "RunQueueUrl", "SQS queue of runs"),
+    "DeadLetterQueueUrl": ("workers", "DeadLetterQueueUrl", "Dead-letter queue of runs (inspect, redrive)"),
 }
 
 
@@ -65,8 +74,10 @@ def children(config: EnvironmentConfig) -> list[StackSpec]:
 
     Monitoring comes last and is told what it watches (components, NAT count, backend platform).
     """
-    specs = [security.SPEC, network.SPEC, frontend.SPEC, data.SPEC, secrets.SPEC, backend_spec(config),
-             frontend_branch.SPEC]
+    # Workers (optional) come before the backend: the API enqueues runs, so the backend stack takes the queue
+    # URL from the workers stack's outputs (wiring only flows forward).
+    specs = [security.SPEC, network.SPEC, frontend.SPEC, data.SPEC, secrets.SPEC,
+             *([workers.SPEC] if config.workers.enabled else []), backend_spec(config), frontend_branch.SPEC]
     inputs = MonitoringInputs(
         components=tuple(sorted({spec.component for spec in specs} | {monitoring.COMPONENT})),
         nat_count=config.network.nat_gateway_count,
@@ -147,7 +158,8 @@ def build_root(config: EnvironmentConfig, children: list[Child]) -> Template:
                       "`adkit deploy` uploads the child and rewrites it to an S3 URL")
         template.add_resource(stack)
 
-    for name, (stack, output, description) in ROOT_OUTPUTS.items():
+    outputs = {**ROOT_OUTPUTS, **(WORKER_OUTPUTS if "workers" in by_name else {})}
+    for name, (stack, output, description) in outputs.items():
         child = by_name[stack]
         if output not in child.template.outputs:
             raise WiringError(f"root output {name} expects output {output!r} from the {stack} stack")

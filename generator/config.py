@@ -60,7 +60,8 @@ VARIABLE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,127}$")
 # port) and its AWSAPPRUNNER prefix. https://docs.aws.amazon.com/apprunner/latest/dg/env-variable.html
 RESERVED_VARIABLE_PREFIXES = ("AWS_", "AWSAPPRUNNER")
 # Backend names the kit owns: the app contract (generator/contract.py) and App Runner's PORT.
-BACKEND_KIT_VARIABLES = (*contract.PLAIN_VARIABLES, contract.PORT)
+BACKEND_KIT_VARIABLES = tuple(dict.fromkeys((*contract.PLAIN_VARIABLES, *contract.RUNS_API_VARIABLES,
+                                             *contract.WORKER_VARIABLES, contract.PORT)))
 # Frontend names the kit owns: the backend URL and environment name of the Amplify branch, the app's Node version.
 FRONTEND_KIT_VARIABLES = ("NEXT_PUBLIC_API_BASE_URL", "APP_ENVIRONMENT", "NODE_VERSION")
 # Application secrets (backend.secrets): kebab-case names; `git-token` is the account-level Git provider token.
@@ -280,6 +281,8 @@ class AlertThresholds(Strict):
     frontend_5xx_count: int = Field(10, ge=1)
     nat_port_allocation_errors: int = Field(1, ge=1)
     waf_blocked_requests: int = Field(1000, ge=1)
+    # Age of the oldest run waiting in the worker queue (seconds) before it alarms.
+    worker_queue_age_seconds: int = Field(900, ge=60, le=1_209_600)
     # The 5xx rate counts only 5-minute periods with at least this many requests (1 error in 2 is not an outage).
     backend_5xx_min_requests: int = Field(20, ge=1)
 
@@ -452,6 +455,63 @@ class ExpressBackend(BackendBase):
 BackendConfig = Annotated[AppRunnerBackend | ExpressBackend, Field(discriminator="platform")]
 
 
+ECS_MAX_STOP_TIMEOUT_SECONDS = 120  # Fargate: SIGTERM, then SIGKILL at most 120 s later
+SQS_MAX_VISIBILITY_TIMEOUT_SECONDS = 43200  # 12 hours (SQS quota)
+
+
+def _fargate_pairs() -> str:
+    def span(values: tuple[str, ...]) -> str:
+        if len(values) <= 4:
+            return ", ".join(values)
+        return f"{values[0]}..{values[-1]} step {int(values[1]) - int(values[0])}"
+    return "; ".join(f"{cpu}: {span(memory)}" for cpu, memory in FARGATE_SIZES.items())
+
+
+class WorkersConfig(Strict):
+    """The worker tier (workers stack): an SQS run queue and an ECS Fargate service running the backend image
+    with its worker entry point, scaled on backlog per task. CPU in CPU units (1024 = 1 vCPU), memory in MiB,
+    timeouts in seconds."""
+
+    enabled: bool = True
+    cpu: Literal[256, 512, 1024, 2048, 4096, 8192, 16384] = 512
+    memory: int = 1024
+    min_tasks: int = Field(0, ge=0, le=100)        # 0 = scale to zero when the queue is empty
+    max_tasks: int = Field(4, ge=1, le=100)
+    target_backlog_per_task: int = Field(2, ge=1, le=1000)  # runs waiting or in flight per running task
+    max_receive_count: int = Field(5, ge=1, le=1000)        # receives before a run goes to the dead-letter queue
+    visibility_timeout_seconds: int = Field(300, ge=30, le=SQS_MAX_VISIBILITY_TIMEOUT_SECONDS)
+    stop_timeout_seconds: int = Field(110, ge=2, le=ECS_MAX_STOP_TIMEOUT_SECONDS)
+    spot: bool = False
+    container_insights: Literal["enabled", "enhanced", "disabled"] = "enabled"
+
+    @field_validator("memory")
+    @classmethod
+    def _fargate_pair(cls, value: int, info: ValidationInfo) -> int:
+        cpu = info.data.get("cpu")
+        if cpu is not None and str(value) not in FARGATE_SIZES[str(cpu)]:
+            raise ValueError(f"memory {value} MiB is not valid with cpu {cpu}; Fargate allows {_fargate_pairs()}")
+        return value
+
+    @field_validator("max_tasks")
+    @classmethod
+    def _task_range(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("min_tasks")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"max_tasks ({value}) must be >= min_tasks ({minimum})")
+        return value
+
+    @field_validator("container_insights")
+    @classmethod
+    def _insights_for_scaling(cls, value: str, info: ValidationInfo) -> str:
+        # Backlog per task divides by ECS/ContainerInsights RunningTaskCount: without Container Insights the
+        # metric does not exist and the scaling policies would act on missing data.
+        low, high = info.data.get("min_tasks"), info.data.get("max_tasks")
+        if value == "disabled" and low is not None and high is not None and low != high:
+            raise ValueError("'disabled' is allowed only with min_tasks = max_tasks (no autoscaling): scaling on "
+                             "backlog per task reads RunningTaskCount, which only Container Insights publishes")
+        return value
+
+
 class CustomDomain(Strict):
     name: str = Field(pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", max_length=255)
     subdomains: list[DnsLabel] = Field(default_factory=lambda: ["", "www"], min_length=1, max_length=50)
@@ -506,6 +566,7 @@ class EnvironmentConfig(Strict):
     alerts: AlertsConfig = AlertsConfig()
     budget: BudgetConfig
     backend: BackendConfig = AppRunnerBackend()
+    workers: WorkersConfig = WorkersConfig()
     frontend: FrontendConfig
 
     @model_validator(mode="before")
@@ -530,6 +591,9 @@ class EnvironmentConfig(Strict):
             raise ValueError("database.deletion_protection must be true when production = true")
         if self.database.reader and self.network.az_count < 2:
             raise ValueError("database.reader needs network.az_count >= 2 (reader goes in another AZ)")
+        if self.production and self.workers.enabled and self.workers.spot:
+            raise ValueError("workers.spot must be false when production = true: the service runs on FARGATE_SPOT "
+                             "only, with no on-demand fallback, so runs wait while Spot has no capacity")
         return self
 
     @property

@@ -23,6 +23,22 @@ PLAIN_VARIABLES = (ENVIRONMENT, REGION, DB_HOST, DB_PORT, DB_NAME, DB_SECRET_ARN
 GEMINI_API_KEY = "GEMINI_API_KEY"
 SECRET_VARIABLES = (GEMINI_API_KEY,)
 
+# Workers (durable LangGraph runs): the API enqueues a run's id, the worker service runs it.
+# The worker is the backend image started with the command `worker` (`python -m adagency_backend worker`).
+RUN_QUEUE_URL = "RUN_QUEUE_URL"          # SQS queue URL of runs; the API sends (SendMessage), the worker receives
+WORKER_VISIBILITY_TIMEOUT_SECONDS = "WORKER_VISIBILITY_TIMEOUT_SECONDS"  # the queue's visibility timeout (2-43200);
+#                                          the worker receives with it and extends it every third of it while working
+WORKER_STOP_TIMEOUT_SECONDS = "WORKER_STOP_TIMEOUT_SECONDS"  # SIGTERM grace (1-120, = the container's stopTimeout)
+WORKER_MAX_RECEIVE_COUNT = "WORKER_MAX_RECEIVE_COUNT"  # the redrive policy's maxReceiveCount (1-1000): on that
+#                                          receive a failing run is recorded failed and left for the dead-letter queue
+WORKER_COMMAND = ("worker",)             # container command (the image's ENTRYPOINT is `python -m adagency_backend`)
+
+RUNS_API_VARIABLES = (RUN_QUEUE_URL,)    # what the API needs besides PLAIN_VARIABLES to accept runs
+WORKER_VARIABLES = (ENVIRONMENT, REGION, DB_HOST, DB_PORT, DB_NAME, DB_SECRET_ARN, DB_SSLMODE, CONTENT_BUCKET,
+                    RUN_QUEUE_URL, WORKER_VISIBILITY_TIMEOUT_SECONDS, WORKER_STOP_TIMEOUT_SECONDS,
+                    WORKER_MAX_RECEIVE_COUNT)
+WORKER_SECRETS = (GEMINI_API_KEY,)       # ECS `Secrets` by ARN, resolved when a task starts
+
 # Set by App Runner from the service's port; reserved, never in RuntimeEnvironmentVariables
 PORT = "PORT"
 HEALTH_PATH = "/healthz"

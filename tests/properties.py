@@ -125,8 +125,10 @@ def _environment_checks(config: EnvironmentConfig, templates: dict[str, dict]) -
                      if s.get("Effect") == "Allow" and "secretsmanager:GetSecretValue" in _as_list(s.get("Action"))
                      and any(r in secret_refs for r in _as_list(s.get("Resource"))))
     platform = config.backend.platform
-    if readers != [f"{env}/backend.yaml:{SECRET_READER[platform]}"]:
-        yield f"{env}: application secrets readable by {readers}, expected {SECRET_READER[platform]} only"
+    expected = [f"{env}/backend.yaml:{SECRET_READER[platform]}"] + (
+        [f"{env}/workers.yaml:ExecutionRole", f"{env}/workers.yaml:TaskRole"] if config.workers.enabled else [])
+    if readers != expected:
+        yield f"{env}: application secrets readable by {readers}, expected {expected} only"
     services = list(_resources(mine, SERVICE_TYPE[platform]))
     if len(services) != 1:
         yield f"{env}: expected one {SERVICE_TYPE[platform]}, found {len(services)}"

@@ -1,4 +1,4 @@
-"""`adkit secrets set ENV NAME`: store a secret value, then let the backend pick it up.
+"""`adkit secrets set ENV NAME`: store a secret value, then let the backend (and the workers) pick it up.
 
 NAME is any secret the environment declares (`backend.secrets`), or `git-token` (account level: no ENV
 needed, `adkit secrets set git-token`).
@@ -122,7 +122,9 @@ def run(aws: Aws, target: Target, ui: Ui, name: str, reader: Callable[[Ui, str],
         ui.info("Amplify reads this token through a dynamic reference when CloudFormation creates or updates the "
                 "frontend app; the next `adkit deploy ENV` that touches the app passes it on.")
         return EXIT_OK
-    service = stacks.outputs(stacks.describe(aws, target.stack_name)).get("BackendServiceArn")
+    outputs = stacks.outputs(stacks.describe(aws, target.stack_name))
+    _redeploy_workers(aws, target, ui, name, outputs)
+    service = outputs.get("BackendServiceArn")
     if service and is_ecs_service(service):
         return _redeploy_ecs(aws, target, ui, service)
     if not service:
@@ -144,6 +146,29 @@ def run(aws: Aws, target: Target, ui: Ui, name: str, reader: Callable[[Ui, str],
     ui.info(f"Started App Runner deployment {operation}: App Runner reads secrets only when it deploys, so the "
             "service uses the new value once this deployment finishes (a few minutes).")
     return EXIT_OK
+
+
+def _redeploy_workers(aws: Aws, target: Target, ui: Ui, name: str, outputs: dict[str, str]) -> None:
+    """ECS injects secrets when it starts a task: a new deployment of the worker service (forceNewDeployment)
+    replaces its tasks, which then read the new value. Running workers get SIGTERM and release their runs
+    (the next task resumes them from the checkpoint). Nothing to do for an environment without workers."""
+    cluster, service = outputs.get("WorkerClusterName"), outputs.get("WorkerServiceName")
+    if not (cluster and service):
+        return
+    command = (f"aws ecs update-service --cluster {cluster} --service {service} --force-new-deployment "
+               f"--region {target.region}")
+    try:
+        deployment = aws.client("ecs").update_service(cluster=cluster, service=service, forceNewDeployment=True)
+    except ClientError as exc:
+        raise DeployFailed(f"the value of {name} is stored, but the worker service was not redeployed",
+                           exc.response.get("Error", {}).get("Message", str(exc)),
+                           f"the backend was not redeployed either; check that your role may call ecs:UpdateService, "
+                           f"then run `adkit secrets set` again or: {command}") from None
+    primary = next((d for d in deployment["service"].get("deployments", []) if d.get("status") == "PRIMARY"), {})
+    ui.info(f"Started a new deployment of the worker service {service}"
+            + (f" ({primary['id']})" if primary.get("id") else "")
+            + ": ECS injects secrets when it starts a task, so new worker tasks use the new value; running "
+              "ones stop gracefully and their runs resume on the new tasks.")
 
 
 def is_ecs_service(arn: str) -> bool:

@@ -5,7 +5,10 @@ IAM action lists (App Runner in `backend.py`, ECS Express Mode in `backend_expre
 from __future__ import annotations
 
 from awacs import ecr as awacs_ecr
+from awacs import kms as awacs_kms
+from awacs import sqs as awacs_sqs
 from awacs import xray as awacs_xray
+from awacs.aws import Allow, Condition, Statement, StringEquals
 from troposphere import Ref, Sub, Template
 
 from generator import contract, naming
@@ -40,6 +43,8 @@ def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
         contract.SSE_MAX_STREAM_SECONDS: str(config.backend.sse_max_stream_seconds),
     }
     assert tuple(values) == contract.PLAIN_VARIABLES, "backend env vars drifted from generator.contract"
+    if config.workers.enabled:  # the API enqueues runs (workers stack)
+        values.update(dict(zip(contract.RUNS_API_VARIABLES, [Ref("RunQueueUrl")], strict=True)))
     values.update(config.backend.environment)
     return values
 
@@ -67,3 +72,23 @@ def add_parameters(template: Template, config: EnvironmentConfig) -> None:
     for name in config.backend.secrets:
         add_parameter(template, naming.app_secret_output(name), f"ARN of the secret {name} (secrets stack)")
     add_parameter(template, "FrontendOrigins", "Comma-separated https origins allowed by CORS")
+
+
+def add_run_queue_parameters(template: Template, config: EnvironmentConfig) -> None:
+    """With workers: the run queue the API enqueues into (the workers stack's outputs, wired by name)."""
+    if config.workers.enabled:
+        add_parameter(template, "RunQueueUrl", "URL of the workers' run queue (the API enqueues run ids)")
+        add_parameter(template, "RunQueueArn", "ARN of the workers' run queue")
+
+
+def enqueue_runs(config: EnvironmentConfig) -> list[Statement]:
+    """With workers: send to the run queue. SSE-KMS makes a sender need GenerateDataKey and Decrypt on the queue's
+    key (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html)."""
+    if not config.workers.enabled:
+        return []
+    return [
+        Statement(Sid="EnqueueRuns", Effect=Allow, Action=[awacs_sqs.SendMessage], Resource=[Ref("RunQueueArn")]),
+        Statement(Sid="EncryptRunMessages", Effect=Allow, Action=[awacs_kms.Decrypt, awacs_kms.GenerateDataKey],
+                  Resource=[Ref("DataKeyArn")],
+                  Condition=Condition(StringEquals("kms:ViaService", Sub("sqs.${AWS::Region}.amazonaws.com")))),
+    ]

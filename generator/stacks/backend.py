@@ -42,6 +42,8 @@ from generator.stacks._backend import (
     ECR_PULL_ACTIONS,
     X_RAY_ACTIONS,
     add_parameters,
+    add_run_queue_parameters,
+    enqueue_runs,
     environment_variables,
     image_identifier,
     secret_variables,
@@ -138,6 +140,7 @@ def _instance_role(config: EnvironmentConfig) -> iam.Role:
                 Action=list(X_RAY_ACTIONS),
                 Resource=["*"],  # X-Ray has no resource-level permissions for these actions
             ),
+            *enqueue_runs(config),
             Statement(
                 # Defence in depth: whatever a future policy attachment grants, the app never touches IAM.
                 Sid="NeverTouchIam",
@@ -180,6 +183,7 @@ def build(config: EnvironmentConfig) -> Template:
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameters(template, config)
+    add_run_queue_parameters(template, config)
 
     access_role = template.add_resource(_access_role(config))
     instance_role = template.add_resource(_instance_role(config))

@@ -135,7 +135,7 @@ def _execution_role(config: EnvironmentConfig, group) -> iam.Role:
     ), "Role ECS uses to start backend tasks: image pull, logs, the declared secrets")
 
 
-def _task_role() -> iam.Role:
+def _task_role(config: EnvironmentConfig) -> iam.Role:
     return describe(iam.Role(
         "TaskRole",
         # aws:SourceAccount/aws:SourceArn as the ECS task-role guide recommends (confused deputy).
@@ -156,6 +156,7 @@ def _task_role() -> iam.Role:
                 Action=list(shared.X_RAY_ACTIONS),
                 Resource=["*"],  # X-Ray has no resource-level permissions for these actions
             ),
+            *shared.enqueue_runs(config),
             Statement(
                 # Defence in depth: whatever a future policy attachment grants, the app never touches IAM.
                 Sid="NeverTouchIam",
@@ -190,6 +191,7 @@ def build(config: EnvironmentConfig) -> Template:
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     shared.add_parameters(template, config)
+    shared.add_run_queue_parameters(template, config)
 
     cluster = template.add_resource(describe(ecs.Cluster(
         "Cluster",
@@ -202,7 +204,7 @@ def build(config: EnvironmentConfig) -> Template:
         template, "ServiceLogs", description="Application logs of the backend containers",
         kms_key_arn=Ref("OpsKeyArn"), retention_days=config.logging.retention_days, retain=config.production)
     execution_role = template.add_resource(_execution_role(config, group))
-    task_role = template.add_resource(_task_role())
+    task_role = template.add_resource(_task_role(config))
     infrastructure_role = template.add_resource(_infrastructure_role())
 
     variables = environment_variables(config)

@@ -22,7 +22,7 @@ from awacs.aws import (
     Statement,
     StringEquals,
 )
-from troposphere import AWSHelperFn, Ref, Select, Split, Sub, Template, budgets, ce, cloudwatch, sns
+from troposphere import AWSHelperFn, GetAtt, Ref, Select, Split, Sub, Template, budgets, ce, cloudwatch, events, sns
 
 from generator import naming
 from generator.backend_metrics import BackendMetrics, Metric
@@ -36,6 +36,7 @@ DESCRIPTION = "Alarms, dashboard, alert topic, budget and cost anomaly detection
 RUNBOOK = "docs/runbook.md"
 PERIOD = 300  # seconds; a valid CloudWatch alarm period (cfn-lint E3615: 10, 30, 60 or a multiple of 60)
 TOPIC = "AlertTopic"
+WORKER_TASK_RULE = "WorkerTaskFailedRule"
 
 
 # ---- small builders -------------------------------------------------------------------------------
@@ -97,6 +98,15 @@ def _topic(template: Template, config: EnvironmentConfig) -> sns.Topic:
         Statement(Sid="CostAnomalyDetection", Effect=Allow,
                   Principal=Principal("Service", "costalerts.amazonaws.com"),
                   Action=[awacs_sns.Publish], Resource=[Ref(topic)], Condition=account),
+        *([Statement(
+            Sid="EventBridgeWorkerTaskFailures",
+            Effect=Allow,
+            Principal=Principal("Service", "events.amazonaws.com"),
+            Action=[awacs_sns.Publish],
+            Resource=[Ref(topic)],
+            Condition=Condition([StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
+                                 ArnLike("aws:SourceArn", GetAtt(WORKER_TASK_RULE, "Arn"))]),
+        )] if config.workers.enabled else []),
         Statement(Sid="DenyInsecureTransport", Effect=Deny, Principal=Principal("*"),
                   Action=[awacs_sns.Publish, awacs_sns.Subscribe], Resource=[Ref(topic)],
                   Condition=Condition(Bool("aws:SecureTransport", False))),
@@ -348,6 +358,70 @@ def _edge_alarms(template: Template, config: EnvironmentConfig, inputs: Monitori
     )
 
 
+def _worker_alarms(template: Template, config: EnvironmentConfig) -> None:
+    """Run queue and worker service. Every metric here is published without Container Insights: SQS queue
+    metrics (AWS/SQS, one-minute) and ECS task state changes (EventBridge). RunningTaskCount is a Container
+    Insights metric, so "fewer tasks than desired" is not alarmed on; a task that stops with a non-zero exit
+    code (crash, out of memory, SIGKILL after the stop timeout) or never starts is."""
+    thresholds = config.alerts.thresholds
+    dead = _dimensions(QueueName=Ref("DeadLetterQueueName"))
+    _alarm(
+        template, "WorkerDeadLetters",
+        summary="A run reached the workers' dead-letter queue: it failed "
+                f"{config.workers.max_receive_count} times and will not be retried.",
+        anchor="worker-dead-letters",
+        Namespace="AWS/SQS", MetricName="ApproximateNumberOfMessagesVisible", Dimensions=dead,
+        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=1, DatapointsToAlarm=1,
+        ComparisonOperator="GreaterThanThreshold", Threshold=0,
+        TreatMissingData="notBreaching",  # an empty, untouched queue stops publishing after six hours
+    )
+    age = thresholds.worker_queue_age_seconds
+    _alarm(
+        template, "WorkerQueueAge",
+        summary=f"The oldest run in the workers' queue has waited more than {age} seconds: workers are not "
+                "keeping up, not starting, or not deleting finished runs.",
+        anchor="worker-queue-age",
+        Namespace="AWS/SQS", MetricName="ApproximateAgeOfOldestMessage",
+        Dimensions=_dimensions(QueueName=Ref("RunQueueName")),
+        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=1, DatapointsToAlarm=1,
+        ComparisonOperator="GreaterThanThreshold", Threshold=age, TreatMissingData="notBreaching",
+    )
+
+
+def _worker_task_failures(template: Template, config: EnvironmentConfig) -> events.Rule:
+    """EventBridge rule: a worker task stopped with a non-zero exit code, or failed to start -> alert topic."""
+    return template.add_resource(describe(events.Rule(
+        WORKER_TASK_RULE,
+        Description="Worker task stopped with a non-zero exit code or failed to start "
+                    f"(runbook: {RUNBOOK}#worker-task-failed)",
+        State="ENABLED",
+        EventPattern={
+            "source": ["aws.ecs"],
+            "detail-type": ["ECS Task State Change"],
+            "detail": {
+                "clusterArn": [Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:cluster/"
+                                   "${WorkerClusterName}")],
+                "group": [Sub("service:${WorkerServiceName}")],
+                "lastStatus": ["STOPPED"],
+                "$or": [
+                    {"containers": {"exitCode": [{"anything-but": 0}]}},
+                    {"stopCode": ["TaskFailedToStart"]},
+                ],
+            },
+        },
+        Targets=[events.Target(
+            Id="alert-topic",
+            Arn=Ref(TOPIC),
+            InputTransformer=events.InputTransformer(
+                InputPathsMap={"task": "$.detail.taskArn", "reason": "$.detail.stoppedReason",
+                               "code": "$.detail.stopCode"},
+                InputTemplate=f'"{config.app_name} {config.name}: worker task <task> stopped (<code>): <reason>. '
+                              f'Runbook: {RUNBOOK}#worker-task-failed"',
+            ),
+        )],
+    ), "Forwards failed worker tasks (non-zero exit, failed start) to the alert topic"))
+
+
 # ---- dashboard ----------------------------------------------------------------------------------
 
 def _widget(title: str, metrics: list, *, x: int, y: int, width: int = 8, height: int = 6,
@@ -439,6 +513,27 @@ def _dashboard_body(config: EnvironmentConfig, inputs: MonitoringInputs, alarms:
             ["AWS/Backup", "NumberOfBackupJobsCompleted", *vault],
             ["AWS/Backup", "NumberOfBackupJobsFailed", *vault]], x=12, y=24, width=12, period=3600),
     ]
+    if config.workers.enabled:
+        runs = ["QueueName", "${RunQueueName}"]
+        dead = ["QueueName", "${DeadLetterQueueName}"]
+        svc_dims = ["ClusterName", "${WorkerClusterName}", "ServiceName", "${WorkerServiceName}"]
+        widgets += [
+            _widget("Worker queue: runs waiting, in flight, dead-lettered", [
+                ["AWS/SQS", "ApproximateNumberOfMessagesVisible", *runs, {"label": "waiting"}],
+                ["AWS/SQS", "ApproximateNumberOfMessagesNotVisible", *runs, {"label": "in flight"}],
+                ["AWS/SQS", "ApproximateNumberOfMessagesVisible", *dead, {"label": "dead-lettered"}]],
+                x=0, y=30, stat="Maximum"),
+            _widget("Worker queue: age of the oldest run (s)", [
+                ["AWS/SQS", "ApproximateAgeOfOldestMessage", *runs]], x=8, y=30, stat="Maximum",
+                annotations={"horizontal": [{"label": "alarm",
+                                             "value": config.alerts.thresholds.worker_queue_age_seconds}]}),
+            _widget("Worker tasks: CPU and memory (%)" + (
+                ", running tasks" if config.workers.container_insights != "disabled" else ""), [
+                ["AWS/ECS", "CPUUtilization", *svc_dims, {"stat": "Average"}],
+                ["AWS/ECS", "MemoryUtilization", *svc_dims, {"stat": "Average"}],
+                *([["ECS/ContainerInsights", "RunningTaskCount", *svc_dims, {"stat": "Maximum", "yAxis": "right"}]]
+                  if config.workers.container_insights != "disabled" else [])], x=16, y=30, stat="Average"),
+        ]
     body = json.dumps({"widgets": widgets}, sort_keys=True, separators=(",", ":"))
     variables = {f"Nat{i}": Select(i, Split(",", Ref("NatGatewayIds"))) for i in range(inputs.nat_count)}
     return body, variables
@@ -561,11 +656,19 @@ def build(config: EnvironmentConfig, inputs: MonitoringInputs) -> Template:
     add_parameter(template, "AppId", "Amplify app id (metric dimension App)")
     add_parameter(template, "NatGatewayIds", f"Comma-separated NAT gateway ids ({inputs.nat_count})")
     add_parameter(template, "BackupVaultName", "AWS Backup vault of this environment")
+    if config.workers.enabled:
+        add_parameter(template, "RunQueueName", "Workers' run queue (metric dimension QueueName)")
+        add_parameter(template, "DeadLetterQueueName", "Workers' dead-letter queue")
+        add_parameter(template, "WorkerClusterName", "ECS cluster of the workers")
+        add_parameter(template, "WorkerServiceName", "ECS service of the workers")
 
     _topic(template, config)
     BACKEND_ALARMS[inputs.backend_platform](template, config, inputs.backend_metrics)
     _database_alarms(template, config)
     _edge_alarms(template, config, inputs)
+    if config.workers.enabled:
+        _worker_alarms(template, config)
+        _worker_task_failures(template, config)
     alarms = sorted(name for name, resource in template.resources.items() if isinstance(resource, cloudwatch.Alarm))
 
     body, variables = _dashboard_body(config, inputs, [f"${{{name}.Arn}}" for name in alarms])

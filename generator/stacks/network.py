@@ -251,6 +251,28 @@ def _security_groups(template: Template, vpc) -> tuple[ec2.SecurityGroup, ec2.Se
     return connector, database
 
 
+def _worker_security_group(template: Template, vpc, database: ec2.SecurityGroup) -> ec2.SecurityGroup:
+    """The ECS worker tasks' group (workers stack): nothing in; HTTPS out and PostgreSQL to Aurora only."""
+    worker = template.add_resource(describe(ec2.SecurityGroup(
+        "WorkerSecurityGroup",
+        GroupDescription="ECS worker tasks: HTTPS out, PostgreSQL to Aurora, nothing in",
+        VpcId=Ref(vpc),
+        # No SecurityGroupIngress: nothing connects to a worker. Inline egress replaces the allow-all default.
+        SecurityGroupEgress=[ec2.SecurityGroupRule(
+            IpProtocol="tcp", FromPort=HTTPS, ToPort=HTTPS, CidrIp=ANYWHERE,
+            Description="HTTPS to the internet via NAT (Gemini API), AWS APIs, ECR and S3")],
+    ), "Security group of the ECS worker tasks"))
+    template.add_resource(describe(ec2.SecurityGroupEgress(
+        "WorkerToDatabaseEgress", GroupId=GetAtt(worker, "GroupId"), IpProtocol="tcp",
+        FromPort=POSTGRES, ToPort=POSTGRES, DestinationSecurityGroupId=GetAtt(database, "GroupId"),
+        Description="PostgreSQL to the Aurora security group"), "Workers -> Aurora on 5432"))
+    template.add_resource(describe(ec2.SecurityGroupIngress(
+        "DatabaseFromWorkerIngress", GroupId=GetAtt(database, "GroupId"), IpProtocol="tcp",
+        FromPort=POSTGRES, ToPort=POSTGRES, SourceSecurityGroupId=GetAtt(worker, "GroupId"),
+        Description="PostgreSQL from the ECS worker tasks"), "Aurora <- workers on 5432"))
+    return worker
+
+
 def build(config: EnvironmentConfig) -> Template:
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameter(template, "OpsKeyArn", "ARN of the operations KMS key (encrypts the flow-log group)")
@@ -276,6 +298,10 @@ def build(config: EnvironmentConfig) -> Template:
     add_output(template, "ConnectorSecurityGroupId", GetAtt(connector, "GroupId"),
                "Security group of the App Runner VPC connector")
     add_output(template, "DatabaseSecurityGroupId", GetAtt(database, "GroupId"), "Security group of the Aurora cluster")
+    if config.workers.enabled:
+        worker = _worker_security_group(template, vpc, database)
+        add_output(template, "WorkerSecurityGroupId", GetAtt(worker, "GroupId"),
+                   "Security group of the ECS worker tasks")
     add_output(template, "NatGatewayIds", Join(",", [Ref(n) for n in nats]), "NAT gateway ids (comma-separated)")
     return template
 

@@ -78,7 +78,7 @@ EXECUTION_MODE = "SUPERSEDED"
 
 BACKEND_TIMEOUT_MINUTES = 45
 INFRA_TIMEOUT_MINUTES = 30
-SMOKE_TIMEOUT_MINUTES = 10
+SMOKE_TIMEOUT_MINUTES = 30  # /healthz retries (5 min) + one SSE event + a worker run (RUN_WAIT_SECONDS, 15 min)
 QUEUED_TIMEOUT_MINUTES = 60
 
 # A role or function CloudFormation names itself is `<stack>-<logical id>-<random>`; past the service's limit
@@ -375,7 +375,8 @@ def _stages(account: AccountConfig, chain: list[EnvironmentConfig], connection, 
             Actions=[_cfn_action("Deploy", "CREATE_UPDATE", config, deploy_role, 1, namespace)]))
         stages.append(cp.Stages(Name=f"Smoke-{config.name}", Actions=[_codebuild_action(
             "SmokeTest", projects["smoke"],
-            {"BACKEND_URL": f"#{{{namespace}.{BACKEND_URL_OUTPUT}}}", "RELEASE": COMMIT_ID}, [SOURCE_ARTIFACT])]))
+            {"BACKEND_URL": f"#{{{namespace}.{BACKEND_URL_OUTPUT}}}", "RELEASE": COMMIT_ID,
+             "WORKERS": "true" if config.workers.enabled else "false"}, [SOURCE_ARTIFACT])]))
 
     stack = naming.root_stack_name(gated)
     approval = cp.Actions(

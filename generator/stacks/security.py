@@ -31,12 +31,18 @@ DATA_KEY_GRANT_SERVICES = ("rds", "backup", "apprunner")
 TRAIL_BUCKET = "TrailBucket"
 
 
+def data_key_services(config: EnvironmentConfig) -> tuple[str, ...]:
+    """Services that may use DataKey on a caller's behalf; SQS (the worker run queue) only with workers."""
+    return DATA_KEY_SERVICES + (("sqs",) if config.workers.enabled else ())
+
+
 def _data_key(template: Template, config: EnvironmentConfig):
+    queue = ", SQS run queue" if config.workers.enabled else ""
     return customer_key(
         template, "DataKey", alias=naming.kms_alias(config, "data"),
         description=f"{config.app_name} {config.name}: data at rest (Aurora, S3 content, Secrets Manager, "
-                    "AWS Backup, App Runner)",
-        statements=use_through(DATA_KEY_SERVICES, DATA_KEY_GRANT_SERVICES))
+                    f"AWS Backup, App Runner{queue})",
+        statements=use_through(data_key_services(config), DATA_KEY_GRANT_SERVICES))
 
 
 def _publisher(sid: str, service: str, source_arn: str | None) -> Statement:
@@ -72,6 +78,10 @@ def _ops_key(template: Template, config: EnvironmentConfig):
                        "arn:${AWS::Partition}:budgets::${AWS::AccountId}:*"),
             # Cost Anomaly Detection's source ARN format is not documented well enough to pin; account only.
             _publisher("CostAnomalyDetectionPublishAlerts", "costalerts.amazonaws.com", None),
+            # EventBridge forwards stopped worker tasks that exited non-zero (monitoring stack).
+            *([_publisher("EventBridgePublishesWorkerTaskFailures", "events.amazonaws.com",
+                          "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/*")]
+              if config.workers.enabled else []),
         ])
 
 

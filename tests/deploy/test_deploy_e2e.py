@@ -250,6 +250,65 @@ def test_deploy_secrets_set_refuses_an_environment_without_a_name(kit):
     assert "missing NAME" in result.err
 
 
+def _worker_service(kit, env: str = "dev") -> tuple[str, str]:
+    """The ECS cluster and service that the `workers` variant's root names in its outputs."""
+    ecs = kit.session.client("ecs")
+    cluster, service = f"{kit.stack_name(env)}-workers", "worker"
+    ecs.create_cluster(clusterName=cluster)
+    task = ecs.register_task_definition(
+        family=f"{kit.app}-worker", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="512",
+        memory="1024", containerDefinitions=[{"name": "worker", "image": "backend:v1", "essential": True}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=task, desiredCount=1)
+    return cluster, service
+
+
+def _deployment_ids(kit, cluster: str, service: str) -> list[str]:
+    (described,) = kit.session.client("ecs").describe_services(cluster=cluster, services=[service])["services"]
+    return [d["id"] for d in described["deployments"]]
+
+
+def test_deploy_secrets_set_starts_a_new_deployment_of_the_worker_service(kit, caplog):
+    kit.use_variant("workers")   # root.yaml outputs WorkerClusterName and WorkerServiceName
+    _deployed(kit)
+    kit.session.client("secretsmanager").create_secret(Name=f"{kit.app}-dev/gemini-api-key")
+    cluster, service = _worker_service(kit)
+    before = _deployment_ids(kit, cluster, service)
+
+    result = kit.run("secrets", "set", "dev", "gemini-api-key", stdin=SECRET + "\n")
+
+    assert result.code == 0, result.text
+    assert SECRET not in result.out + result.err and SECRET not in caplog.text
+    after = _deployment_ids(kit, cluster, service)
+    assert before and after and after != before   # forceNewDeployment: a new primary deployment
+    assert f"new deployment of the worker service {service}" in result.err
+
+
+def test_deploy_secrets_set_without_workers_leaves_ecs_alone(kit):
+    _deployed(kit)   # the plain fixture root has no worker outputs
+    kit.session.client("secretsmanager").create_secret(Name=f"{kit.app}-dev/gemini-api-key")
+    cluster, service = _worker_service(kit)
+    before = _deployment_ids(kit, cluster, service)
+
+    result = kit.run("secrets", "set", "dev", "gemini-api-key", stdin=SECRET + "\n")
+
+    assert result.code == 0, result.text
+    assert _deployment_ids(kit, cluster, service) == before
+    assert "worker service" not in result.err
+
+
+def test_deploy_secrets_set_names_the_command_when_the_worker_service_is_missing(kit):
+    kit.use_variant("workers")
+    _deployed(kit)
+    kit.session.client("secretsmanager").create_secret(Name=f"{kit.app}-dev/gemini-api-key")
+
+    result = kit.run("secrets", "set", "dev", "gemini-api-key", stdin=SECRET + "\n")   # no cluster/service
+
+    assert result.code != 0, result.text
+    assert "is stored, but the worker service was not redeployed" in result.err
+    assert "aws ecs update-service" in result.err and "--force-new-deployment" in result.err
+
+
 def test_deploy_secrets_set_refuses_an_empty_value(kit):
     _deployed(kit)
 

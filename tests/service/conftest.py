@@ -39,6 +39,7 @@ def pg():
 def aws(pg):
     with localdev.LocalAws() as server:
         server.create_db_secret(pg.password)
+        server.run_queue_url, _ = server.create_run_queue()
         yield server
 
 

@@ -54,6 +54,7 @@ def service_env(names: ContractNames, pg, aws, gemini_key: str, **overrides: str
               **{name: "secret-" + secrets.token_hex(8) for name in names.secrets}}
     values.update(localdev.contract_values(pg, aws, SSE_MAX_STREAM_SECONDS=str(SSE_LIMIT_SECONDS),
                                            CORS_ALLOWED_ORIGINS=ALLOWED_ORIGIN, GEMINI_API_KEY=gemini_key))
+    values.setdefault("RUN_QUEUE_URL", "")  # the backend stack renders it with workers; empty = no runs accepted
     unknown = [n for n in names.all if n not in values]
     assert not unknown, f"{names.source} defines names the contract test has no value for: {unknown}"
     env = {name: values[name] for name in names.all}

@@ -11,7 +11,12 @@ import pytest
 from adagency_backend.db import is_auth_failure
 from adagency_backend.events import format_event
 from adagency_backend.logs import JsonFormatter, register_secret
-from adagency_backend.settings import CONTRACT_SECRETS, CONTRACT_VARIABLES, SettingsError, load_settings
+from adagency_backend.settings import (
+    CONTRACT_SECRETS,
+    CONTRACT_VARIABLES,
+    SettingsError,
+    load_settings,
+)
 from appcontract import contract_names, environments, names_from_template
 
 VALID = {

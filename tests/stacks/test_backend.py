@@ -239,9 +239,10 @@ def test_service_name_port_and_size_come_from_config(case):
 
 @pytest.mark.parametrize("case", CASES)
 def test_plain_variables_are_exactly_the_contract_then_the_apps_own(case):
+    kit = contract.PLAIN_VARIABLES + (contract.RUNS_API_VARIABLES if config(case).workers.enabled else ())
     names = tuple(plain_vars(case))
-    assert names[:len(contract.PLAIN_VARIABLES)] == contract.PLAIN_VARIABLES
-    own = {name: plain_vars(case)[name] for name in names[len(contract.PLAIN_VARIABLES):]}
+    assert names[:len(kit)] == kit
+    own = {name: plain_vars(case)[name] for name in names[len(kit):]}
     assert own == config(case).backend.environment
     assert contract.PORT not in plain_vars(case)
 
@@ -294,8 +295,8 @@ def test_secrets_are_injected_only_by_arn(case):
 @pytest.mark.parametrize("case", CASES)
 def test_only_the_secret_injecting_role_reads_the_application_secrets(case):
     """Across every stack of the environment, GetSecretValue on an application secret is granted by the one
-    role the platform injects secrets with (App Runner: instance role; ECS: execution role), and no secret
-    carries a resource policy that would widen it."""
+    backend role the platform injects secrets with (App Runner: instance role; ECS: execution role) and, with
+    workers, the worker's execution and task roles only; no secret carries a resource policy that widens it."""
     root = case_stack(case, "root")
     names = ["root", *(res["Properties"]["TemplateURL"].removesuffix(".yaml") for res in root["Resources"].values()
                        if res["Type"] == "AWS::CloudFormation::Stack")]
@@ -307,7 +308,9 @@ def test_only_the_secret_injecting_role_reads_the_application_secrets(case):
                 if s["Effect"] == "Allow" and "secretsmanager:GetSecretValue" in as_list(s["Action"]) \
                         and any(r in secret_refs(case) for r in as_list(s["Resource"])):
                     readers.append(f"{name}/{lid}")
-    assert readers == [f"backend/{SECRET_READER[platform(case)]}"]
+    # the worker tier, when on, injects them too (execution role) and its task role reads them (workers stack)
+    workers = ["workers/ExecutionRole", "workers/TaskRole"] if config(case).workers.enabled else []
+    assert readers == [f"backend/{SECRET_READER[platform(case)]}", *workers]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -337,6 +340,9 @@ def test_runtime_role_names_only_the_expected_resources(case):
         ("kms:Decrypt", str(ref("DataKeyArn"))),
         ("xray:GetSamplingRules", "*"), ("xray:GetSamplingTargets", "*"),
         ("xray:PutTelemetryRecords", "*"), ("xray:PutTraceSegments", "*"),
+        # the API enqueues runs when the environment has workers (tests/stacks/test_workers.py)
+        *([("sqs:SendMessage", str(ref("RunQueueArn"))), ("kms:GenerateDataKey", str(ref("DataKeyArn")))]
+          if config(case).workers.enabled else []),
     }
     if platform(case) == APP_RUNNER:  # App Runner resolves RuntimeEnvironmentSecrets with the instance role
         assert principal == {"Service": ["tasks.apprunner.amazonaws.com"]}

@@ -255,11 +255,14 @@ def test_flow_log_role_is_confused_deputy_safe_and_writes_only_its_group(env):
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_database_accepts_only_postgres_from_the_connector_security_group(env):
+    """...and from the worker tasks' group when the environment has workers (tests/stacks/test_workers.py)."""
     t = tmpl(env)
     assert "SecurityGroupIngress" not in props(t["Resources"]["DatabaseSecurityGroup"])
     ingress = [props(r) for r in resources_of(t, "AWS::EC2::SecurityGroupIngress").values()]
     rules = [(r["GroupId"], r["IpProtocol"], r["FromPort"], r["ToPort"], r["SourceSecurityGroupId"]) for r in ingress]
-    assert rules == [(group_id("DatabaseSecurityGroup"), "tcp", 5432, 5432, group_id("ConnectorSecurityGroup"))]
+    sources = ["ConnectorSecurityGroup", *(["WorkerSecurityGroup"] if cfg(env).workers.enabled else [])]
+    assert sorted(rules, key=str) == sorted(
+        [(group_id("DatabaseSecurityGroup"), "tcp", 5432, 5432, group_id(source)) for source in sources], key=str)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -298,7 +301,8 @@ def test_every_security_group_rule_has_a_description(env):
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_outputs_match_the_contract(env):
     assert set(tmpl(env)["Outputs"]) == {"VpcId", "PublicSubnetIds", "AppSubnetIds", "DataSubnetIds",
-                                         "ConnectorSecurityGroupId", "DatabaseSecurityGroupId", "NatGatewayIds"}
+                                         "ConnectorSecurityGroupId", "DatabaseSecurityGroupId", "NatGatewayIds",
+                                         *(["WorkerSecurityGroupId"] if cfg(env).workers.enabled else [])}
     assert tmpl(env)["Outputs"]["AppSubnetIds"]["Value"] == {
         "Fn::Join": [",", [ref(s) for s in tier(tmpl(env), "app")]]}
 

@@ -401,6 +401,76 @@ def test_smoke_script_fails_when_no_event_arrives():
     assert result.returncode != 0 and "no SSE event arrived" in result.stderr
 
 
+RUN_ID = "00000000-0000-0000-0000-0000000000aa"
+
+
+class _Runs(_NoEvents):
+    """Healthy, delivers the SSE event, accepts a run and reports the states in `states` one GET at a time."""
+
+    states: list[str] = []
+    error = "model refused the brief"
+
+    def do_GET(self):
+        if self.path == "/healthz":
+            self._send(200, "application/json", b'{"status":"ok"}')
+        elif self.path.endswith(f"/runs/{RUN_ID}"):
+            state = type(self).states.pop(0) if len(type(self).states) > 1 else type(self).states[0]
+            body = {"id": RUN_ID, "state": state, "error": self.error if state == "failed" else None}
+            self._send(200, "application/json", json.dumps(body).encode())
+        else:
+            self._send(200, "text/event-stream", b'retry: 1000\n\nevent: smoke.ping\ndata: {}\n\n')
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = {"id": RUN_ID, "state": "queued"} if self.path.endswith("/runs") else {
+            "id": "00000000-0000-0000-0000-000000000001"}
+        self._send(201, "application/json", json.dumps(body).encode())
+
+
+def _smoke_with_runs(states: list[str], **overrides: str) -> subprocess.CompletedProcess:
+    handler = type("Handler", (_Runs,), {"states": list(states)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = {"WORKERS": "true", "RUN_POLL_SECONDS": "1", "STREAM_SECONDS": "3", **overrides}
+        return _run_smoke(f"http://127.0.0.1:{server.server_port}", **settings)
+    finally:
+        server.shutdown()
+
+
+def test_smoke_script_waits_for_a_worker_run_to_succeed():
+    result = _smoke_with_runs(["queued", "running", "running", "succeeded"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ok: run {RUN_ID} succeeded" in result.stdout
+
+
+def test_smoke_script_fails_when_the_worker_run_fails_and_says_why():
+    result = _smoke_with_runs(["running", "failed"])
+    assert result.returncode != 0 and f"run {RUN_ID} failed: model refused the brief" in result.stderr
+
+
+def test_smoke_script_fails_when_the_worker_run_does_not_finish_in_time():
+    result = _smoke_with_runs(["running"], RUN_WAIT_SECONDS="3")
+    assert result.returncode != 0 and "did not finish within 3 s" in result.stderr
+
+
+def test_smoke_script_skips_the_worker_run_without_workers():
+    result = _smoke_with_runs(["failed"], WORKERS="false")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "submitted run" not in result.stdout
+
+
+def test_smoke_stage_submits_a_worker_run_exactly_when_the_environment_has_workers():
+    smoked = {s["Name"].removeprefix("Smoke-"): s for s in stages() if s["Name"].startswith("Smoke-")}
+    assert FIRST.name in smoked
+    for config in CHAIN:
+        if config.name not in smoked:
+            continue
+        (action,) = smoked[config.name]["Actions"]
+        variables = {v["name"]: v["value"] for v in json.loads(action["Configuration"]["EnvironmentVariables"])}
+        assert variables["WORKERS"] == ("true" if config.workers.enabled else "false")
+
+
 @pytest.mark.slow
 def test_smoke_script_passes_against_the_reference_service():
     sys.path.insert(0, str(REPO / "apprunner"))

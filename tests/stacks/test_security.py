@@ -88,8 +88,9 @@ def test_the_account_uses_a_key_only_through_named_services(env, key):
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_data_key_serves_exactly_the_data_services(env):
-    assert via_services(by_sid(env, "DataKey", "UseOnlyThroughRdsS3SecretsmanagerBackupApprunner")) == {
-        "rds", "s3", "secretsmanager", "backup", "apprunner"}
+    queue = ["sqs"] if load_environment(env).workers.enabled else []   # the workers' run queue
+    sid = "UseOnlyThroughRdsS3SecretsmanagerBackupApprunner" + "".join(s.capitalize() for s in queue)
+    assert via_services(by_sid(env, "DataKey", sid)) == {"rds", "s3", "secretsmanager", "backup", "apprunner", *queue}
     grants = by_sid(env, "DataKey", "GrantsOnlyForAwsResourcesOfRdsBackupApprunner")
     assert grants["Condition"]["Bool"]["kms:GrantIsForAWSResource"] == "true"
     assert {s["Principal"]["Service"] for s in policy(env, "DataKey") if "Service" in s["Principal"]} == set()
@@ -107,7 +108,8 @@ def test_ops_key_lets_cloudwatch_logs_encrypt_only_this_accounts_log_groups(env)
 def test_ops_key_alert_publishers_are_pinned_to_this_account(env):
     publishers = {s["Principal"]["Service"]: s for s in policy(env, "OpsKey")
                   if isinstance(s["Principal"].get("Service"), str)}
-    assert set(publishers) == {"cloudwatch.amazonaws.com", "budgets.amazonaws.com", "costalerts.amazonaws.com"}
+    assert set(publishers) == {"cloudwatch.amazonaws.com", "budgets.amazonaws.com", "costalerts.amazonaws.com",
+                               *(["events.amazonaws.com"] if load_environment(env).workers.enabled else [])}
     assert all(s["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT for s in publishers.values())
     assert all(set(s["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"} for s in publishers.values())
     assert via_services(by_sid(env, "OpsKey", "UseOnlyThroughSns")) == {"sns"}

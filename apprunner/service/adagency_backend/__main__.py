@@ -1,5 +1,8 @@
 """Entrypoint (`python -m adagency_backend`, the image's ENTRYPOINT): one uvicorn process on $PORT.
 
+`python -m adagency_backend worker` (the same image with the command `worker`) runs the run worker
+instead (worker.py): no HTTP port, it consumes the run queue until SIGTERM.
+
 Timeouts chosen for App Runner: its proxy ends any request at 120 s, SSE streams end themselves after
 SSE_MAX_STREAM_SECONDS (<= 110 s), nothing here cuts a request shorter. On SIGTERM (App Runner
 replacing an instance) the server stops accepting, SSE streams end at once so their clients reconnect
@@ -34,7 +37,15 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["worker"]:
+        from .worker import main as worker_main
+
+        return worker_main()
+    if args:
+        print("usage: python -m adagency_backend [worker]", file=sys.stderr)
+        return 2
     configure_logging("INFO")
     log = logging.getLogger("adagency_backend")
     try:

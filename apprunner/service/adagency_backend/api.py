@@ -1,4 +1,4 @@
-"""HTTP API: health, readiness, projects, presigned uploads, project events (SSE)."""
+"""HTTP API: health, readiness, projects, presigned uploads, project events (SSE), runs (queued for the worker)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from . import repository
+from . import repository, runs
 from .errors import ApiError
 from .events import stream_events
 from .storage import ALLOWED_CONTENT_TYPES
@@ -109,6 +109,29 @@ class Event(BaseModel):
     type: str
     data: dict[str, Any]
     created_at: datetime
+
+
+class RunIn(Strict):
+    brief: str = Field(min_length=1, max_length=4000)
+
+    @field_validator("brief")
+    @classmethod
+    def _brief_charset(cls, v: str) -> str:
+        return _no_control_chars(v, allowed="\n\t")
+
+
+class Run(BaseModel):
+    id: UUID
+    project_id: UUID
+    brief: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    attempts: int
+    error: str | None
+    result: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
 
 
 def _services(request: Request):
@@ -207,3 +230,35 @@ async def project_events(request: Request, project_id: UUID,
                          services.settings.sse_max_stream_seconds, services.settings.sse_heartbeat_seconds)
     return StreamingResponse(body, media_type="text/event-stream", headers={
         "Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"})
+
+
+@router.post("/projects/{project_id}/runs", status_code=202, response_model=Run, tags=["runs"],
+             responses={503: {"description": "no run queue configured, or the queue is unreachable"}})
+async def create_run(request: Request, project_id: UUID, body: RunIn) -> dict[str, Any]:
+    """Record a run and queue it for the worker; follow it on the project's event stream or poll it."""
+    services = _services(request)
+    if services.run_queue is None:
+        raise ApiError(503, "unavailable", "runs are not enabled on this service (no run queue configured)")
+    run = await runs.create_run(services.db, project_id, body.brief)
+    if run is None:
+        raise ApiError(404, "not_found", "project not found")
+    await runs.append_run_event(services.db, run, "run.queued", "queued")  # before the worker can start it
+    try:
+        message_id = await services.run_queue.send(run["id"])
+    except Exception as e:  # recorded as failed (never runs); the client retries with a new run
+        log.error("run could not be queued", extra={"run_id": str(run["id"]), "error": type(e).__name__})
+        reason = "the run queue was unavailable; submit the run again"
+        await runs.record_failure(services.db, run["id"], reason, final=True)
+        await runs.append_run_event(services.db, run, "run.failed", "failed", {"error": reason, "attempts": 0})
+        raise ApiError(503, "unavailable", "the run queue is unavailable; retry shortly") from None
+    log.info("run queued", extra={"run_id": str(run["id"]), "project_id": str(project_id),
+                                  "message_id": message_id})
+    return run
+
+
+@router.get("/projects/{project_id}/runs/{run_id}", response_model=Run, tags=["runs"])
+async def get_run(request: Request, project_id: UUID, run_id: UUID) -> dict[str, Any]:
+    run = await runs.get_run(_services(request).db, run_id, project_id)
+    if run is None:
+        raise ApiError(404, "not_found", "run not found")
+    return run

@@ -18,6 +18,7 @@ from .errors import install_error_handlers
 from .events import EventBroker
 from .logs import register_secret
 from .middleware import REQUEST_ID_HEADER, RequestContextMiddleware, RequestGuardMiddleware
+from .runqueue import RunQueue
 from .settings import Settings
 from .storage import Storage
 
@@ -31,15 +32,17 @@ class Services:
     db: Database
     storage: Storage
     broker: EventBroker
+    run_queue: RunQueue | None = None  # None without RUN_QUEUE_URL: runs are refused with 503
 
 
 def build_services(settings: Settings) -> Services:
     register_secret(settings.gemini_api_key)
     credentials = SecretsManagerCredentials(settings.db_secret_arn, settings.region)
     db = Database(settings, credentials)
+    run_queue = RunQueue(settings.run_queue_url, settings.region) if settings.run_queue_url else None
     return Services(settings, credentials, db, Storage(settings.content_bucket, settings.region,
                                                         settings.upload_max_bytes),
-                    EventBroker(lambda: db.connect(autocommit=True)))
+                    EventBroker(lambda: db.connect(autocommit=True)), run_queue)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -54,7 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
             "environment": settings.environment, "port": settings.port, "migrations_applied": applied,
             "sse_max_stream_seconds": settings.sse_max_stream_seconds,
             "sse_heartbeat_seconds": settings.sse_heartbeat_seconds, "cors_origins": settings.cors_origins,
-            "gemini_configured": settings.gemini_configured})
+            "gemini_configured": settings.gemini_configured, "runs_enabled": services.run_queue is not None})
         try:
             yield
         finally:

@@ -36,20 +36,28 @@ async def get_project(db: Database, project_id: UUID) -> dict[str, Any] | None:
         return await cur.fetchone()
 
 
-async def append_event(db: Database, project_id: UUID, type_: str, data: dict[str, Any]) -> dict[str, Any] | None:
+async def append_event(db: Database, project_id: UUID, type_: str, data: dict[str, Any], *,
+                       idempotency_key: str | None = None) -> dict[str, Any] | None:
     """Insert an event and NOTIFY listeners; None if the project does not exist.
 
     The project row is locked first, so one project's events commit in id order: a reader that has seen
     id N can never later find a committed id < N (which a client resuming from N would miss).
+    With `idempotency_key` (at most 200 characters, unique per project) a repeated append inserts
+    nothing, notifies nobody and returns the event recorded the first time.
     """
     async with db.pool.connection() as conn, conn.transaction():
         cur = await conn.execute("SELECT id FROM projects WHERE id = %s FOR UPDATE", (project_id,))
         if await cur.fetchone() is None:
             return None
         cur = await conn.execute(
-            f"INSERT INTO project_events (project_id, type, data) VALUES (%s, %s, %s) RETURNING {_EVENT_COLUMNS}",
-            (project_id, type_, Jsonb(data)))
+            "INSERT INTO project_events (project_id, type, data, idempotency_key) VALUES (%s, %s, %s, %s) "
+            f"ON CONFLICT (project_id, idempotency_key) DO NOTHING RETURNING {_EVENT_COLUMNS}",
+            (project_id, type_, Jsonb(data), idempotency_key))
         event = await cur.fetchone()
+        if event is None:  # the key was used before: return that event, wake nobody
+            cur = await conn.execute(f"SELECT {_EVENT_COLUMNS} FROM project_events "
+                                     "WHERE project_id = %s AND idempotency_key = %s", (project_id, idempotency_key))
+            return await cur.fetchone()
         await conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, str(project_id)))
         return event
 
