@@ -100,7 +100,12 @@ def _template_checks(templates: dict[str, dict]) -> Iterator[str]:
             yield f"{path}:{lid}: secret with a value in the template or without a customer key"
     for path, lid, res in _resources(templates, "AWS::CloudWatch::Alarm"):
         p = res.get("Properties", {})
-        if not p.get("AlarmActions") or not p.get("OKActions"):
+        resources = templates[path].get("Resources", {})
+        # An alarm whose every action is a scaling policy drives autoscaling; it notifies nobody.
+        scaling = p.get("AlarmActions") and all(
+            isinstance(a, dict) and resources.get(a.get("Ref"), {}).get("Type")
+            == "AWS::ApplicationAutoScaling::ScalingPolicy" for a in p["AlarmActions"])
+        if not scaling and (not p.get("AlarmActions") or not p.get("OKActions")):
             yield f"{path}:{lid}: alarm that does not notify on ALARM and OK"
 
 
