@@ -15,8 +15,8 @@ ADKIT       := $(BIN)/adkit
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools postgres render check-render lint cfn-lint scan ruff test test-fast \
-        bootstrap pipeline deploy plan status destroy clean
+.PHONY: help venv tools postgres graphviz render check-render lint cfn-lint scan ruff test test-fast \
+        bootstrap pipeline deploy plan status logs diagram cost destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -57,6 +57,13 @@ postgres: ## install PostgreSQL server binaries from Debian (contract tests star
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql openssl; \
 	fi
 
+graphviz: ## install Graphviz from Debian (`adkit diagram` draws SVG/PNG with its `dot`)
+	@if command -v dot >/dev/null 2>&1; then \
+	  echo "Graphviz present: $$(command -v dot)"; \
+	else \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends graphviz; \
+	fi
+
 render: $(VENV)/.installed-render ## render every environment and the account-level stacks into templates/ (installs only what rendering needs)
 	$(BIN)/python -m generator render
 
@@ -74,7 +81,7 @@ lint: check-render cfn-lint scan ## golden check, cfn-lint and checkov
 ruff: venv ## Python lint
 	$(BIN)/ruff check generator tests apprunner
 
-test: venv tools postgres ruff ## lint, scans and every test (the CI command)
+test: venv tools postgres graphviz ruff ## lint, scans and every test (the CI command)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bootstrap: venv ## deploy the account-level bootstrap stack
@@ -91,6 +98,15 @@ plan: venv ## show the change set for one environment, then delete it: make plan
 
 status: venv ## stack states and outputs: make status ENV=dev
 	$(ADKIT) status $(ENV)
+
+logs: venv ## recent logs of one environment: make logs ENV=dev
+	$(ADKIT) logs $(ENV)
+
+diagram: venv ## architecture diagram from the rendered templates: make diagram ENV=dev (docs/architecture-dev.svg)
+	$(ADKIT) diagram $(ENV) --output docs/architecture-$(ENV).svg
+
+cost: venv ## monthly cost estimate from config and templates: make cost ENV=dev
+	$(ADKIT) cost $(ENV)
 
 destroy: venv ## delete a non-production environment: make destroy ENV=dev
 	$(ADKIT) destroy $(ENV)

@@ -1,4 +1,5 @@
-"""`adkit`: render templates, deploy them safely, restore data. Run `adkit --help`."""
+"""adkit: per-environment TOML config in, reviewed CloudFormation (nested stacks) out; deploys it with change sets
+and guard rails, and operates it: status, logs, rollback, restore, an architecture diagram and a cost estimate."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from generator.config import CONFIG_DIR, ConfigError
 from generator.naming import NamingError
 
 # Each module exposes register(subparsers); its subcommands set `handler` via set_defaults.
-COMMAND_MODULES = ("generator.deploy.cli", "generator.dr.cli")
+COMMAND_MODULES = ("generator.deploy.cli", "generator.dr.cli", "generator.ops.cli")
 
 EXIT_USAGE = 2
 
@@ -33,11 +34,20 @@ def _render(args: argparse.Namespace) -> int:
             return 1
         print(f"{out_dir} is up to date ({len(files)} files)", file=sys.stderr)
         return 0
-    changed = render.write(files, out_dir)
+    try:
+        written = render.write(files, out_dir)
+    except render.OutputRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     elapsed = time.perf_counter() - started
-    print(f"rendered {len(files)} files in {elapsed:.2f} s; {len(changed)} changed", file=sys.stderr)
-    for relative in changed:
-        print(f"  {relative}", file=sys.stderr)
+    print(f"rendered {len(files)} files in {elapsed:.2f} s; {len(written.changed)} changed, "
+          f"{len(written.deleted)} deleted", file=sys.stderr)
+    for label, paths in (("changed", written.changed), ("deleted", written.deleted)):
+        for relative in paths:
+            print(f"  {label:8} {relative}", file=sys.stderr)
+    for relative in written.kept:
+        print(f"  kept     {relative} (no longer rendered, but edited since it was: delete it yourself if unused)",
+              file=sys.stderr)
     return 0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -110,17 +111,120 @@ def _check_variables(value: dict[str, str], kit_names: tuple[str, ...]) -> dict[
             raise ValueError(f"{name}: value holds a control character")
     return dict(sorted(value.items()))
 
-Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")]
-AccountId = Annotated[str, Field(pattern=r"^[0-9]{12}$")]
-Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")]
-Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", max_length=254)]
-DnsLabel = Annotated[str, Field(pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")]
+
+# The only ranges RFC 1918 sets aside for private networks (ipaddress' is_private also admits link-local,
+# CGNAT, documentation and loopback ranges, which a VPC must not use).
+RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+# RDS refuses a DatabaseName that is a word reserved by the engine, and the cluster already holds `postgres`,
+# `template0`, `template1` and (Aurora) `rdsadmin`. Sources: DatabaseName in
+# https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CreateDBCluster.html and the "reserved" key words
+# of https://www.postgresql.org/docs/current/sql-keywords-appendix.html
+RESERVED_DATABASE_NAMES = frozenset({
+    "postgres", "template0", "template1", "rdsadmin",
+    "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "authorization", "binary",
+    "both", "case", "cast", "check", "collate", "collation", "column", "concurrently", "constraint", "create",
+    "cross", "current_catalog", "current_date", "current_role", "current_schema", "current_time",
+    "current_timestamp", "current_user", "default", "deferrable", "desc", "distinct", "do", "else", "end",
+    "except", "false", "fetch", "for", "foreign", "freeze", "from", "full", "grant", "group", "having", "ilike",
+    "in", "initially", "inner", "intersect", "into", "is", "isnull", "join", "lateral", "leading", "left", "like",
+    "limit", "localtime", "localtimestamp", "natural", "not", "notnull", "null", "offset", "on", "only", "or",
+    "order", "outer", "overlaps", "placing", "primary", "references", "returning", "right", "select",
+    "session_user", "similar", "some", "symmetric", "system_user", "table", "tablesample", "then", "to",
+    "trailing", "true", "union", "unique", "user", "using", "variadic", "verbose", "when", "where", "window",
+    "with",
+})
+
+# A budget below this is no budget: AWS Budgets bills in cents, and any environment costs more than 1 USD a month.
+MIN_BUDGET_USD = 1.0
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+# An owner or repository name: letters, digits, '_', '.', '-', not '.' or '..' alone (no path tricks).
+_REPO_PART = r"(?!\.{1,2}(/|$))[A-Za-z0-9_.-]{1,100}"
+
+
+def _matching(regex: str, allowed: str):
+    """A validator: the whole string matches `regex`, else an error that says in words what is `allowed`."""
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"must be {allowed}")
+        return value
+    return AfterValidator(check)
+
+
+def _email(value: str) -> str:
+    """local@domain: no control characters or spaces, one @, a domain of dot-separated DNS labels."""
+    allowed = "an e-mail address like oncall@your-company.com (local@domain, no spaces or control characters)"
+    if _CONTROL.search(value) or len(value) > 254 or value.count("@") != 1:
+        raise ValueError(f"must be {allowed}")
+    local, domain = value.split("@")
+    labels = domain.split(".")
+    if (not re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}", local) or local.startswith(".")
+            or local.endswith(".") or ".." in local or len(labels) < 2
+            or not all(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label) for label in labels)
+            or not re.fullmatch(r"[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59}", labels[-1])):
+        raise ValueError(f"must be {allowed}")
+    return value
+
+
+def git_branch_problem(value: str) -> str | None:
+    """Why `value` is not a valid git branch name (the rules of `git check-ref-format --branch`), or None.
+    https://git-scm.com/docs/git-check-ref-format"""
+    if not value:
+        return "must not be empty"
+    if len(value) > 255:
+        return "must be at most 255 characters"
+    if _CONTROL.search(value) or re.search(r"[ ~^:?*\[\\]", value):
+        return "must not contain spaces, control characters or any of ~ ^ : ? * [ \\"
+    if "//" in value or value.startswith("/") or value.endswith("/"):
+        return "must not start or end with '/' or contain '//'"
+    if ".." in value or "@{" in value or value == "@":
+        return "must not contain '..' or '@{' and must not be '@'"
+    if value.endswith(".") or value.endswith(".lock") or value.startswith("-"):
+        return "must not start with '-' or end with '.' or '.lock'"
+    if any(part.startswith(".") or part.endswith(".lock") for part in value.split("/")):
+        return "no '/'-separated part may start with '.' or end with '.lock'"
+    return None
+
+
+def _git_branch(value: str) -> str:
+    problem = git_branch_problem(value)
+    if problem:
+        raise ValueError(f"{problem} (git branch name rules, `git check-ref-format --branch`)")
+    return value
+
+
+def _unique(what: str):
+    def check(values: list) -> list:
+        seen = set()
+        duplicates = sorted({v for v in values if v in seen or seen.add(v)})
+        if duplicates:
+            raise ValueError(f"each {what} may appear once (duplicated: {', '.join(map(repr, duplicates))})")
+        return values
+    return AfterValidator(check)
+
+
+Name = Annotated[str, _matching(r"[a-z][a-z0-9-]{1,18}[a-z0-9]",
+                                "3-20 characters: lower-case letters, digits and '-', starting with a letter, "
+                                "not ending with '-'")]
+AccountId = Annotated[str, _matching(r"[0-9]{12}", "a 12-digit AWS account id like 123456789012")]
+Region = Annotated[str, _matching(r"[a-z]{2}(-gov)?-[a-z]+-[0-9]", "an AWS region code like eu-west-1")]
+Email = Annotated[str, AfterValidator(_email)]
+DnsLabel = Annotated[str, _matching(f"({_DNS_LABEL})?",
+                                    "a DNS label: lower-case letters, digits and '-', at most 63 characters, not "
+                                    "starting or ending with '-' (\"\" for the apex)")]
+GitBranch = Annotated[str, AfterValidator(_git_branch)]
+EnvironmentName = Annotated[str, _matching(r"[a-z][a-z0-9]{1,9}", "2-10 lower-case letters and digits, starting "
+                                           "with a letter (e.g. dev, prod, staging)")]
 
 
 class Strict(BaseModel):
     """Base for every config section: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False)
 
 
 class NetworkConfig(Strict):
@@ -137,8 +241,8 @@ class NetworkConfig(Strict):
             raise ValueError(f"must be an IPv4 network such as 10.0.0.0/16 ({exc})") from None
         if not 16 <= network.prefixlen <= 20:
             raise ValueError("prefix length must be between /16 and /20 (room for 9 subnets of /24 or more)")
-        if not network.is_private:
-            raise ValueError("must be a private (RFC 1918) range")
+        if not any(network.subnet_of(block) for block in RFC1918):
+            raise ValueError("must be inside a private RFC 1918 range: 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
         return value
 
     @property
@@ -149,7 +253,8 @@ class NetworkConfig(Strict):
 
 class DatabaseConfig(Strict):
     engine_version: str = "17.7"
-    database_name: str = Field("app", pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    database_name: Annotated[str, _matching(r"[a-z][a-z0-9_]{0,62}", "1-63 characters: lower-case letters, "
+                                            "digits and '_', starting with a letter")] = "app"
     min_acu: float = Field(0.5, ge=0, le=256)
     max_acu: float = Field(4, ge=1, le=256)
     seconds_until_auto_pause: int | None = Field(None, ge=300, le=86400)
@@ -159,24 +264,34 @@ class DatabaseConfig(Strict):
     performance_insights_retention_days: Literal[7, 31, 62, 93, 124, 155, 186, 217, 248, 279, 310, 341, 372,
                                                  403, 434, 465, 496, 527, 558, 589, 620, 651, 682, 713, 731] = 7
     # UTC; RDS wants both windows >= 30 minutes and not overlapping (AWS Backup runs at backup.schedule).
-    backup_window: str = Field(
-        "02:00-03:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$")
-    maintenance_window: str = Field(
-        "sun:04:00-sun:05:00",
-        pattern=r"^(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):[0-5][0-9]-"
-                r"(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):[0-5][0-9]$")
+    backup_window: Annotated[str, _matching(
+        r"([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]",
+        "a daily UTC window hh:mm-hh:mm like 02:00-03:00")] = "02:00-03:00"
+    maintenance_window: Annotated[str, _matching(
+        r"(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):[0-5][0-9]-"
+        r"(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):[0-5][0-9]",
+        "a weekly UTC window ddd:hh:mm-ddd:hh:mm like sun:04:00-sun:05:00")] = "sun:04:00-sun:05:00"
 
     @field_validator("engine_version")
     @classmethod
     def _version(cls, value: str) -> str:
-        match = re.fullmatch(r"(\d+)\.(\d+)", value)
+        match = re.fullmatch(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)", value)
         if not match or int(match[1]) not in AURORA_PG_AUTO_PAUSE_MIN_MINOR:
             majors = ", ".join(f"{m}.x" for m in AURORA_PG_AUTO_PAUSE_MIN_MINOR)
-            raise ValueError(f"must be an Aurora PostgreSQL version 'MAJOR.MINOR' on {majors}")
+            raise ValueError(f"must be an Aurora PostgreSQL version 'MAJOR.MINOR' written as RDS does (no leading "
+                             f"zeros, e.g. 17.7) on {majors}")
         if int(match[2]) < AURORA_PG_AUTO_PAUSE_MIN_MINOR[int(match[1])]:
             raise ValueError(
                 f"must be at least {match[1]}.{AURORA_PG_AUTO_PAUSE_MIN_MINOR[int(match[1])]} "
                 "(first minor with 0-ACU auto-pause and managed master secrets)")
+        return value
+
+    @field_validator("database_name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_DATABASE_NAMES:
+            raise ValueError(f"{value!r} is reserved by PostgreSQL or RDS (postgres, template0, template1, rdsadmin "
+                             "and SQL key words such as user, table, select); choose another name, e.g. 'app'")
         return value
 
     @field_validator("min_acu", "max_acu")
@@ -236,7 +351,18 @@ class StorageConfig(Strict):
 
 class BackupConfig(Strict):
     retention_days: int = Field(35, ge=1, le=36500)
-    schedule: str = Field("cron(0 3 * * ? *)", pattern=r"^cron\(\S+ \S+ \* \* \? \*\)$")
+    schedule: str = "cron(0 3 * * ? *)"
+
+    @field_validator("schedule")
+    @classmethod
+    def _daily_cron(cls, value: str) -> str:
+        """A daily AWS Backup schedule: cron(MINUTE HOUR * * ? *), minute 0-59, hour 0-23 (UTC).
+        https://docs.aws.amazon.com/AmazonCloudWatch/latest/events/ScheduledEvents.html#CronExpressions"""
+        match = re.fullmatch(r"cron\(([0-9]{1,2}) ([0-9]{1,2}) \* \* \? \*\)", value)
+        if not match or int(match[1]) > 59 or int(match[2]) > 23:
+            raise ValueError("must be a daily schedule cron(MINUTE HOUR * * ? *) with MINUTE 0-59 and HOUR 0-23 "
+                             "(UTC), e.g. cron(0 3 * * ? *)")
+        return value
 
 
 class SecurityConfig(Strict):
@@ -288,12 +414,12 @@ class AlertThresholds(Strict):
 
 
 class AlertsConfig(Strict):
-    emails: list[Email] = Field(default_factory=list, max_length=10)
+    emails: Annotated[list[Email], _unique("address")] = Field(default_factory=list, max_length=10)
     thresholds: AlertThresholds = AlertThresholds()
 
 
 class BudgetConfig(Strict):
-    monthly_usd: float = Field(gt=0, le=1_000_000)
+    monthly_usd: float = Field(ge=MIN_BUDGET_USD, le=1_000_000)
     forecast_threshold_percent: float = Field(100, gt=0, le=1000)
     actual_threshold_percent: float = Field(80, gt=0, le=1000)
     # Cost Anomaly Detection alerts when an anomaly's total impact reaches this many USD.
@@ -307,8 +433,9 @@ class BudgetConfig(Strict):
         for component, limit in value.items():
             if not re.fullmatch(r"[a-z][a-z0-9_-]{0,30}", component):
                 raise ValueError(f"{component!r} is not a component name (lower-case, e.g. 'backend')")
-            if not 0 < limit <= 1_000_000:
-                raise ValueError(f"{component}: limit must be > 0 and <= 1000000 USD (got {limit})")
+            if isinstance(limit, bool) or not MIN_BUDGET_USD <= limit <= 1_000_000:
+                raise ValueError(f"{component}: limit must be a number from {MIN_BUDGET_USD:g} to 1000000 USD "
+                                 f"(got {limit})")
         return dict(sorted(value.items()))
 
 
@@ -344,7 +471,8 @@ class BackendBase(Strict):
     min_instances: int = Field(1, ge=1, le=25)
     max_instances: int = Field(4, ge=1, le=25)
     port: int = Field(8080, ge=1, le=65535)
-    health_check_path: str = Field("/healthz", pattern=r"^/[A-Za-z0-9/_.-]*$")
+    health_check_path: Annotated[str, _matching(r"/[A-Za-z0-9/_.-]*", "a URL path starting with '/' "
+                                                "(letters, digits and / _ . -)")] = "/healthz"
     sse_max_stream_seconds: int = Field(100, ge=10, le=110)
     waf_rate_limit_per_5_min: int = Field(2000, ge=10, le=2_000_000_000)
     # The application's own plain variables, next to the contract's (never a secret value: use `secrets`).
@@ -420,7 +548,7 @@ class ExpressBackend(BackendBase):
 
     platform: Literal["ecs-express"] = ECS_EXPRESS
     cpu: Literal["256", "512", "1024", "2048", "4096", "8192", "16384"] = "1024"
-    memory: str = Field("2048", pattern=r"^[0-9]+$")
+    memory: Annotated[str, _matching(r"[0-9]+", "Fargate memory in MiB as digits, e.g. \"2048\"")] = "2048"
     # An ALB does not cut a response at 120 s; a stream is still bounded so that a client reconnects (and so
     # lands on a task added by scale-out, or leaves a task being replaced) within this time. 900 s keeps a
     # reconnect inside the ALB's default 300 s deregistration delay plus margin in practice.
@@ -513,8 +641,12 @@ class WorkersConfig(Strict):
 
 
 class CustomDomain(Strict):
-    name: str = Field(pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", max_length=255)
-    subdomains: list[DnsLabel] = Field(default_factory=lambda: ["", "www"], min_length=1, max_length=50)
+    name: Annotated[str, Field(max_length=253), _matching(
+        f"({_DNS_LABEL}\\.)+([a-z]{{2,63}}|xn--[a-z0-9-]{{1,59}})",
+        "a domain name like example.com: lower-case, no scheme (https://), no path, no trailing dot, "
+        "punycode (xn--...) for non-ASCII names")]
+    subdomains: Annotated[list[DnsLabel], _unique("sub-domain")] = Field(
+        default_factory=lambda: ["", "www"], min_length=1, max_length=50)
 
     @property
     def is_example(self) -> bool:
@@ -527,7 +659,7 @@ class CustomDomain(Strict):
 
 class FrontendConfig(Strict):
     repository: str
-    branch: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
+    branch: GitBranch
     custom_domain: CustomDomain | None = None
     pull_request_previews: bool = False
     node_version: Literal["20", "22"] = "20"
@@ -542,7 +674,7 @@ class FrontendConfig(Strict):
     @field_validator("repository")
     @classmethod
     def _https(cls, value: str) -> str:
-        if not re.fullmatch(r"https://[a-z0-9.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", value):
+        if not re.fullmatch(rf"https://({_DNS_LABEL}\.)+[a-z]{{2,63}}/{_REPO_PART}/{_REPO_PART}", value):
             raise ValueError("must be an HTTPS repository URL like https://github.com/org/repo")
         if value.endswith(".git"):
             raise ValueError("must not end in .git (Amplify expects the plain HTTPS URL)")
@@ -552,7 +684,7 @@ class FrontendConfig(Strict):
 class EnvironmentConfig(Strict):
     """One deployable environment (dev, prod, ...)."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9]{1,9}$")
+    name: EnvironmentName
     app_name: Name
     account_id: AccountId | None = None
     region: Region | None = None
@@ -611,14 +743,17 @@ class AccountConfig(Strict):
     ecr_keep_images: int = Field(100, ge=1, le=1000)
     artifact_expiration_days: int = Field(90, ge=1, le=3650)
     access_log_expiration_days: int = Field(365, ge=1, le=3650)  # S3 access logs of the artifact bucket
-    source_repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-    source_branch: str = "main"
+    source_repository: Annotated[str, _matching(rf"{_REPO_PART}/{_REPO_PART}",
+                                                "OWNER/REPOSITORY like my-org/my-repo (no URL)")]
+    source_branch: GitBranch = "main"
     source_provider: Literal["GitHub", "GitHubEnterpriseServer", "Bitbucket", "GitLab"] = "GitHub"
     # GitHub Enterprise Server connections go through a host (created once in the console); its ARN here.
-    source_host_arn: str | None = Field(
-        None, pattern=r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:[0-9]{12}:host/\S+$")
-    pipeline_environments: list[str] = Field(default_factory=lambda: ["dev", "prod"], min_length=2)
-    approval_emails: list[Email] = Field(default_factory=list, max_length=10)
+    source_host_arn: Annotated[str, _matching(
+        r"arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:[0-9]{12}:host/[A-Za-z0-9_-]{1,64}/?"
+        r"[A-Za-z0-9_-]{0,64}", "a CodeConnections host ARN like "
+        "arn:aws:codeconnections:eu-west-1:123456789012:host/my-host-1a2b3c4d")] | None = None
+    pipeline_environments: list[EnvironmentName] = Field(default_factory=lambda: ["dev", "prod"], min_length=2)
+    approval_emails: Annotated[list[Email], _unique("address")] = Field(default_factory=list, max_length=10)
     logging: LoggingConfig = LoggingConfig()
 
     @field_validator("pipeline_environments")
@@ -640,6 +775,15 @@ class ConfigError(Exception):
     """A configuration file is missing or invalid; the message is ready to print."""
 
 
+def _shown(value: object, limit: int = 80) -> str:
+    """repr of a given value, cut to `limit` characters (a deeply nested value must not flood the message)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<{type(value).__name__} nested too deeply>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _format(path: Path, error: ValidationError) -> str:
     lines = [f"{path}: invalid configuration ({error.error_count()} problem(s))"]
     for item in error.errors():
@@ -656,18 +800,32 @@ def _format(path: Path, error: ValidationError) -> str:
             message = "must be one of " + ", ".join(repr(p) for p in BACKEND_PLATFORMS)
             value = item.get("ctx", {}).get("tag")
         shown = "" if isinstance(value, dict) or item["type"] in ("missing", "union_tag_not_found") \
-            else f" (got {value!r})"
+            else f" (got {_shown(value)})"
         lines.append(f"  {field}: {message}{shown}")
     return "\n".join(lines)
 
 
+def read_text(path: Path) -> str:
+    """The file as text; ConfigError naming the first byte that is not UTF-8 (and its offset) otherwise."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")   # a byte-order mark some Windows editors write
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                          "save the file as UTF-8") from None
+
+
 def _read(path: Path) -> dict:
+    """Every config file is read here (render, check and every AWS command go through load_*)."""
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
+    text = read_text(path)
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: values nested too deeply") from None
 
 
 def environment_names(directory: Path = ENVIRONMENTS_DIR) -> list[str]:
@@ -680,6 +838,8 @@ def parse_environment(data: dict, source: Path | str = "<config>") -> Environmen
         return EnvironmentConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format(Path(source), exc)) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid configuration: values nested too deeply") from None
 
 
 def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> EnvironmentConfig:
@@ -695,10 +855,13 @@ def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> Environme
 
 
 def load_account(path: Path = ACCOUNT_FILE) -> AccountConfig:
+    data = _read(path)
     try:
-        return AccountConfig.model_validate(_read(path))
+        return AccountConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format(path, exc)) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid configuration: values nested too deeply") from None
 
 
 def load_all(directory: Path = ENVIRONMENTS_DIR) -> list[EnvironmentConfig]:

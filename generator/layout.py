@@ -5,6 +5,7 @@ command, the pipeline and the tests share.
     templates/<env>/root.yaml                                the environment's root stack
     templates/<env>/root.config.json                         its TemplateConfiguration ({"Parameters", "Tags"})
     templates/<env>/<stack>.yaml                             one per nested stack (relative TemplateURL)
+    templates/.adkit-manifest.json                           every rendered path and its SHA-256 (render.write)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 BOOTSTRAP_FILE = "bootstrap.yaml"
 PIPELINE_FILE = "pipeline.yaml"
 ROOT_FILE = "root.yaml"
+MANIFEST_FILE = ".adkit-manifest.json"
 
 
 def configuration_file(template_file: str) -> str:

@@ -132,7 +132,7 @@ def test_bad_config_stops_before_anything_is_written(tmp_path, capsys):
     code = main(["render", "--config-dir", str(config), "--templates-dir", str(out)])
     err = capsys.readouterr().err
     assert code == 2
-    assert "dev.toml" in err and "budget.monthly_usd: Input should be greater than 0 (got -1)" in err
+    assert "dev.toml" in err and "budget.monthly_usd: Input should be greater than or equal to 1 (got -1)" in err
     assert not out.exists(), "nothing may be written when any config file is invalid"
 
 

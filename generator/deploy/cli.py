@@ -12,9 +12,9 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from generator.config import APP_RUNNER, ConfigError, load_environment
-from generator.deploy import destroy, flow, secrets, status, targets
-from generator.deploy.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, DeployError, UsageError
+from generator.config import APP_RUNNER, CONFIG_DIR, REPO_ROOT, ConfigError, load_environment
+from generator.deploy import aws_errors, destroy, flow, secrets, status, targets
+from generator.deploy.errors import EXIT_INTERRUPTED, EXIT_USAGE, DeployError, UsageError
 from generator.deploy.session import Aws
 from generator.deploy.ui import Ui
 from generator.naming import NamingError
@@ -25,10 +25,11 @@ EPILOG = ("exit codes: 0 ok or no changes, 1 deploy failed, 2 usage or config er
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config-dir", type=Path, default=Path("config"),
-                        help="folder with account.toml and environments/ (default: config)")
-    common.add_argument("--templates-dir", type=Path, default=Path("templates"),
-                        help="rendered templates (default: templates)")
+    # The same defaults as `adkit render` and `adkit restore`: the repository's config/ and templates/.
+    common.add_argument("--config-dir", type=Path, default=CONFIG_DIR,
+                        help="folder with account.toml and environments/*.toml (default: config/)")
+    common.add_argument("--templates-dir", type=Path, default=REPO_ROOT / "templates",
+                        help="rendered templates (default: templates/)")
     common.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or the default chain)")
     common.add_argument("--region", help="must equal the region pinned in the config file")
     return common
@@ -129,14 +130,10 @@ def _guarded(command: Callable[[argparse.Namespace, Ui], int]) -> Callable[[argp
         except KeyboardInterrupt:
             ui.error("interrupted")
             return EXIT_INTERRUPTED
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            ui.error(f"AWS refused {exc.operation_name}: {error.get('Code')}: {error.get('Message')}.\n"
-                     "  To fix: check the permissions of your role for that call, then retry")
-            return EXIT_FAILED
-        except BotoCoreError as exc:
-            ui.error(f"could not talk to AWS: {exc}.\n  To fix: check network access and the region, then retry")
-            return EXIT_FAILED
+        except (ClientError, BotoCoreError) as exc:   # every botocore error: one message, advice by kind
+            explained = aws_errors.explain(exc, f"adkit {args.command}", getattr(args, "profile", None))
+            ui.error(explained.message)
+            return explained.exit_code
 
     return handler
 

@@ -23,6 +23,7 @@ class Kept:
     resource_type: str
     policy: str
     description: str
+    physical_id: str = ""     # bucket name, key id, log group name, vault name, cluster id (its final snapshot)
 
 
 def _deployed_template(aws: Aws, stack_id: str) -> dict:
@@ -36,16 +37,24 @@ def deployed_templates(aws: Aws, stack_id: str) -> dict[str, dict]:
             for label, physical in {"": stack_id, **stacks.nested(aws, stack_id)}.items()}
 
 
-def kept_resources(deployed: dict[str, dict]) -> list[Kept]:
-    """Resources that deletion retains or snapshots (their DeletionPolicy)."""
+def kept_resources(deployed: dict[str, dict], physical: dict[str, dict[str, str]] | None = None) -> list[Kept]:
+    """Resources that deletion retains or snapshots (their DeletionPolicy); `physical` maps stack label ->
+    logical id -> physical id (from ListStackResources), so the operator can find what stays."""
     result = []
     for label, body in deployed.items():
         texts = templates.descriptions(body)
         for lid, res in body.get("Resources", {}).items():
             policy = res.get("DeletionPolicy")
             if policy in KEEPING_POLICIES:
-                result.append(Kept(f"{label}/{lid}" if label else lid, res.get("Type", ""), policy, texts.get(lid, "")))
+                result.append(Kept(f"{label}/{lid}" if label else lid, res.get("Type", ""), policy, texts.get(lid, ""),
+                                   (physical or {}).get(label, {}).get(lid, "")))
     return result
+
+
+def physical_ids(aws: Aws, stack_id: str) -> dict[str, dict[str, str]]:
+    """Stack label -> logical id -> physical id, for the stack and every nested stack below it."""
+    return {label: {r["LogicalResourceId"]: r.get("PhysicalResourceId") or "" for r in stacks.resources(aws, phys)}
+            for label, phys in {"": stack_id, **stacks.nested(aws, stack_id)}.items()}
 
 
 def run(aws: Aws, target: Target, ui: Ui, *, yes: bool = False) -> int:
@@ -67,6 +76,7 @@ def run(aws: Aws, target: Target, ui: Ui, *, yes: bool = False) -> int:
         raise PreflightRefused(f"{target.stack_name} is busy ({stack['StackStatus']})",
                                "CloudFormation runs one operation per stack at a time",
                                f"wait for it (`adkit status {target.label}`), then retry")
+    preflight.other_run(aws, target, stack)   # never delete the stack under another operator's pending change set
     if stack.get("EnableTerminationProtection"):
         raise PreflightRefused(
             f"{target.stack_name} has termination protection on", "CloudFormation refuses to delete it",
@@ -74,14 +84,18 @@ def run(aws: Aws, target: Target, ui: Ui, *, yes: bool = False) -> int:
             f"--stack-name {target.stack_name} --region {target.region}; then retry")
 
     deployed = deployed_templates(aws, stack["StackId"])
-    kept = kept_resources(deployed)
+    kept = kept_resources(deployed, physical_ids(aws, stack["StackId"]))
     ui.step(f"Destroying {target.stack_name} (account {target.account_id}, region {target.region})")
     if kept:
         ui.info("These are NOT deleted, so that a mistaken destroy never loses data (they keep costing money "
                 "until you delete them by hand; buckets must be emptied first):", "bold")
+        from generator.ops.cost import keeping_cost
+
         for item in kept:
             what = f"{item.description} " if item.description else ""
-            ui.info(f"  {KEEPING_POLICIES[item.policy]:<21} {item.where}: {what}({item.resource_type})")
+            name = f"\n      name: {item.physical_id}" if item.physical_id else ""
+            ui.info(f"  {KEEPING_POLICIES[item.policy]:<21} {item.where}: {what}({item.resource_type}){name}"
+                    f"\n      costs to keep: {keeping_cost(item.resource_type, target.region)}")
     else:
         ui.info("Nothing in this stack is retained: everything in it is deleted.", "bold")
     if not yes and not ui.confirm_typed(f"Delete {target.stack_name} and everything above not listed as kept?",

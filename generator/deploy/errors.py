@@ -25,7 +25,7 @@ class DeployError(Exception):
 
     @property
     def message(self) -> str:
-        text = f"{self.what}: {self.why}"
+        text = f"{self.what}: {self.why.rstrip().rstrip('.')}"   # AWS's messages often end in a period already
         return f"{text}.\n  To fix: {self.todo}" if self.todo else text
 
 

@@ -42,6 +42,22 @@ def parameters(declared: dict[str, dict], target: Target, image_tag: str | None,
     return result
 
 
+def parameter_changes(existing: dict | None, params: list[dict], declared: dict[str, dict] | None = None) -> list[Line]:
+    """`Name: old → new` for each parameter whose value the change set changes (`(none)` on a first create);
+    parameters kept with UsePreviousValue are unchanged. NoEcho values (declared so, or **** from AWS) stay hidden."""
+    before = {p["ParameterKey"]: p.get("ParameterValue") for p in (existing or {}).get("Parameters") or []}
+    lines = []
+    for param in params:
+        name, new = param["ParameterKey"], param.get("ParameterValue")
+        if param.get("UsePreviousValue") or before.get(name) == new:
+            continue
+        old = before.get(name)
+        if old == "****" or str((declared or {}).get(name, {}).get("NoEcho", "")).lower() == "true":
+            old, new = "(hidden)", "(hidden)"
+        lines.append(Line(f"    {name}: {old if old is not None else '(none)'} → {new}", "bold cyan"))
+    return [Line("Parameter changes:", "bold"), *lines] if lines else []
+
+
 def _descriptions(loaded: templates.Loaded) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
     """Per stack label: logical id -> description; and nested stack label -> its description (title)."""
     per_stack = {label: templates.descriptions(item.body) for label, item in loaded.walk()}
@@ -75,8 +91,8 @@ def next_steps(target: Target, status: str, stuck: list[progress.Event]) -> str:
     during the rollback). UPDATE_ROLLBACK_FAILED and ROLLBACK_FAILED need a hand; the others do not."""
     where = f"--stack-name {target.stack_name} --region {target.region}"
     if status == "ROLLBACK_COMPLETE":
-        return (f"fix the cause, `make render`, and deploy again; the next `adkit deploy {target.label}` deletes "
-                "the rolled-back stack before creating it again")
+        return (f"fix the cause, `make render`, and deploy again; the next `{target.cli_name}` shows this root "
+                "cause again and, once you confirm, deletes the rolled-back stack before creating it again")
     if status == "UPDATE_ROLLBACK_COMPLETE":
         return "fix the cause, `make render`, and deploy again; the stack is back on its previous version"
     if status == "UPDATE_ROLLBACK_FAILED":
@@ -155,12 +171,21 @@ def run(aws: Aws, target: Target, ui: Ui, *, image_tag: str | None = None, yes: 
     if target.kind == "environment":
         preflight.git_token_placeholder(aws, target, ui, boot)
     existing, dead = preflight.stack_state(aws, target)
+    if existing is not None:
+        preflight.other_run(aws, target, existing)
     params = parameters(declared, target, image_tag, None if dead else existing)
     if image_tag and boot.get("EcrRepositoryUri"):
         preflight.image_present(aws, boot["EcrRepositoryUri"], image_tag)
+    deleted_dead = ""
     if dead:
-        preflight.delete_dead(aws, target, existing, ui, poll)
+        _report_failed_create(aws, target, existing, ui, _descriptions(loaded)[0])
+        if plan_only:   # plan is read-only: the dead stack and the events that explain it stay
+            ui.info(f"Plan: `{target.cli_name}` would first delete {target.stack_name} (after asking), then create "
+                    "it from scratch; nothing was changed.", "bold")
+            return EXIT_OK
+        _delete_failed_create(aws, target, existing, ui, poll, yes)
         existing = None
+        deleted_dead = f"the dead stack {target.stack_name} was deleted as confirmed; nothing else was changed"
 
     # ---- package and change set ---------------------------------------------------------------
     packaged = package.package(aws, loaded, boot.get("ArtifactBucketName"), f"templates/{target.label}")
@@ -204,18 +229,20 @@ def run(aws: Aws, target: Target, ui: Ui, *, image_tag: str | None = None, yes: 
                             for s in tree.walk() for c in s.changes):
             changeset.removed_nested_contents(aws, tree, stacks.nested(aws, existing["StackId"]))
         header = f"Change set {ref.id.split('/')[1] if '/' in ref.id else ref.id} ({change_type.lower()}):"
-        ui.lines([Line(header, "bold"), *render(tree, target.stack_name, titles)], data=plan_only)
+        ui.lines([Line(header, "bold"), *parameter_changes(existing, params, declared),
+                  *render(tree, target.stack_name, titles)], data=plan_only)
         if plan_only:
             _discard(aws, ui, ref, poll)
             return EXIT_OK
         if not _confirmed(ui, target, yes):
             _discard(aws, ui, ref, poll)
-            raise Declined("change set not executed", "the confirmation was declined; nothing was changed",
+            raise Declined("change set not executed",
+                           f"the confirmation was declined; {deleted_dead or 'nothing was changed'}",
                            "" if target.production or yes else f"to run without a prompt: {target.cli_name} --yes")
     except KeyboardInterrupt:
         _discard(aws, ui, ref, poll)
-        raise Interrupted("interrupted before execution", "the change set was deleted; nothing was changed",
-                          "") from None
+        raise Interrupted("interrupted before execution",
+                          f"the change set was deleted; {deleted_dead or 'nothing was changed'}", "") from None
     except DeployError:
         raise   # already cleaned up
     except Exception:
@@ -301,6 +328,49 @@ def _protect(aws: Aws, target: Target, ui: Ui, stack: str, loaded: templates.Loa
                            f"SetStackPolicy, then {again}") from None
     ui.info("Protected: termination protection on; stack policies deny replacing or deleting databases, "
             f"buckets and repositories (set on: {', '.join(guarded) or 'none, no stack holds such resources'}).")
+
+
+def _report_failed_create(aws: Aws, target: Target, stack: dict, ui: Ui,
+                          descriptions: dict[str, dict[str, str]] | None = None) -> None:
+    """Say why the stack is dead: the root causes of its failed first create (read-only)."""
+    status = stack["StackStatus"]
+    if status == "REVIEW_IN_PROGRESS":
+        created = stack.get("CreationTime")
+        when = f"created {created:%Y-%m-%d %H:%M %Z}, " if created else ""
+        ui.warn(f"{target.stack_name} is REVIEW_IN_PROGRESS: an earlier first create was never executed "
+                f"({when}nothing in it). A stack in this state cannot be updated, only deleted and created again.")
+        return
+    ui.warn(f"{target.stack_name} is {status}: its first create failed and rolled back. A stack in this state "
+            "cannot be updated, only deleted and created again.")
+    causes = preflight.failed_create(aws, stack, descriptions)
+    if causes:
+        ui.error("root cause of the failed create (earliest failures):")
+        for event in causes:
+            what = f"{event.description} " if event.description else ""
+            ui.info(f"  {event.where}: {what}({event.resource_type}) {event.status}", "bold red")
+            ui.info(f"      {event.reason or 'no reason given'}", "red")
+    elif stack.get("StackStatusReason"):
+        ui.info(f"  reason: {stack['StackStatusReason']}")
+
+
+def _delete_failed_create(aws: Aws, target: Target, stack: dict, ui: Ui, poll: float, yes: bool) -> None:
+    """Delete a dead first-create stack only after confirmation (typed for production; --yes elsewhere), so a new
+    create can start. Declining raises Declined with nothing changed."""
+    ui.step(f"Deleting the dead stack {target.stack_name}")
+    question = (f"Delete {target.stack_name} ({stack['StackStatus']}) and its events? Resources it retained are "
+                "kept; the deploy then creates it again.")
+    if target.production:
+        confirmed = ui.confirm_typed(f"{question} It is a PRODUCTION stack: --yes does not apply here.",
+                                     target.label)
+    else:
+        confirmed = yes or ui.confirm(question)
+    if not confirmed:
+        raise Declined(f"{target.stack_name} not deleted", "the confirmation was declined; nothing was changed",
+                       f"read its events first if you like (`adkit status {target.label}`), then run "
+                       f"`{target.cli_name}` again and confirm")
+    preflight.delete_dead(aws, target, stack, ui, poll)
+    ui.info(f"Deleted the dead stack {target.stack_name}{' (--yes)' if yes and not target.production else ''}; "
+            "resources it retained, if any, are kept.")
 
 
 def _confirmed(ui: Ui, target: Target, yes: bool) -> bool:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from generator import naming
-from generator.deploy import stacks
+from generator.deploy import aws_errors, progress, stacks
 from generator.deploy.errors import DeployFailed, Interrupted, PreflightRefused
 from generator.deploy.session import Aws
 from generator.deploy.targets import Target
 from generator.deploy.ui import Ui
 
 BOOTSTRAP_REQUIRED_OUTPUTS = ("ArtifactBucketName", "EcrRepositoryUri")
+# A change set or an empty REVIEW_IN_PROGRESS stack younger than this may belong to another operator's run that
+# waits at its confirmation prompt; older ones count as abandoned.
+OTHER_RUN_MINUTES = 60
+PENDING_CHANGE_SET = ("CREATE_PENDING", "CREATE_IN_PROGRESS")
 
 
 def identity(aws: Aws, target: Target) -> str:
@@ -25,9 +31,7 @@ def identity(aws: Aws, target: Target) -> str:
             f"boto3 found none in the environment, the shared config or SSO{profile}",
             "log in (`aws sso login --profile NAME`) and pass --profile NAME or set AWS_PROFILE") from None
     except (ClientError, BotoCoreError) as exc:
-        raise PreflightRefused(
-            "the AWS credentials were rejected", f"STS GetCallerIdentity failed: {exc}",
-            "refresh them (`aws sso login`, or new access keys) and retry") from None
+        raise aws_errors.explain(exc, "checking the AWS credentials (STS GetCallerIdentity)", aws.profile) from None
     if account != target.account_id:
         raise PreflightRefused(
             f"refusing to touch {target.stack_name}",
@@ -124,13 +128,54 @@ def stack_state(aws: Aws, target: Target) -> tuple[dict | None, bool]:
     return stack, False
 
 
+def other_run(aws: Aws, target: Target, stack: dict, now: datetime | None = None) -> None:
+    """Refuse while another run seems to be in progress on the stack: a change set created in the last
+    OTHER_RUN_MINUTES that is still being created or waits to be executed (another `adkit deploy` at its prompt,
+    a `plan`, the pipeline), or an empty REVIEW_IN_PROGRESS stack created that recently (another first deploy).
+    Read-only."""
+    now = now or datetime.now(UTC)
+    recent = now - timedelta(minutes=OTHER_RUN_MINUTES)
+    where = f"--region {target.region}"
+    until = f"wait until it is done or at most {OTHER_RUN_MINUTES} minutes old (then it counts as abandoned)"
+    for summary in _change_sets(aws, stack):
+        created = summary.get("CreationTime")
+        waiting = summary.get("Status") in PENDING_CHANGE_SET or (
+            summary.get("Status") == "CREATE_COMPLETE" and summary.get("ExecutionStatus") == "AVAILABLE")
+        if waiting and created is not None and created >= recent:
+            description = summary.get("Description") or "no description"
+            raise PreflightRefused(
+                f"another run seems to be in progress on {target.stack_name}",
+                f"change set {summary.get('ChangeSetName')} ({description}) was created at {created:%H:%M:%S %Z} "
+                "and waits to be executed; running now would make it obsolete or delete the stack under it",
+                f"{until}; if nobody uses it, delete it: `aws cloudformation delete-change-set --change-set-name "
+                f"{summary.get('ChangeSetId')} {where}`, then retry")
+    created = stack.get("CreationTime")
+    if stack["StackStatus"] == "REVIEW_IN_PROGRESS" and created is not None and created >= recent:
+        raise PreflightRefused(
+            f"another run seems to be creating {target.stack_name}",
+            f"the stack was created at {created:%H:%M:%S %Z} for a change set that is not executed yet "
+            "(REVIEW_IN_PROGRESS)", f"{until}, then retry")
+
+
+def _change_sets(aws: Aws, stack: dict) -> list[dict]:
+    paginator = aws.client("cloudformation").get_paginator("list_change_sets")
+    return [s for page in paginator.paginate(StackName=stack["StackId"]) for s in page.get("Summaries", [])
+            if s.get("StackId") == stack["StackId"]]
+
+
+def failed_create(aws: Aws, stack: dict, descriptions: dict[str, dict[str, str]] | None = None
+                  ) -> list[progress.Event]:
+    """Root causes of a dead first create, from its events (empty for a create that never started); descriptions:
+    stack label -> logical id -> text, for the resources' names. Read-only."""
+    if stack["StackStatus"] == "REVIEW_IN_PROGRESS":
+        return []
+    watcher = progress.Watcher(aws, stack["StackId"], descriptions or {}, None)
+    watcher.poll()
+    return progress.root_causes(watcher.events)
+
+
 def delete_dead(aws: Aws, target: Target, stack: dict, ui: Ui, poll: float) -> None:
-    """Delete a stack whose first create failed or was never executed, so a new create can start."""
-    status = stack["StackStatus"]
-    why = ("an earlier first create was never executed" if status == "REVIEW_IN_PROGRESS"
-           else "an earlier first create failed and rolled back")
-    ui.warn(f"{target.stack_name} is {status}: {why}. A stack in this state cannot be updated, so it is "
-            "deleted first (resources it retained, if any, are kept).")
+    """Delete a stack whose first create failed or was never executed (the caller has asked), and wait."""
     aws.client("cloudformation").delete_stack(StackName=stack["StackId"])
     try:
         final = stacks.wait_settled(aws, stack["StackId"], poll)
@@ -171,8 +216,13 @@ def cost_allocation_tags(aws: Aws, target: Target, ui: Ui) -> list[str]:
     try:
         found = aws.advisory_client("ce").list_cost_allocation_tags(TagKeys=keys, Type="UserDefined")
     except (ClientError, BotoCoreError) as exc:
-        ui.info(f"Could not check the cost-allocation tags ({type(exc).__name__}); budgets need "
-                f"{', '.join(keys)} activated once (README: Operations).")
+        why = (f"{exc.response.get('Error', {}).get('Code')}: {exc.response.get('Error', {}).get('Message')}"
+               if isinstance(exc, ClientError) else str(exc))
+        why = " ".join(why.split())[:200]
+        ui.info(f"Could not check the cost-allocation tags: Cost Explorer's ListCostAllocationTags failed ({why}); "
+                "usually the role lacks ce:ListCostAllocationTags, or the account is a member of an organization "
+                f"whose payer account holds the tags. Budgets need {', '.join(keys)} activated once "
+                "(README: Operations).")
         return []
     active = {t["TagKey"] for t in found.get("CostAllocationTags", []) if t.get("Status") == "Active"}
     inactive = [k for k in keys if k not in active]

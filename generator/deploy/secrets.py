@@ -22,8 +22,8 @@ from botocore.exceptions import ClientError
 
 from generator import naming
 from generator.config import secret_variable as config_secret_variable
-from generator.deploy import preflight, stacks
-from generator.deploy.errors import EXIT_OK, DeployFailed, Interrupted, PreflightRefused, UsageError
+from generator.deploy import aws_errors, preflight, stacks
+from generator.deploy.errors import EXIT_OK, DeployError, DeployFailed, Interrupted, PreflightRefused, UsageError
 from generator.deploy.session import Aws, poll_seconds
 from generator.deploy.targets import Target
 from generator.deploy.ui import Ui
@@ -54,6 +54,9 @@ def known_secrets(declared: list[str] | None) -> dict[str, Known]:
     found[GIT_TOKEN] = KNOWN[GIT_TOKEN]
     return found
 APP_RUNNER_WAIT_SECONDS = 900   # an App Runner operation (deploy, update) takes a few minutes
+# SecretString is at most 65,536 bytes:
+# https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_PutSecretValue.html
+MAX_SECRET_BYTES = 65_536
 
 
 def secret_string(known: Known, value: str) -> str:
@@ -79,11 +82,51 @@ def read_value(ui: Ui, name: str, prompt: Callable[[str], str] = getpass.getpass
                              "run the command again")
         value = first
     else:
-        value = ui.inp.read().rstrip("\r\n")
+        value = _read_piped(ui.inp).rstrip("\r\n")
+    _utf8(value)
     if not value.strip():
         raise UsageError(f"empty value for {name}", "an empty secret would break its users at runtime",
                          f"pipe the value in (`adkit secrets set ENV {name} < file`) or type it at the prompt")
     return value
+
+
+def _read_piped(stream) -> str:
+    """All of stdin, decoded strictly as UTF-8 (never with replacement or surrogate escapes)."""
+    raw = getattr(stream, "buffer", None)
+    if raw is None:
+        return stream.read()
+    data = raw.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError("the value piped in is not valid UTF-8",
+                         f"byte 0x{data[exc.start]:02x} at offset {exc.start} would be stored as other characters",
+                         "convert the file to UTF-8 (`iconv -t UTF-8`), then retry") from None
+
+
+def _utf8(value: str) -> None:
+    """Refuse text holding undecodable bytes (surrogate escapes from a non-UTF-8 stdin or prompt)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError("the value is not valid UTF-8", f"character {exc.start} could not be decoded as UTF-8 "
+                         "and would be stored as other characters",
+                         "convert the input to UTF-8 (`iconv -t UTF-8`), then retry") from None
+
+
+def check_value(known: Known, name: str, value: str) -> str:
+    """The SecretString to store for `value`; UsageError for what Secrets Manager or the reader cannot take:
+    NUL characters, or more than MAX_SECRET_BYTES bytes of UTF-8 after the JSON wrapping."""
+    if "\x00" in value:
+        raise UsageError(f"the value for {name} contains a NUL character",
+                         "it would reach the service cut short or changed", "remove it, then retry")
+    stored = secret_string(known, value)
+    size = len(stored.encode("utf-8"))
+    if size > MAX_SECRET_BYTES:
+        shape = " (stored as JSON {\"" + known.json_key + "\": ...})" if known.json_key else ""
+        raise UsageError(f"the value for {name} is too large", f"{size} bytes{shape}; Secrets Manager stores at "
+                         f"most {MAX_SECRET_BYTES} bytes", "store a shorter value")
+    return stored
 
 
 def _arn(aws: Aws, target: Target, known: Known, name: str) -> str:
@@ -108,15 +151,13 @@ def run(aws: Aws, target: Target, ui: Ui, name: str, reader: Callable[[Ui, str],
         where = f"{target.config_file}: backend.secrets" if target.kind == "environment" else "the account"
         raise UsageError(f"unknown secret {name!r}", f"declared secrets ({where}): {', '.join(sorted(choices))}",
                          "use one of those names, or add it to backend.secrets and `make render`, `adkit deploy`")
+    stored = check_value(known, name, reader(ui, name))   # every check of the value before any AWS call
     preflight.identity(aws, target)
     arn = _arn(aws, target, known, name)
-    value = reader(ui, name)
     try:
-        aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=secret_string(known, value))
+        aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=stored)
     except ClientError as exc:  # the message names the secret, never the value
-        raise DeployFailed(f"could not store {name}", exc.response.get("Error", {}).get("Message", str(exc)),
-                           "check that your role may call secretsmanager:PutSecretValue and kms:GenerateDataKey "
-                           "on the secret's key") from None
+        raise _store_failed(exc, target, known, name, arn) from None
     ui.info(f"Stored a new value for {name} ({known.purpose}) in {arn.split(':')[-1]}.", "bold green")
     if known.level == "account":
         ui.info("Amplify reads this token through a dynamic reference when CloudFormation creates or updates the "
@@ -146,6 +187,26 @@ def run(aws: Aws, target: Target, ui: Ui, name: str, reader: Callable[[Ui, str],
     ui.info(f"Started App Runner deployment {operation}: App Runner reads secrets only when it deploys, so the "
             "service uses the new value once this deployment finishes (a few minutes).")
     return EXIT_OK
+
+
+def _store_failed(exc: ClientError, target: Target, known: Known, name: str, arn: str) -> DeployError:
+    """Advice that fits why PutSecretValue failed: secret gone, scheduled for deletion, denied, other."""
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code"), (error.get("Message") or "").rstrip(".")
+    deploy = f"adkit deploy {target.label}" if known.level == "environment" else "adkit bootstrap"
+    if code == "ResourceNotFoundException":
+        return DeployFailed(f"could not store {name}", f"the secret {arn} does not exist ({message})",
+                            f"its stack names a secret that was deleted outside CloudFormation; run `{deploy}` "
+                            "so CloudFormation creates it again, then retry")
+    if code == "InvalidRequestException" and "deletion" in message:
+        return DeployFailed(f"could not store {name}", f"the secret is scheduled for deletion ({message})",
+                            f"restore it: `aws secretsmanager restore-secret --secret-id {arn} --region "
+                            f"{target.region}`, then retry")
+    if code in aws_errors.DENIED_CODES:
+        return DeployFailed(f"could not store {name}", f"{code}: {message}",
+                            "check that your role may call secretsmanager:PutSecretValue and kms:GenerateDataKey "
+                            "on the secret's key")
+    return aws_errors.explain(exc, f"storing {name}")
 
 
 def _redeploy_workers(aws: Aws, target: Target, ui: Ui, name: str, outputs: dict[str, str]) -> None:

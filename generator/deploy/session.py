@@ -6,6 +6,7 @@ point the real command at a local moto server without any test hook in this code
 
 from __future__ import annotations
 
+import math
 import os
 from functools import cache
 
@@ -61,6 +62,8 @@ def poll_seconds() -> float:
         value = float(os.environ.get(POLL_ENV, DEFAULT_POLL_SECONDS))
     except ValueError:
         return DEFAULT_POLL_SECONDS
+    if not math.isfinite(value):   # nan would make time.sleep fail, inf would never poll again
+        return DEFAULT_POLL_SECONDS
     return min(max(value, 0.0), 60.0)
 
 
@@ -71,4 +74,6 @@ def timeout_seconds() -> float:
         minutes = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_MINUTES))
     except ValueError:
         minutes = DEFAULT_TIMEOUT_MINUTES
-    return max(minutes, 0.0) * 60
+    if not math.isfinite(minutes) or minutes <= 0:   # nan or inf would disable the limit, 0 would stop at once
+        minutes = DEFAULT_TIMEOUT_MINUTES
+    return minutes * 60

@@ -1,9 +1,13 @@
-"""`adkit status ENV`: stack states and outputs (the URLs) of a deployed stack, read-only."""
+"""`adkit status ENV`: stack states and outputs (the URLs) of a deployed stack, read-only; for an environment
+also its health (generator/ops/health.py): image tag, backend state, last frontend build, alarms in ALARM."""
 
 from __future__ import annotations
 
 import json
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from generator.config import ConfigError, load_environment
 from generator.deploy import preflight, progress, stacks, templates
 from generator.deploy.errors import EXIT_OK, PreflightRefused
 from generator.deploy.session import Aws
@@ -57,13 +61,29 @@ def run(aws: Aws, target: Target, ui: Ui, *, as_json: bool = False) -> int:
             ui.info(f"  failed: {event.name} ({event.resource_type}): {event.reason}", "bold red")
         if status.endswith("_IN_PROGRESS"):
             ui.info(f"  in progress; run `adkit status {target.label}` again to follow it")
+    health = None
+    if target.kind == "environment":
+        from generator.ops import health as probes
+        from generator.ops import inventory
+
+        try:
+            branch = load_environment(target.label, target.config_file.parent).frontend.branch
+        except ConfigError:
+            branch = None   # the Amplify job is then not looked up; the live state still shows
+        try:
+            health = probes.collect(aws, inventory.read(aws, stack), {"branch": branch})
+        except (ClientError, BotoCoreError) as exc:   # never hide the stack states because one read failed
+            ui.warn(f"could not read the health of {target.stack_name}: {exc}")
+        else:
+            for text, style in probes.lines(health):
+                ui.info(text, style)
     found = dict(sorted(stacks.outputs(stack).items()))
     platform = found.get("BackendPlatform")
     if platform:
         ui.info(f"  backend platform: {platform}")
     if as_json:
         ui.data(json.dumps({"StackName": target.stack_name, "StackStatus": status, "NestedStacks": states,
-                            "Outputs": found}, indent=2))
+                            "Outputs": found, **({"Health": health} if health else {})}, indent=2, default=str))
     else:
         ui.table(found)
     return EXIT_OK

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator import contract, layout, naming
-from generator.config import ConfigError, load_account, load_environment
+from generator.config import ConfigError, load_account, load_environment, read_text
 from generator.deploy import guards
 from generator.deploy.errors import UsageError
 from generator.naming import NamingError
@@ -64,9 +64,13 @@ def _configuration(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     if not path.is_file():
         return {}, {}
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON", str(exc), "run `make render` to regenerate it") from None
+        data = json.loads(read_text(path))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UsageError(f"{path}: not valid JSON", str(exc) or "nested too deeply",
+                         "run `make render` to regenerate it") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k) or {}, dict) for k in ("Parameters", "Tags")):
+        raise UsageError(f"{path}: not a TemplateConfiguration file",
+                         'expected {"Parameters": {...}, "Tags": {...}}', "run `make render` to regenerate it")
     params = {str(k): str(v) for k, v in (data.get("Parameters") or {}).items()}
     tags = {str(k): str(v) for k, v in (data.get("Tags") or {}).items()}
     return params, tags

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from cfn_tools import load_yaml
 
 from generator.cfn import DESCRIPTION_KEY
+from generator.config import read_text
 from generator.deploy.errors import UsageError
 
 NESTED_STACK = "AWS::CloudFormation::Stack"
@@ -68,7 +69,7 @@ class Loaded:
 
 
 def load(path: Path) -> Loaded:
-    text = path.read_text()
+    text = read_text(path)   # ConfigError naming the byte, not a traceback, for a file that is not UTF-8
     body = parse(text, path)
     loaded = Loaded(path=path, text=text, body=body)
     for lid, res in nested_stacks(body).items():

@@ -8,18 +8,30 @@ arguments or configuration, 3 refused (wrong account, unknown cluster, target ex
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from generator.config import CONFIG_DIR
-from generator.deploy import preflight, targets
-from generator.deploy.errors import EXIT_FAILED, EXIT_INTERRUPTED, Declined, DeployError
+from generator.deploy import aws_errors, preflight, targets
+from generator.deploy.errors import EXIT_INTERRUPTED, Declined, DeployError
 from generator.deploy.session import Aws, poll_seconds
 from generator.dr import restore
 
 DEFAULT_TIMEOUT_MINUTES = 120
+
+
+def minutes(text: str) -> float:
+    """argparse type for --timeout-minutes: a finite number of minutes greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes greater than 0 (got {text!r})") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of minutes greater than 0 (got {text!r})")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="source cluster (default: the root stack output DatabaseClusterIdentifier)")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--profile", help="AWS profile (default: the standard credential chain)")
-    parser.add_argument("--config-dir", type=Path, default=CONFIG_DIR, dest="restore_config_dir", metavar="DIR",
-                        help="configuration directory holding environments/ (default: config/)")
-    parser.add_argument("--timeout-minutes", type=float, default=DEFAULT_TIMEOUT_MINUTES,
+    parser.add_argument("--config-dir", type=Path, default=CONFIG_DIR,
+                        help="folder with account.toml and environments/*.toml (default: config/)")
+    parser.add_argument("--timeout-minutes", type=minutes, default=DEFAULT_TIMEOUT_MINUTES,
                         help=f"stop waiting after this long (default {DEFAULT_TIMEOUT_MINUTES})")
     parser.set_defaults(handler=_handle)
 
@@ -57,7 +69,7 @@ def _confirm(text: str, yes: bool) -> None:
 def _handle(args: argparse.Namespace) -> int:
     err = sys.stderr
     try:
-        target = targets.environment(args.environment, args.restore_config_dir, Path("templates"), deploying=False)
+        target = targets.environment(args.environment, args.config_dir, Path("templates"), deploying=False)
         to_time = restore.parse_time(args.to_time) if args.to_time else None
         aws = Aws(args.profile, target.region)
         preflight.identity(aws, target)
@@ -85,7 +97,6 @@ def _handle(args: argparse.Namespace) -> int:
         print("error: interrupted before the restore started: nothing was created.", file=err)
         return EXIT_INTERRUPTED
     except (ClientError, BotoCoreError) as exc:
-        print(f"error: an AWS call failed while planning the restore: {exc}.\n  To fix: check the credentials, "
-              "region and your role's rds:Describe*/ListTagsForResource and logs:DescribeLogGroups permissions; "
-              "nothing was created", file=err)
-        return EXIT_FAILED
+        explained = aws_errors.explain(exc, "planning the restore (nothing was created)", args.profile)
+        print(f"error: {explained.message}", file=err)
+        return explained.exit_code

@@ -14,6 +14,9 @@ import time
 import deploy_moto_patch
 import pytest
 
+from generator.deploy import preflight
+from generator.ops.cost import keeping_cost
+
 pytestmark = pytest.mark.slow
 
 SECRET = "s3cr3t-VALUE-never-printed"
@@ -117,7 +120,7 @@ def test_deploy_nested_failure_exits_1_and_names_resource_and_reason(kit):
 
     assert result.code == 1, result.text
     cause = result.err[result.err.index("root cause"):]
-    assert "Backend/Migration: Schema migration marker (AWS::SSM::Parameter) CREATE_FAILED" in cause
+    assert "Backend/Migration: " in cause and "(AWS::SSM::Parameter) CREATE_FAILED" in cause
     assert "No access to reserved parameter name" in cause
     assert "UPDATE_ROLLBACK_COMPLETE" in result.err
     assert result.out == ""   # no outputs after a failure
@@ -137,8 +140,55 @@ def test_deploy_failed_first_create_is_cleaned_up_by_the_next_deploy(kit):
     result = kit.run("deploy", "dev", "--image-tag", "v1", "--yes")
 
     assert result.code == 0, result.text
-    assert "is ROLLBACK_COMPLETE" in result.err and "deleted first" in result.err
+    assert "is ROLLBACK_COMPLETE" in result.err and "Deleted the dead stack" in result.err
     assert kit.stack("dev")["StackStatus"] == "CREATE_COMPLETE"
+
+
+def _failed_first_create(kit) -> None:
+    kit.bootstrap()
+    kit.use_variant("broken")
+    assert kit.run("deploy", "dev", "--image-tag", "v1", "--yes").code == 1
+    assert kit.stack("dev")["StackStatus"] == "ROLLBACK_COMPLETE"
+    kit.restore("dev", "backend.yaml")
+
+
+def test_plan_never_deletes_a_dead_stack_and_shows_why_it_died(kit):
+    _failed_first_create(kit)
+    stack_id = kit.stack("dev")["StackId"]
+
+    result = kit.run("plan", "dev", "--image-tag", "v1")
+
+    assert result.code == 0, result.text
+    assert kit.stack("dev")["StackStatus"] == "ROLLBACK_COMPLETE" and kit.stack("dev")["StackId"] == stack_id
+    cause = result.err[result.err.index("root cause of the failed create"):]
+    assert "Backend/Migration: " in cause and "(AWS::SSM::Parameter) CREATE_FAILED" in cause
+    assert "No access to reserved parameter name" in cause
+    assert "would first delete" in result.err and "nothing was changed" in result.err
+    assert kit.change_sets("dev") == []
+
+
+def test_deploy_asks_before_deleting_a_dead_stack_and_declining_changes_nothing(kit):
+    _failed_first_create(kit)
+    stack_id = kit.stack("dev")["StackId"]
+
+    declined = kit.run("deploy", "dev", "--image-tag", "v1", stdin="n\n")
+
+    assert declined.code == 4, declined.text
+    assert "Backend/Migration" in declined.err   # the root cause is shown before the question
+    assert "Delete tst" in declined.err and "not deleted" in declined.err and "nothing was changed" in declined.err
+    assert kit.stack("dev")["StackId"] == stack_id and kit.stack("dev")["StackStatus"] == "ROLLBACK_COMPLETE"
+
+
+def test_deploy_declined_after_deleting_the_dead_stack_says_so(kit):
+    _failed_first_create(kit)
+
+    result = kit.run("deploy", "dev", "--image-tag", "v1", stdin="y\nn\n")
+
+    assert result.code == 4, result.text
+    assert "Deleted the dead stack" in result.err
+    assert "the dead stack" in result.err and "was deleted as confirmed; nothing else was changed" in result.err
+    assert "nothing was changed" not in result.err
+    assert kit.stack("dev") is None
 
 
 def test_deploy_declined_leaves_no_change_set_and_no_empty_stack(kit):
@@ -398,6 +448,8 @@ def test_deploy_destroy_dev_lists_retained_data_and_asks(kit):
 
     assert result.code == 0, result.text
     assert "Data/ContentBucket: Content bucket (AWS::S3::Bucket)" in result.err
+    assert f"name: {bucket}" in result.err                                  # the physical name to find it by
+    assert f"costs to keep: {keeping_cost('AWS::S3::Bucket', 'eu-west-1')}" in result.err   # from prices.json
     assert "NOT deleted" in result.err
     assert kit.stack("dev") is None
     assert bucket in {b["Name"] for b in kit.session.client("s3").list_buckets()["Buckets"]}   # retained
@@ -436,9 +488,15 @@ def test_deploy_busy_stack_is_refused_and_a_never_executed_create_is_cleaned_up(
 
     cfn.create_change_set(StackName=kit.stack_name("prod"), ChangeSetName="abandoned", ChangeSetType="CREATE",
                           TemplateBody=json.dumps({"Resources": {"T": {"Type": "AWS::SNS::Topic"}}}))
-    result = kit.run("deploy", "prod", "--image-tag", "v1", stdin="prod\n")
+    recent = kit.run("deploy", "prod", "--image-tag", "v1", stdin="prod\nprod\n")   # may be another operator's
+    assert recent.code == 3, recent.text
+    assert "another run seems to be in progress" in recent.err and "delete-change-set" in recent.err
+    assert kit.stack("prod")["StackStatus"] == "REVIEW_IN_PROGRESS"
+
+    kit.monkeypatch.setattr(preflight, "OTHER_RUN_MINUTES", 0)   # the same change set, now counted as abandoned
+    result = kit.run("deploy", "prod", "--image-tag", "v1", stdin="prod\nprod\n")
     assert result.code == 0, result.text
-    assert "never executed" in result.err
+    assert "never executed" in result.err and "Deleted the dead stack" in result.err
     assert kit.stack("prod")["StackStatus"] == "CREATE_COMPLETE"
 
 

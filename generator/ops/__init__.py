@@ -1,0 +1,1 @@
+"""Day-2 operations of a deployed environment: logs, health, rollback, and (offline) diagram and cost."""
