@@ -1,13 +1,23 @@
 """Capacity benchmark (not a test): how many concurrent SSE streams one service process holds with heartbeats on time.
 
-Starts throwaway PostgreSQL + moto + the service (one uvicorn process, as in the image) on 127.0.0.1, then
-ramps the number of open `GET /projects/{id}/events` streams. At each step it holds them for a while with a
-1 s heartbeat and measures heartbeat lateness (gap between pings minus the interval), the latency of
-ordinary requests made meanwhile, and the server's CPU and memory. It stops at the first step whose p99
-lateness reaches the threshold (or that fails to open every stream), and reports the largest good step.
+Starts throwaway PostgreSQL + moto + the service (one uvicorn process, as in the image) on 127.0.0.1.
 
-    .venv/bin/python apprunner/bench_sse.py                      # default ramp, ~2-3 minutes
+Scenario `idle` (default) ramps the number of open `GET /projects/{id}/events` streams. At each step it holds
+them for a while with a 1 s heartbeat and measures heartbeat lateness (gap between pings minus the
+interval), the latency of ordinary requests made meanwhile, and the server's CPU and memory. It stops at
+the first step whose p99 lateness reaches the threshold (or that fails to open every stream), and reports
+the largest good step.
+
+Scenario `flowing`: N streams on ONE project while a separate process posts events to it (one every
+--event-interval seconds, so pings and events interleave). Per step it reports the heartbeat gap (for each
+ping: time since the stream's previous message; ideally exactly the interval), event delivery latency
+(POST sent -> event read by a stream), `POST /events` latency, lost/duplicated/reordered events, server CPU.
+With `--baseline REF` the same steps also run against the service of git ref REF (e.g. the commit before
+the per-project fan-out), started from `git archive` in a temp folder, alternating step by step.
+
+    .venv/bin/python apprunner/bench_sse.py                      # idle ramp, ~2-3 minutes
     .venv/bin/python apprunner/bench_sse.py --steps 100 500 --hold 5
+    .venv/bin/python apprunner/bench_sse.py --scenario flowing --steps 1000 2000 --baseline 0e05c8e
 
 Traffic goes only to 127.0.0.1; every loop is bounded in count and time.
 """
@@ -16,12 +26,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import itertools
 import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -31,6 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import localdev
 
+HERE = Path(__file__).resolve().parent
 HEARTBEAT = 1.0
 
 
@@ -84,6 +98,10 @@ def proc_stats(pid: int) -> tuple[float, int]:
     cpu = (int(fields[11]) + int(fields[12])) / ticks
     rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
     return cpu, rss
+
+
+def ms(seconds: float) -> float | None:
+    return None if seconds != seconds else round(seconds * 1000, 1)  # NaN (no samples) -> None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -168,19 +186,243 @@ async def ramp(steps: list[int], hold: float, threshold_ms: float, budget_s: flo
     return rows
 
 
+@dataclass
+class FlowStream:
+    messages: list[tuple[float, int]] = field(default_factory=list)  # (time.monotonic(), event id or 0 = ping)
+    opened_at: float = 0.0
+    error: str = ""
+
+
+async def follow_stream(port: int, path: str, stream: FlowStream, opened: asyncio.Queue) -> None:
+    """Hold one SSE response (until cancelled) and record when each event id and each ping arrives.
+
+    Reads whatever bytes are there and splits lines itself: one read per wake-up, not one task per line,
+    so the load generator stays cheaper than the server it measures.
+    """
+    writer = None
+    now = time.monotonic
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode())
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 90)
+        if b" 200 " not in status:
+            raise RuntimeError(status.decode(errors="replace").strip())
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass  # headers
+        stream.opened_at = now()
+        opened.put_nowait(1)
+        partial = b""
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                raise RuntimeError("server closed the stream early")
+            at = now()
+            lines = (partial + data).split(b"\n")
+            partial = lines.pop()
+            for line in lines:
+                if line.startswith(b"id: "):
+                    stream.messages.append((at, int(line[4:])))
+                elif line.startswith(b": ping"):
+                    stream.messages.append((at, 0))
+    except asyncio.CancelledError:
+        pass  # the step is over
+    except Exception as e:
+        stream.error = f"{type(e).__name__}: {e}"
+        if not stream.opened_at:
+            opened.put_nowait(0)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def post_events_main(base: str, project_id: str, interval: float, seconds: float) -> int:
+    """Child process: POST one event every `interval` s for `seconds`; print [[id, sent_monotonic, latency_s]]."""
+    out = []
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+        body = json.dumps({"type": "bench.step", "data": {"n": n, "pad": "x" * 200}}).encode()
+        req = urllib.request.Request(f"{base}/projects/{project_id}/events", data=body,
+                                     headers={"Content-Type": "application/json"})
+        sent = time.monotonic()
+        event_id = json.loads(urllib.request.urlopen(req, timeout=30).read())["id"]
+        latency = time.monotonic() - sent
+        out.append([event_id, sent, latency])
+        time.sleep(max(0.0, interval - latency))
+    print(json.dumps(out))
+    return 0
+
+
+def create_project(base: str, name: str) -> str:
+    req = urllib.request.Request(base + "/projects", data=json.dumps({"name": name}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req, timeout=30).read())["id"]
+
+
+async def run_flowing_step(n: int, label: str, base: str, pid: int, hold: float, interval: float) -> dict:
+    port = int(base.rsplit(":", 1)[1])
+    project_id = await asyncio.to_thread(create_project, base, f"bench {label} {n}")
+    opened: asyncio.Queue = asyncio.Queue()
+    streams = [FlowStream() for _ in range(n)]
+    path = f"/projects/{project_id}/events"
+    t0 = time.monotonic()
+    tasks = []
+    for i, s in enumerate(streams):
+        tasks.append(asyncio.create_task(follow_stream(port, path, s, opened)))
+        if i % 50 == 49:
+            await asyncio.sleep(0.02)
+    ok = 0
+    try:
+        for _ in range(n):
+            ok += await asyncio.wait_for(opened.get(), 120)
+    except TimeoutError:
+        pass
+    open_seconds = time.monotonic() - t0
+    await asyncio.sleep(HEARTBEAT * 1.5)  # settle
+    cpu0, _ = proc_stats(pid)
+    client0 = resource.getrusage(resource.RUSAGE_SELF)
+    window_start = time.monotonic()
+    poster = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--post-events", base, project_id, str(interval), str(hold),
+        stdout=asyncio.subprocess.PIPE)
+    stdout, _ = await poster.communicate()
+    posted = json.loads(stdout)
+    await asyncio.sleep(HEARTBEAT * 2)  # the last events reach every stream
+    window_end = time.monotonic()
+    cpu1, rss = proc_stats(pid)
+    client1 = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = (client1.ru_utime + client1.ru_stime) - (client0.ru_utime + client0.ru_stime)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    sent_at = {event_id: sent for event_id, sent, _ in posted}
+    posted_ids = [event_id for event_id, _, _ in posted]
+    gaps, delivery, incomplete, wrong = [], [], 0, 0
+    for s in streams:
+        ids = [i for _, i in s.messages if i]
+        if ids != sorted(set(ids)) or not set(ids) <= set(posted_ids):
+            wrong += 1  # duplicated, reordered or unknown ids
+        elif s.opened_at and ids != posted_ids:
+            incomplete += 1  # not every posted event had arrived when the step ended (late, or lost)
+        previous = None
+        for at, event_id in s.messages:
+            if event_id in sent_at:
+                delivery.append(at - sent_at[event_id])
+            elif previous is not None and at >= window_start:
+                gaps.append(at - previous)
+            previous = at
+    errors = [s.error for s in streams if s.error]
+    post_latencies = [latency for _, _, latency in posted]
+    await asyncio.sleep(2)  # let the server close the streams before the next step
+    return {
+        "service": label, "streams": n, "opened": ok, "errors": len(errors),
+        "first_error": errors[0] if errors else "", "open_s": round(open_seconds, 1),
+        "events": len(posted), "incomplete": incomplete, "dup_or_reordered": wrong, "pings": len(gaps),
+        "gap_p50_ms": ms(percentile(gaps, 50)), "gap_p99_ms": ms(percentile(gaps, 99)),
+        "gap_max_ms": ms(max(gaps, default=float("nan"))),
+        "deliver_p50_ms": ms(percentile(delivery, 50)), "deliver_p99_ms": ms(percentile(delivery, 99)),
+        "post_p50_ms": ms(percentile(post_latencies, 50)), "post_p99_ms": ms(percentile(post_latencies, 99)),
+        "server_cpu_pct": round((cpu1 - cpu0) / (window_end - window_start) * 100),
+        "server_rss_mb": round(rss / 2**20),
+        "client_cpu_pct": round(client_cpu / (window_end - window_start) * 100),
+        "loadavg_1m": round(os.getloadavg()[0], 1),
+    }
+
+
+async def flowing(steps: list[int], services: list[tuple[str, str, int]], hold: float, interval: float) -> list[dict]:
+    rows = []
+    for n in steps:
+        for label, base, pid in services:
+            row = await run_flowing_step(n, label, base, pid, hold, interval)
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
+def _fast_loop_factory():
+    """uvloop for the load generator when installed (it is a service dependency), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def baseline_service_dir(ref: str, into: Path) -> Path:
+    """The `apprunner/service` folder of git ref `ref`, unpacked under `into` (nothing else is touched)."""
+    done = subprocess.run(["git", "-C", str(HERE.parent), "archive", ref, "apprunner/service"],
+                          capture_output=True)
+    if done.returncode != 0:
+        raise SystemExit(f"--baseline {ref}: git archive failed: {done.stderr.decode(errors='replace').strip()}")
+    archive = done.stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "apprunner" / "service"
+
+
+def run_flowing(args: argparse.Namespace) -> int:
+    with localdev.LocalPostgres(max_connections=200) as pg, localdev.LocalAws() as aws, \
+            tempfile.TemporaryDirectory(prefix="bench-sse-") as scratch:
+        aws.create_db_secret(pg.password)
+        env = {**localdev.aws_env(aws), **localdev.contract_values(pg, aws, SSE_MAX_STREAM_SECONDS="110"),
+               "SSE_HEARTBEAT_SECONDS": str(HEARTBEAT), "BIND_ADDRESS": "127.0.0.1"}
+        variants = [("new", localdev.SERVICE_DIR)]
+        if args.baseline:
+            variants.insert(0, (f"baseline {args.baseline}", baseline_service_dir(args.baseline, Path(scratch))))
+        procs, services = [], []
+        try:
+            for label, service_dir in variants:
+                log_path = Path(scratch) / f"service-{len(procs)}.log"
+                proc, base = localdev.start_service(env, log_path, service_dir=service_dir)
+                procs.append(proc)
+                services.append((label, base, proc.pid))
+            with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+                rows = runner.run(flowing(args.steps, services, args.hold, args.event_interval))
+        finally:
+            for proc in procs:
+                localdev.stop_service(proc)
+    cols = ["service", "streams", "opened", "errors", "events", "incomplete", "dup_or_reordered", "gap_p50_ms",
+            "gap_p99_ms", "gap_max_ms", "deliver_p50_ms", "deliver_p99_ms", "post_p50_ms", "post_p99_ms",
+            "server_cpu_pct", "server_rss_mb", "client_cpu_pct", "loadavg_1m"]
+    print(" | ".join(cols))
+    for row in rows:
+        print(" | ".join(str(row[c]) for c in cols))
+    load = os.getloadavg()
+    print(f"cpus={os.cpu_count()} heartbeat={HEARTBEAT}s event_interval={args.event_interval}s hold={args.hold}s "
+          f"loadavg(1/5/15 min)={load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--post-events"]:  # the event poster child process of the flowing scenario
+        base, project_id, interval, seconds = argv[1:5]
+        return post_events_main(base, project_id, float(interval), float(seconds))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, nargs="+", default=[100, 250, 500, 1000, 2000, 3000, 4000])
+    parser.add_argument("--scenario", choices=["idle", "flowing"], default="idle")
+    parser.add_argument("--steps", type=int, nargs="+", default=None,
+                        help="stream counts (idle default: 100 .. 4000; flowing default: 500 1000 2000)")
+    parser.add_argument("--event-interval", type=float, default=1.5 * HEARTBEAT,
+                        help="flowing: seconds between posted events (default 1.5 x heartbeat)")
+    parser.add_argument("--baseline", help="flowing: also run the service of this git ref, side by side")
     parser.add_argument("--hold", type=float, default=10.0, help="seconds to hold each step's streams")
     parser.add_argument("--threshold-ms", type=float, default=1000.0, help="p99 heartbeat lateness limit")
     parser.add_argument("--budget", type=float, default=300.0, help="stop starting new steps after this")
     args = parser.parse_args(argv)
+    if args.steps is None:
+        args.steps = [100, 250, 500, 1000, 2000, 3000, 4000] if args.scenario == "idle" else [500, 1000, 2000]
     if max(args.steps) > 10_000:
         parser.error("steps above 10000 are not supported")
+    if not 0.05 <= args.event_interval <= 60:
+        parser.error("--event-interval must be between 0.05 and 60 seconds")
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, 2 * max(args.steps) + 1024))
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # inherited by the service process
+    if args.scenario == "flowing":
+        return run_flowing(args)
     with localdev.LocalPostgres() as pg, localdev.LocalAws() as aws:
         aws.create_db_secret(pg.password)
         env = {**localdev.aws_env(aws), **localdev.contract_values(pg, aws, SSE_MAX_STREAM_SECONDS="110"),

@@ -265,13 +265,17 @@ def wait_http_ok(url: str, timeout: float, proc: subprocess.Popen | None = None)
     raise TimeoutError(f"{url} not ready after {timeout}s: {last}")
 
 
-def start_service(env: dict[str, str], log_path: Path, timeout: float = 30) -> tuple[subprocess.Popen, str]:
-    """Start the service exactly as the image does (`python -m adagency_backend`); returns (process, base url)."""
+def start_service(env: dict[str, str], log_path: Path, timeout: float = 30,
+                  service_dir: Path = SERVICE_DIR) -> tuple[subprocess.Popen, str]:
+    """Start the service exactly as the image does (`python -m adagency_backend`); returns (process, base url).
+
+    `service_dir` holds the `adagency_backend` package to run (another checkout's, for side-by-side benchmarks).
+    """
     port = env.get("PORT") or str(free_port())
-    env = {**base_process_env(), **env, "PORT": port}
+    env = {**base_process_env(), **env, "PORT": port, "PYTHONPATH": str(service_dir)}
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child; closed when the file object is collected
     proc = subprocess.Popen([sys.executable, "-m", "adagency_backend"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=SERVICE_DIR)
+                            stderr=subprocess.STDOUT, cwd=service_dir)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(f"{base}/healthz", timeout, proc)

@@ -142,13 +142,17 @@ def test_contract_sse_generator_replays_pings_ends_and_unsubscribes(monkeypatch)
     async def never_connects():
         await asyncio.sleep(3600)
 
+    async def last_event_id(db, project_id):
+        return max((r["id"] for r in stored), default=0)
+
     monkeypatch.setattr(events.repository, "events_after", events_after)
+    monkeypatch.setattr(events.repository, "last_event_id", last_event_id)
 
     async def run():
         broker = events.EventBroker(never_connects)
         chunks, started = [], asyncio.get_running_loop().time()
         async for chunk in events.stream_events(None, broker, pid, 4, max_seconds=0.5, heartbeat_seconds=0.1):
-            chunks.append(chunk)
+            chunks.append(chunk.decode())
         elapsed = asyncio.get_running_loop().time() - started
         assert broker.subscriber_count() == 0
         # a client that goes away mid-stream: the generator is closed, the subscription released
@@ -162,7 +166,8 @@ def test_contract_sse_generator_replays_pings_ends_and_unsubscribes(monkeypatch)
         return chunks, elapsed
 
     chunks, elapsed = asyncio.run(run())
-    ids = [int(c.split("\n")[0][4:]) for c in chunks if c.startswith("id: ")]
+    messages = [m for c in chunks for m in c.split("\n\n") if m]
+    ids = [int(m.split("\n")[0][4:]) for m in messages if m.startswith("id: ")]
     assert ids == [5, 6, 7]
     assert chunks[0].startswith("retry: ") and chunks[-1].startswith(": stream ends")
     assert 3 <= chunks.count(": ping\n\n") <= 5

@@ -13,10 +13,13 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from . import repository, runs
 from .errors import ApiError
 from .events import stream_events
+from .jsonsafe import MAX_DEPTH, find_unstorable
+from .middleware import MAX_BODY_BYTES
 from .storage import ALLOWED_CONTENT_TYPES
 
 log = logging.getLogger(__name__)
@@ -24,8 +27,8 @@ router = APIRouter()
 
 NAME_PUNCTUATION = set(" -_.,'&()!?:#+/@")
 EVENT_DATA_MAX_BYTES = 8 * 1024
-_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,199}$")
-_EVENT_ID = re.compile(r"^\d{1,18}$")
+_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,199}")  # fullmatch: "$" would allow a trailing newline
+_EVENT_ID = re.compile(r"[0-9]{1,18}")  # fullmatch, ASCII only: "\d" also matches other scripts' digits
 ContentType = Literal[tuple(ALLOWED_CONTENT_TYPES)]  # type: ignore[valid-type]
 
 
@@ -78,7 +81,7 @@ class UploadIn(Strict):
     @field_validator("filename")
     @classmethod
     def _filename(cls, v: str) -> str:
-        if not _FILENAME.match(v) or ".." in v:
+        if not _FILENAME.fullmatch(v) or ".." in v:
             raise ValueError("must be a plain file name: letters, digits, '.', '_', '-', spaces; no paths")
         return v
 
@@ -95,6 +98,14 @@ class EventIn(Strict):
     type: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")
     data: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_storable(cls, v: Any) -> Any:
+        """What PostgreSQL jsonb cannot store is refused here, before anything is written (see jsonsafe)."""
+        if (problem := find_unstorable(v, "data", MAX_DEPTH)) is not None:
+            raise PydanticCustomError("jsonb_unstorable", "{problem}", {"problem": str(problem)})
+        return v
+
     @field_validator("data")
     @classmethod
     def _data_size(cls, v: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +120,58 @@ class Event(BaseModel):
     type: str
     data: dict[str, Any]
     created_at: datetime
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list, description="present for validation errors")
+
+
+class ErrorBody(BaseModel):
+    """Every error response: `{"error": {"code", "message", "details"?}, "request_id"}`."""
+
+    error: ErrorInfo
+    request_id: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str]
+    gemini_configured: bool
+    error: ErrorInfo | None = None
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "The body is not parseable JSON (not UTF-8, nested too deep for the parser, a number over 4300 "
+         "digits), or Last-Event-ID is not 1-18 ASCII digits.",
+    404: "No project with this id.",
+    413: f"The request body is over {MAX_BODY_BYTES} bytes.",
+    415: "The request has a body that is not application/json.",
+    422: "Validation failed; `error.details` names each field (path, query, header or body) and what is allowed.",
+    503: "The database is temporarily unavailable; retry after Retry-After seconds.",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses an operation can return (all with the ErrorBody shape)."""
+    return {status: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status],
+                     **({"headers": _RETRY_AFTER} if status == 503 else {})} for status in statuses}
+
+
+_BODY_ERRORS = (400, 413, 415, 422)  # any operation with a JSON body (middleware + parser + model)
+_SSE_EVENT_SCHEMA = {  # OpenAPI 3.1: a text/event-stream `schema` describes one event
+    "type": "object", "required": ["id", "event", "data"],
+    "properties": {"id": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                   "event": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,63}$"},
+                   "data": {"type": "string", "contentMediaType": "application/json"}}}
 
 
 class RunIn(Strict):
@@ -151,7 +214,8 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["ops"])
+@router.get("/readyz", tags=["ops"], response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "A dependency is unavailable, or shutting down."}})
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: database and bucket reachable. 503 with the failing checks otherwise."""
     services = _services(request)
@@ -174,24 +238,27 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.post("/projects", status_code=201, response_model=Project, tags=["projects"])
+@router.post("/projects", status_code=201, response_model=Project, tags=["projects"],
+             responses=_errors(*_BODY_ERRORS, 503))
 async def create_project(request: Request, body: ProjectIn) -> dict[str, Any]:
     return await repository.create_project(_services(request).db, body.name, body.description)
 
 
-@router.get("/projects", response_model=ProjectList, tags=["projects"])
+@router.get("/projects", response_model=ProjectList, tags=["projects"], responses=_errors(422, 503))
 async def list_projects(request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 20,
                         offset: Annotated[int, Query(ge=0, le=10_000)] = 0) -> dict[str, Any]:
     items = await repository.list_projects(_services(request).db, limit, offset)
     return {"items": items, "limit": limit, "offset": offset}
 
 
-@router.get("/projects/{project_id}", response_model=Project, tags=["projects"])
+@router.get("/projects/{project_id}", response_model=Project, tags=["projects"],
+            responses=_errors(404, 422, 503))
 async def get_project(request: Request, project_id: UUID) -> dict[str, Any]:
     return await _require_project(request, project_id)
 
 
-@router.post("/projects/{project_id}/uploads", status_code=201, response_model=UploadOut, tags=["uploads"])
+@router.post("/projects/{project_id}/uploads", status_code=201, response_model=UploadOut, tags=["uploads"],
+             responses=_errors(*_BODY_ERRORS, 404, 503))
 async def create_upload(request: Request, project_id: UUID, body: UploadIn) -> dict[str, Any]:
     """A presigned POST for one file; the browser sends the file straight to S3 with `url` and `fields`."""
     storage = _services(request).storage
@@ -205,7 +272,8 @@ async def create_upload(request: Request, project_id: UUID, body: UploadIn) -> d
     return upload.__dict__
 
 
-@router.post("/projects/{project_id}/events", status_code=201, response_model=Event, tags=["events"])
+@router.post("/projects/{project_id}/events", status_code=201, response_model=Event, tags=["events"],
+             responses=_errors(*_BODY_ERRORS, 404, 503))
 async def append_event(request: Request, project_id: UUID, body: EventIn) -> dict[str, Any]:
     """Record a project event (e.g. a generation step); every open stream of the project receives it."""
     event = await repository.append_event(_services(request).db, project_id, body.type, body.data)
@@ -214,16 +282,20 @@ async def append_event(request: Request, project_id: UUID, body: EventIn) -> dic
     return event
 
 
-@router.get("/projects/{project_id}/events", tags=["events"],
-            responses={200: {"content": {"text/event-stream": {}}}})
+@router.get("/projects/{project_id}/events", tags=["events"], response_class=StreamingResponse,
+            responses={200: {"description": "An SSE stream that ends itself before 120 s; each event as below, "
+                                            "`data` being the Event as JSON; `: ping` comments in between",
+                             "content": {"text/event-stream": {"schema": _SSE_EVENT_SCHEMA}}},
+                       **_errors(400, 404, 422, 503)})
 async def project_events(request: Request, project_id: UUID,
                          last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
                          last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
                          ) -> StreamingResponse:
     """SSE: replays events after Last-Event-ID, then streams new ones; ends before App Runner's 120 s."""
     raw = last_event_id if last_event_id not in (None, "") else last_event_id_query
-    if raw not in (None, "") and not _EVENT_ID.match(raw):
-        raise ApiError(400, "bad_request", "Last-Event-ID must be a non-negative integer event id")
+    if raw not in (None, "") and not _EVENT_ID.fullmatch(raw):
+        raise ApiError(400, "bad_request", "Last-Event-ID (header or last_event_id query parameter) must be an "
+                       "event id: 1 to 18 ASCII digits 0-9, with no sign, spaces or line breaks")
     await _require_project(request, project_id)
     services = _services(request)
     body = stream_events(services.db, services.broker, project_id, int(raw or 0),
@@ -233,7 +305,9 @@ async def project_events(request: Request, project_id: UUID,
 
 
 @router.post("/projects/{project_id}/runs", status_code=202, response_model=Run, tags=["runs"],
-             responses={503: {"description": "no run queue configured, or the queue is unreachable"}})
+             responses={**_errors(*_BODY_ERRORS, 404, 503),
+                        503: {**_errors(503)[503], "description": "No run queue configured, the queue is "
+                              "unreachable, or the database is unavailable."}})
 async def create_run(request: Request, project_id: UUID, body: RunIn) -> dict[str, Any]:
     """Record a run and queue it for the worker; follow it on the project's event stream or poll it."""
     services = _services(request)
@@ -256,7 +330,8 @@ async def create_run(request: Request, project_id: UUID, body: RunIn) -> dict[st
     return run
 
 
-@router.get("/projects/{project_id}/runs/{run_id}", response_model=Run, tags=["runs"])
+@router.get("/projects/{project_id}/runs/{run_id}", response_model=Run, tags=["runs"],
+            responses=_errors(404, 422, 503))
 async def get_run(request: Request, project_id: UUID, run_id: UUID) -> dict[str, Any]:
     run = await runs.get_run(_services(request).db, run_id, project_id)
     if run is None:

@@ -16,7 +16,7 @@ from .logs import request_id_var
 log = logging.getLogger("adagency_backend.access")
 
 REQUEST_ID_HEADER = "x-request-id"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: "$" would allow a trailing newline
 MAX_BODY_BYTES = 64 * 1024  # JSON bodies only; files go straight to S3
 _SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
                      (b"x-frame-options", b"DENY")]
@@ -40,7 +40,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, REQUEST_ID_HEADER.encode())
-        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         request_id_var.set(request_id)  # each request runs in its own task, so this never leaks
         started = time.perf_counter()
         status = 0

@@ -8,6 +8,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from .db import Database
+from .jsonsafe import check_storable
 
 EVENTS_CHANNEL = "project_events"  # NOTIFY channel; payload = project id
 _PROJECT_COLUMNS = "id, name, description, created_at"
@@ -40,11 +41,15 @@ async def append_event(db: Database, project_id: UUID, type_: str, data: dict[st
                        idempotency_key: str | None = None) -> dict[str, Any] | None:
     """Insert an event and NOTIFY listeners; None if the project does not exist.
 
+    Raises jsonsafe.UnstorableJson (a ValueError) before touching the database if `data` holds what
+    PostgreSQL jsonb cannot store (NUL, lone surrogates, NaN/Infinity, nesting over jsonsafe.MAX_DEPTH).
+    Callers other than the API (workers) get the same guarantee: nothing half-stored, no 500.
     The project row is locked first, so one project's events commit in id order: a reader that has seen
     id N can never later find a committed id < N (which a client resuming from N would miss).
     With `idempotency_key` (at most 200 characters, unique per project) a repeated append inserts
     nothing, notifies nobody and returns the event recorded the first time.
     """
+    check_storable(data)
     async with db.pool.connection() as conn, conn.transaction():
         cur = await conn.execute("SELECT id FROM projects WHERE id = %s FOR UPDATE", (project_id,))
         if await cur.fetchone() is None:
@@ -68,3 +73,11 @@ async def events_after(db: Database, project_id: UUID, after_id: int, limit: int
             f"SELECT {_EVENT_COLUMNS} FROM project_events WHERE project_id = %s AND id > %s ORDER BY id LIMIT %s",
             (project_id, after_id, limit))
         return await cur.fetchall()
+
+
+async def last_event_id(db: Database, project_id: UUID) -> int:
+    """The id of the project's newest committed event, 0 if it has none (where a fan-out reader starts)."""
+    async with db.pool.connection() as conn:
+        cur = await conn.execute("SELECT coalesce(max(id), 0) AS id FROM project_events WHERE project_id = %s",
+                                 (project_id,))
+        return (await cur.fetchone())["id"]
