@@ -21,10 +21,16 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml $(wildcard apprunner/requirements.txt)
+# Two steps: `make render` needs only the generator and its rendering dependencies (.installed-render);
+# everything else (deploy commands, test tools, the reference service's requirements) comes with `make venv`.
+$(VENV)/.installed-render: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(if $(wildcard apprunner/requirements.txt),-r apprunner/requirements.txt)
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-render pyproject.toml $(wildcard apprunner/requirements.txt)
+	$(BIN)/python -m pip install --quiet -e '.[deploy,dev]' $(if $(wildcard apprunner/requirements.txt),-r apprunner/requirements.txt)
 	@touch $@
 
 $(CHECKOV_VENV)/.installed:
@@ -58,7 +64,7 @@ graphviz: ## install Graphviz from Debian (`adkit diagram` draws SVG/PNG with it
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends graphviz; \
 	fi
 
-render: venv ## render every environment and the account-level stacks into templates/
+render: $(VENV)/.installed-render ## render every environment and the account-level stacks into templates/ (installs only what rendering needs)
 	$(BIN)/python -m generator render
 
 check-render: venv ## fail if templates/ differs from a fresh render

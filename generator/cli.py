@@ -51,7 +51,7 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(command_modules: tuple[str, ...] = COMMAND_MODULES) -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="adkit", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     render = sub.add_parser("render", help="render every environment and the account-level stacks to templates/")
@@ -61,13 +61,17 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--templates-dir", type=Path, default=None,
                         help="output folder (default: templates/)")
     render.set_defaults(handler=_render)
-    for name in COMMAND_MODULES:
+    for name in command_modules:
         import_module(name).register(sub)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # `render` is the first command of every adopter and of every CI run: it never loads the deploy commands
+    # (boto3, botocore, rich), only what rendering needs.
+    rendering = bool(argv) and argv[0] == "render"
+    args = parser(() if rendering else COMMAND_MODULES).parse_args(argv)
     try:
         return args.handler(args)
     except (ConfigError, NamingError) as exc:

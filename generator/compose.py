@@ -39,7 +39,6 @@ ROOT_OUTPUTS = {
     "BackendPlatform": ("backend", "Platform", "Backend platform: apprunner or ecs-express"),
     "FrontendUrl": ("frontend", "BranchUrl", "HTTPS URL of the Amplify branch for this environment"),
     "AmplifyAppId": ("frontend", "AppId", "Amplify app id"),
-    "GeminiApiKeySecretArn": ("secrets", "GeminiApiKeySecretArn", "Secret to set with `adkit secrets set`"),
     "DatabaseSecretArn": ("data", "DatabaseSecretArn", "Aurora-managed master secret (rotates every 7 days)"),
     "DatabaseClusterIdentifier": ("data", "ClusterIdentifier", "Aurora cluster identifier (restore source)"),
     "ContentBucketName": ("data", "ContentBucketName", "S3 bucket for uploaded content"),
@@ -165,6 +164,11 @@ def build_root(config: EnvironmentConfig, children: list[Child]) -> Template:
         if output not in child.template.outputs:
             raise WiringError(f"root output {name} expects output {output!r} from the {stack} stack")
         add_output(template, name, GetAtt(child.spec.logical_id, f"Outputs.{output}"), description)
+    # One per application secret (backend.secrets): `adkit secrets set ENV NAME` finds the secret here.
+    for secret in config.backend.secrets:
+        output = naming.app_secret_output(secret)
+        add_output(template, output, GetAtt(by_name["secrets"].spec.logical_id, f"Outputs.{output}"),
+                   f"Secret {secret}: set it with `adkit secrets set {config.name} {secret}`")
     return template
 
 

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from generator import contract
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "config"
 ENVIRONMENTS_DIR = CONFIG_DIR / "environments"
@@ -52,6 +54,63 @@ RESERVED_ENVIRONMENT_NAMES = ("account", "bootstrap", "pipeline")
 
 # RFC 2606 example domains: they render, but the deploy command refuses them.
 EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org")
+
+# Application variables ([backend.environment], [frontend.environment]): upper snake case, like the contract's.
+VARIABLE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,127}$")
+# Names AWS keeps for itself: the AWS_ prefix (SDK and runtime settings), App Runner's PORT (set from the service
+# port) and its AWSAPPRUNNER prefix. https://docs.aws.amazon.com/apprunner/latest/dg/env-variable.html
+RESERVED_VARIABLE_PREFIXES = ("AWS_", "AWSAPPRUNNER")
+# Backend names the kit owns: the app contract (generator/contract.py) and App Runner's PORT.
+BACKEND_KIT_VARIABLES = tuple(dict.fromkeys((*contract.PLAIN_VARIABLES, *contract.RUNS_API_VARIABLES,
+                                             *contract.WORKER_VARIABLES, contract.PORT)))
+# Frontend names the kit owns: the backend URL and environment name of the Amplify branch, the app's Node version.
+FRONTEND_KIT_VARIABLES = ("NEXT_PUBLIC_API_BASE_URL", "APP_ENVIRONMENT", "NODE_VERSION")
+# Application secrets (backend.secrets): kebab-case names; `git-token` is the account-level Git provider token.
+# A plain variable whose name looks like a secret is refused: secrets go to backend.secrets (Secrets Manager, by
+# ARN), never into a template, a build or a plain environment variable. `*_ARN` names point to one and are fine.
+SECRET_LOOKING_NAME = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE", re.IGNORECASE)
+SECRET_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+RESERVED_SECRET_NAMES = ("git-token",)
+DEFAULT_SECRETS = ("gemini-api-key",)
+MAX_SECRET_NAME_LENGTH = 48
+
+
+def secret_variable(name: str) -> str:
+    """Variable a secret is injected as: `gemini-api-key` -> `GEMINI_API_KEY`."""
+    return name.upper().replace("-", "_")
+
+
+def _variable_problem(name: str, kit_names: tuple[str, ...]) -> str | None:
+    """Why `name` cannot be an application variable, or None."""
+    if not VARIABLE_NAME.fullmatch(name):
+        return f"{name!r} is not a variable name: upper snake case, [A-Z][A-Z0-9_]*, at most 128 characters"
+    if name in kit_names:
+        return f"{name!r} is set by the kit (reserved: {', '.join(sorted(kit_names))})"
+    if name.startswith(RESERVED_VARIABLE_PREFIXES):
+        return f"{name!r} uses a prefix AWS reserves ({', '.join(RESERVED_VARIABLE_PREFIXES)})"
+    return None
+
+
+def _plain_problem(name: str, kit_names: tuple[str, ...]) -> str | None:
+    """Why `name` cannot be a plain (non-secret) application variable, or None."""
+    problem = _variable_problem(name, kit_names)
+    if problem is None and SECRET_LOOKING_NAME.search(name) and not name.endswith("_ARN"):
+        problem = (f"{name!r} looks like a secret ({SECRET_LOOKING_NAME.pattern}): plain variables are visible in "
+                   "the template and the console; declare it in backend.secrets instead")
+    return problem
+
+
+def _check_variables(value: dict[str, str], kit_names: tuple[str, ...]) -> dict[str, str]:
+    for name, text in value.items():
+        problem = _plain_problem(name, kit_names)
+        if problem:
+            raise ValueError(problem)
+        if len(text) > 4096:
+            raise ValueError(f"{name}: value longer than 4096 characters")
+        if any(ord(c) < 32 and c not in "\t" for c in text):
+            raise ValueError(f"{name}: value holds a control character")
+    return dict(sorted(value.items()))
+
 
 # The only ranges RFC 1918 sets aside for private networks (ipaddress' is_private also admits link-local,
 # CGNAT, documentation and loopback ranges, which a VPC must not use).
@@ -420,6 +479,13 @@ class BackendBase(Strict):
                                                 "(letters, digits and / _ . -)")] = "/healthz"
     sse_max_stream_seconds: int = Field(100, ge=10, le=110)
     waf_rate_limit_per_5_min: int = Field(2000, ge=10, le=2_000_000_000)
+    # The application's own plain variables, next to the contract's (never a secret value: use `secrets`).
+    environment: dict[str, str] = Field(default_factory=dict, max_length=100)
+    # Secrets Manager secrets of the environment (no value in any template), injected by ARN as UPPER_SNAKE.
+    secrets: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRETS), min_length=1, max_length=20)
+    # Docker build context and test root of the backend: a folder of this repository (relative, no '..').
+    source_dir: str = Field("apprunner", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$",
+                            max_length=200)
 
     @field_validator("max_instances")
     @classmethod
@@ -428,6 +494,36 @@ class BackendBase(Strict):
         if minimum is not None and value < minimum:
             raise ValueError(f"max_instances ({value}) must be >= min_instances ({minimum})")
         return value
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_variables(value, BACKEND_KIT_VARIABLES)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not SECRET_NAME.fullmatch(name) or len(name) > MAX_SECRET_NAME_LENGTH:
+                raise ValueError(f"{name!r} is not a secret name: kebab-case, [a-z][a-z0-9]*(-[a-z0-9]+)*, "
+                                 f"at most {MAX_SECRET_NAME_LENGTH} characters (e.g. 'stripe-api-key')")
+            if name in RESERVED_SECRET_NAMES:
+                raise ValueError(f"{name!r} is the account-level Git provider token; choose another name")
+            problem = _variable_problem(secret_variable(name), BACKEND_KIT_VARIABLES)
+            if problem:
+                raise ValueError(f"{name!r} would be injected as {problem}")
+        camel = [name.replace("-", "") for name in value]
+        if len(set(camel)) != len(camel):
+            raise ValueError("each secret may appear once (names that differ only in dashes count as the same)")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_names_free(self) -> BackendBase:
+        clash = sorted(set(self.environment) & {secret_variable(name) for name in self.secrets})
+        if clash:
+            raise ValueError(f"backend.environment sets {', '.join(clash)}, which backend.secrets injects; "
+                             "keep a name in one of them")
+        return self
 
 
 class AppRunnerBackend(BackendBase):
@@ -571,6 +667,13 @@ class FrontendConfig(Strict):
     custom_domain: CustomDomain | None = None
     pull_request_previews: bool = False
     node_version: Literal["20", "22"] = "20"
+    # Plain build-time variables of the Amplify branch (the backend URL stays the kit's).
+    environment: dict[str, str] = Field(default_factory=dict, max_length=100)
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_variables(value, FRONTEND_KIT_VARIABLES)
 
     @field_validator("repository")
     @classmethod

@@ -13,6 +13,7 @@ Read handlers are included because CloudFormation calls them after create/update
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -53,13 +54,16 @@ class PermissionsError(ValueError):
     """A resource type has no known permissions, or the result cannot be expressed within IAM limits."""
 
 
+@functools.cache
 def _schemas_dir() -> Path:
-    try:
-        import cfnlint
-    except ModuleNotFoundError:  # pragma: no cover - cfn-lint is in the dev extra that renders
+    """cfn-lint's bundled schema folder, found without importing cfn-lint (its import costs about half a
+    second and rendering needs only these data files): `find_spec` of a top-level package locates it on
+    sys.path without executing it."""
+    spec = importlib.util.find_spec("cfnlint")
+    if spec is None or not spec.submodule_search_locations:
         raise PermissionsError("rendering the pipeline needs cfn-lint's resource schemas: "
-                               "install the dev extra (`make venv`)") from None
-    return Path(cfnlint.__file__).parent / "data" / "schemas"
+                               "install the project (`make render` or `make venv`)")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "schemas"
 
 
 @functools.cache

@@ -177,6 +177,20 @@ def waf_log_group_name(config: EnvironmentConfig) -> str:
     return checked("log_group", f"aws-waf-logs-{_prefix(config)}-backend")
 
 
+def app_secret_logical_id(name: str) -> str:
+    """Logical id of an application secret (backend.secrets) in the secrets stack: `stripe-key` ->
+    `AppSecretStripeKey`. The default `gemini-api-key` keeps the id it always had, `GeminiApiKeySecret`, so
+    environments deployed before secrets became configurable keep their secret."""
+    camel = "".join(part.capitalize() for part in name.split("-"))
+    return "GeminiApiKeySecret" if name == "gemini-api-key" else f"AppSecret{camel}"
+
+
+def app_secret_output(name: str) -> str:
+    """Stack output (secrets stack and root) and backend parameter holding the secret's ARN:
+    `GeminiApiKeySecretArn` for the default, `AppSecret<Name>Arn` for the others."""
+    return f"{app_secret_logical_id(name)}Arn"
+
+
 GIT_TOKEN_JSON_KEY = "token"  # the secret's value is JSON: {"token": "<Git provider token>"}
 
 

@@ -7,11 +7,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from fixture_config import FIXTURE_ENVIRONMENTS
 
 from generator.config import (
-    ENVIRONMENTS_DIR,
     ConfigError,
-    environment_names,
     load_all,
     load_environment,
     parse_environment,
@@ -19,7 +18,7 @@ from generator.config import (
 
 
 def base() -> dict:
-    return tomllib.loads((ENVIRONMENTS_DIR / "dev.toml").read_text())
+    return tomllib.loads((FIXTURE_ENVIRONMENTS / "dev.toml").read_text())
 
 
 def with_change(path: str, value) -> dict:
@@ -76,6 +75,26 @@ BAD_INPUTS = [
     ("network.surprise", True, ["network.surprise", "unknown key"]),
     ("budget", DELETE, ["budget", "Field required"]),
     ("name", "bootstrap", ["name", "reserved for the account-level stacks"]),
+    # application variables and secrets: contract-owned names, AWS prefixes, invalid names
+    ("backend.environment", {"DB_HOST": "x"}, ["backend.environment", "'DB_HOST' is set by the kit"]),
+    ("backend.environment", {"PORT": "9000"}, ["backend.environment", "'PORT' is set by the kit"]),
+    ("backend.environment", {"AWS_REGION": "x"}, ["backend.environment", "prefix AWS reserves"]),
+    ("backend.environment", {"AWSAPPRUNNER_X": "x"}, ["backend.environment", "prefix AWS reserves"]),
+    ("backend.environment", {"feature-flags": "x"}, ["backend.environment", "not a variable name"]),
+    ("backend.environment", {"FLAGS": 3}, ["backend.environment.FLAGS", "valid string"]),
+    ("backend.secrets", ["Stripe_Key"], ["backend.secrets", "kebab-case", "Stripe_Key"]),
+    ("backend.secrets", ["git-token"], ["backend.secrets", "account-level Git provider token"]),
+    ("backend.secrets", ["db-host"], ["backend.secrets", "'DB_HOST' is set by the kit"]),
+    ("backend.secrets", ["aws-key"], ["backend.secrets", "prefix AWS reserves"]),
+    ("backend.secrets", ["api-key", "api-key"], ["backend.secrets", "once"]),
+    ("backend.source_dir", "../elsewhere", ["backend.source_dir", "pattern"]),
+    ("backend.source_dir", "/abs/path", ["backend.source_dir", "pattern"]),
+    ("frontend.environment", {"NEXT_PUBLIC_API_BASE_URL": "x"},
+     ["frontend.environment", "'NEXT_PUBLIC_API_BASE_URL' is set by the kit"]),
+    ("frontend.environment", {"AWS_BRANCH": "x"}, ["frontend.environment", "prefix AWS reserves"]),
+    ("backend.environment", {"STRIPE_API_KEY": "sk_live"}, ["backend.environment", "looks like a secret",
+                                                             "backend.secrets"]),
+    ("frontend.environment", {"NEXT_PUBLIC_TOKEN": "x"}, ["frontend.environment", "looks like a secret"]),
 ]
 
 
@@ -122,13 +141,29 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_unknown_environment_lists_known_ones():
-    known = ", ".join(environment_names())
-    with pytest.raises(ConfigError, match=rf"unknown environment 'qa9'.*known environments: {known}"):
-        load_environment("qa9")
+    with pytest.raises(ConfigError, match=r"unknown environment 'nosuchenv'.*known environments: dev, prod"):
+        load_environment("nosuchenv", FIXTURE_ENVIRONMENTS)
+
+
+def test_a_secret_clashing_with_a_declared_variable_is_refused():
+    data = with_change("backend.environment", {"PAYMENTS_ENDPOINT": "x"})
+    data["backend"]["secrets"] = ["payments-endpoint"]
+    with pytest.raises(ConfigError, match=r"sets PAYMENTS_ENDPOINT, which backend\.secrets injects"):
+        parse_environment(data)
+
+
+def test_new_backend_and_frontend_keys_have_their_defaults():
+    data = copy.deepcopy(base())
+    for section in ("backend", "frontend"):
+        for key in ("environment", "secrets", "source_dir"):
+            data[section].pop(key, None)
+    config = parse_environment(data)
+    assert config.backend.environment == {} and config.frontend.environment == {}
+    assert config.backend.secrets == ["gemini-api-key"] and config.backend.source_dir == "apprunner"
 
 
 def test_file_name_must_match_name(tmp_path: Path):
-    (tmp_path / "qa.toml").write_text((ENVIRONMENTS_DIR / "dev.toml").read_text())
+    (tmp_path / "qa.toml").write_text((FIXTURE_ENVIRONMENTS / "dev.toml").read_text())
     with pytest.raises(ConfigError, match="name: must equal the file name 'qa'"):
         load_environment("qa", tmp_path)
 
@@ -141,13 +176,15 @@ def test_invalid_toml_names_the_file(tmp_path: Path):
 
 def test_a_third_environment_is_one_more_file(tmp_path: Path):
     for name in ("dev", "prod"):
-        (tmp_path / f"{name}.toml").write_text((ENVIRONMENTS_DIR / f"{name}.toml").read_text())
-    staging = (ENVIRONMENTS_DIR / "dev.toml").read_text().replace('name = "dev"', 'name = "staging"')
+        (tmp_path / f"{name}.toml").write_text((FIXTURE_ENVIRONMENTS / f"{name}.toml").read_text())
+    staging = (FIXTURE_ENVIRONMENTS / "dev.toml").read_text().replace('name = "dev"', 'name = "staging"')
     (tmp_path / "staging.toml").write_text(staging)
     assert [c.name for c in load_all(tmp_path)] == ["dev", "prod", "staging"]
 
 
-def test_shipped_prod_domain_is_marked_as_example():
-    prod = load_environment("prod")
-    assert prod.frontend.custom_domain is not None and prod.frontend.custom_domain.is_example
-    assert load_environment("dev").frontend.custom_domain is None
+@pytest.mark.parametrize(("domain", "example"), [("example.com", True), ("shop.example.org", True),
+                                                  ("example.net", True), ("kit-fixture.net", False),
+                                                  ("myexample.com", False)])
+def test_example_domains_are_recognised(domain, example):
+    data = with_change("frontend.custom_domain", {"name": domain})
+    assert parse_environment(data).frontend.custom_domain.is_example is example

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import difflib
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 from cfn_helpers import ENVIRONMENTS, all_templates, rendered, resources_of, stack, template
+from fixture_config import copy_config
 
 from generator import compose, contract, naming, render
 from generator.cfn import DESCRIPTION_KEY
@@ -125,8 +125,7 @@ def test_every_resource_has_a_human_description():
 def test_bad_config_stops_before_anything_is_written(tmp_path, capsys):
     from generator.cli import main
 
-    config = tmp_path / "config"
-    shutil.copytree(REPO / "config", config)
+    config = copy_config(tmp_path)
     dev = config / "environments" / "dev.toml"
     dev.write_text(dev.read_text().replace("monthly_usd = 150", "monthly_usd = -1"))
     out = tmp_path / "templates"

@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from generator.config import APP_RUNNER, CONFIG_DIR, REPO_ROOT, ConfigError, load_environment
 from generator.deploy import aws_errors, destroy, flow, secrets, status, targets
-from generator.deploy.errors import EXIT_INTERRUPTED, EXIT_USAGE, DeployError
+from generator.deploy.errors import EXIT_INTERRUPTED, EXIT_USAGE, DeployError, UsageError
 from generator.deploy.session import Aws
 from generator.deploy.ui import Ui
 from generator.naming import NamingError
@@ -72,8 +72,15 @@ def _status(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def _secrets_set(args: argparse.Namespace, ui: Ui) -> int:
+    if args.name is None:  # `adkit secrets set git-token`: the account-level token needs no environment
+        if args.env != secrets.GIT_TOKEN:
+            raise UsageError(f"missing NAME after {args.env!r}", "usage: adkit secrets set ENV NAME, or "
+                             f"adkit secrets set {secrets.GIT_TOKEN}", "name the secret to set")
+        target = _account_target(args, "bootstrap", deploying=False)
+        return secrets.run(_aws(args, target), target, ui, secrets.GIT_TOKEN, declared=[])
     target = _env_target(args, deploying=False)
-    return secrets.run(_aws(args, target), target, ui, args.name)
+    declared = load_environment(args.env, args.config_dir / "environments").backend.secrets
+    return secrets.run(_aws(args, target), target, ui, args.name, declared=declared)
 
 
 def _destroy(args: argparse.Namespace, ui: Ui) -> int:
@@ -82,15 +89,29 @@ def _destroy(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def _check(args: argparse.Namespace, ui: Ui) -> int:
-    """The deploy-time config rules, without AWS: account and region pinned, no example domain, rendered."""
+    """The deploy-time config rules, without AWS, for every named environment (or `bootstrap`, `pipeline`):
+    account and region pinned, no example value, templates freshly rendered. Reports every problem."""
+    failed = False
     for name in args.envs:
-        target = targets.environment(name, args.config_dir, args.templates_dir, deploying=True)
+        found = targets.problems(name, args.config_dir, args.templates_dir)
+        for line in found:
+            ui.error(line)
+        if found:
+            failed = True
+            continue
+        kind = "account" if name in targets.ACCOUNT_TEMPLATES and not (
+            args.config_dir / "environments" / f"{name}.toml").is_file() else "environment"
+        # deploying=False: the deploy-time rules were checked above (each check renders the config once)
+        target = (_account_target(args, name, deploying=False) if kind == "account" else
+                  targets.environment(name, args.config_dir, args.templates_dir, deploying=False))
         ui.info(f"{name}: deployable as {target.stack_name} to account {target.account_id}, region {target.region}")
+        if kind == "account":
+            continue
         platform = load_environment(name, args.config_dir / "environments").backend.platform
         note = (" (App Runner: only accounts that used App Runner before 2026-04-30 can create the service; "
                 "a new account sets backend.platform = \"ecs-express\")" if platform == APP_RUNNER else "")
         ui.info(f"{name}: backend platform {platform}{note}")
-    return 0
+    return EXIT_USAGE if failed else 0
 
 
 def _guarded(command: Callable[[argparse.Namespace, Ui], int]) -> Callable[[argparse.Namespace], int]:
@@ -136,8 +157,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-tag", help="backend image tag (commit SHA); default: the deployed one")
     parser.add_argument("--yes", action="store_true", help="execute without asking (production always asks)")
 
-    parser = add("check", _check, "check that environments are deployable as configured (no AWS calls): "
-                 "account and region pinned, no example domain, templates rendered")
+    parser = add("check", _check, "check that environments (and bootstrap, pipeline) are deployable as "
+                 "configured (no AWS calls): account and region pinned, no example value, templates freshly "
+                 "rendered; every problem of every one is reported")
     parser.add_argument("envs", metavar="ENV", nargs="+")
 
     parser = add("plan", _plan, "show what a deploy would change (change set created, shown, deleted)")
@@ -152,8 +174,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     secrets_sub = secrets_parser.add_subparsers(dest="secrets_command", required=True, metavar="ACTION")
     parser = secrets_sub.add_parser("set", parents=[common], epilog=EPILOG,
                                     help="store a secret value from stdin or a hidden prompt")
-    parser.add_argument("env", metavar="ENV")
-    parser.add_argument("name", metavar="NAME", choices=sorted(secrets.KNOWN))
+    parser.add_argument("env", metavar="ENV", help=f"environment, or `{secrets.GIT_TOKEN}` alone")
+    parser.add_argument("name", metavar="NAME", nargs="?",
+                        help=f"a secret of the environment's backend.secrets, or {secrets.GIT_TOKEN}")
     parser.set_defaults(handler=_guarded(_secrets_set))
 
     parser = add("destroy", _destroy, "delete a non-production environment (retained data is listed first)")

@@ -168,6 +168,8 @@ def run(aws: Aws, target: Target, ui: Ui, *, image_tag: str | None = None, yes: 
     if target.kind == "environment":
         preflight.cost_allocation_tags(aws, target, ui)
     boot = preflight.bootstrap_outputs(aws, target) if target.needs_bootstrap else {}
+    if target.kind == "environment":
+        preflight.git_token_placeholder(aws, target, ui, boot)
     existing, dead = preflight.stack_state(aws, target)
     if existing is not None:
         preflight.other_run(aws, target, existing)

@@ -190,6 +190,25 @@ def delete_dead(aws: Aws, target: Target, stack: dict, ui: Ui, poll: float) -> N
             "read its events in the CloudFormation console, delete it there (retaining what blocks), retry")
 
 
+def git_token_placeholder(aws: Aws, target: Target, ui: Ui, boot: dict[str, str]) -> bool:
+    """Warn (never refuse) when the Git provider token secret still holds the random placeholder the bootstrap
+    created it with: Amplify could not clone the frontend repository. Only the secret's versions are read (one
+    version = nobody stored a value since it was created), never its value. Returns whether it warned."""
+    arn = boot.get("GitTokenSecretArn")
+    if not arn:
+        return False
+    try:
+        versions = aws.advisory_client("secretsmanager").describe_secret(SecretId=arn).get("VersionIdsToStages")
+    except (ClientError, BotoCoreError):
+        return False  # advisory: a missing permission or secret is found by the deploy itself
+    if versions is None or len(versions) > 1:
+        return False
+    ui.warn(f"the Git provider token secret ({arn.split(':')[-1]}) still holds the placeholder the bootstrap created "
+            "it with: Amplify cannot clone the frontend repository and the frontend stack will fail. Store the "
+            f"token first: `adkit secrets set git-token < token-file`")
+    return True
+
+
 def cost_allocation_tags(aws: Aws, target: Target, ui: Ui) -> list[str]:
     """Warn (never refuse) when the kit's tag keys are not active cost-allocation tags: until an administrator
     activates them, the tag-filtered budgets read 0 USD and never alert. Returns the inactive keys."""

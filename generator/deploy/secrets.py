@@ -1,5 +1,8 @@
 """`adkit secrets set ENV NAME`: store a secret value, then let the backend (and the workers) pick it up.
 
+NAME is any secret the environment declares (`backend.secrets`), or `git-token` (account level: no ENV
+needed, `adkit secrets set git-token`).
+
 The value is read from stdin (pipe) or a hidden prompt, sent only to Secrets Manager, and never
 printed, logged or put in a template, parameter or environment variable. Each secret is stored in
 the shape its reader expects: the Gemini key as the plain string (App Runner or ECS injects the whole
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 from generator import naming
+from generator.config import secret_variable as config_secret_variable
 from generator.deploy import aws_errors, preflight, stacks
 from generator.deploy.errors import EXIT_OK, DeployError, DeployFailed, Interrupted, PreflightRefused, UsageError
 from generator.deploy.session import Aws, poll_seconds
@@ -33,11 +37,22 @@ class Known:
     json_key: str = ""  # store {json_key: value} instead of the plain value
 
 
+GIT_TOKEN = "git-token"
 KNOWN = {
     "gemini-api-key": Known("environment", "GeminiApiKeySecretArn", "Gemini API key the backend calls Gemini with"),
-    "git-token": Known("account", "GitTokenSecretArn", "Git provider token Amplify clones the frontend with",
-                       naming.GIT_TOKEN_JSON_KEY),
+    GIT_TOKEN: Known("account", "GitTokenSecretArn", "Git provider token Amplify clones the frontend with",
+                     naming.GIT_TOKEN_JSON_KEY),
 }
+
+
+def known_secrets(declared: list[str] | None) -> dict[str, Known]:
+    """The secrets `secrets set` accepts: the environment's `backend.secrets` (None: no environment) and
+    the account-level Git token."""
+    found = {name: KNOWN.get(name) or Known("environment", naming.app_secret_output(name),
+                                            f"application secret, injected as {config_secret_variable(name)}")
+             for name in declared or []}
+    found[GIT_TOKEN] = KNOWN[GIT_TOKEN]
+    return found
 APP_RUNNER_WAIT_SECONDS = 900   # an App Runner operation (deploy, update) takes a few minutes
 # SecretString is at most 65,536 bytes:
 # https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_PutSecretValue.html
@@ -126,11 +141,16 @@ def _arn(aws: Aws, target: Target, known: Known, name: str) -> str:
     return arn
 
 
-def run(aws: Aws, target: Target, ui: Ui, name: str, reader: Callable[[Ui, str], str] = read_value) -> int:
-    known = KNOWN.get(name)
+def run(aws: Aws, target: Target, ui: Ui, name: str, reader: Callable[[Ui, str], str] = read_value,
+        declared: list[str] | None = None) -> int:
+    """Store a value for `name`: one of `declared` (the environment's backend.secrets) or `git-token`."""
+    choices = known_secrets(declared if declared is not None else [n for n, k in KNOWN.items()
+                                                                     if k.level == "environment"])
+    known = choices.get(name)
     if known is None:
-        raise UsageError(f"unknown secret {name!r}", f"known secrets: {', '.join(sorted(KNOWN))}",
-                         "use one of those names")
+        where = f"{target.config_file}: backend.secrets" if target.kind == "environment" else "the account"
+        raise UsageError(f"unknown secret {name!r}", f"declared secrets ({where}): {', '.join(sorted(choices))}",
+                         "use one of those names, or add it to backend.secrets and `make render`, `adkit deploy`")
     stored = check_value(known, name, reader(ui, name))   # every check of the value before any AWS call
     preflight.identity(aws, target)
     arn = _arn(aws, target, known, name)

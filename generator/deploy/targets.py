@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator import contract, layout, naming
-from generator.config import load_account, load_environment, read_text
+from generator.config import ConfigError, load_account, load_environment, read_text
+from generator.deploy import guards
 from generator.deploy.errors import UsageError
+from generator.naming import NamingError
 
 ROOT_FILE = layout.ROOT_FILE
 ROOT_CONFIGURATION = layout.ROOT_CONFIGURATION_FILE
@@ -81,6 +83,35 @@ def _template(path: Path) -> Path:
     return path
 
 
+def _guard(label: str, kind: str, config_dir: Path, templates_dir: Path, config_file: Path) -> None:
+    """Refuse example values left in the config and templates that are not a fresh render of it."""
+    found = guards.problems(config_dir, templates_dir, label, kind, config_file)
+    if found:
+        raise UsageError(f"refusing to deploy {label}", "\n  " + "\n  ".join(found),
+                         "fix what is named above (your own values instead of examples), run `make render`, "
+                         "review and commit the templates")
+
+
+def problems(name: str, config_dir: Path, templates_dir: Path) -> list[str]:
+    """Every reason `name` (an environment, or `bootstrap`/`pipeline`) is not deployable as configured, each on
+    one line naming the file and the field: config errors, account_id/region not pinned, example values,
+    templates not freshly rendered. No AWS calls; nothing raised."""
+    env_file = config_dir / "environments" / f"{name}.toml"
+    kind = "account" if name in ACCOUNT_TEMPLATES and not env_file.is_file() else "environment"
+    config_file = config_dir / "account.toml" if kind == "account" else env_file
+    try:
+        config = load_account(config_file) if kind == "account" else load_environment(name, env_file.parent)
+    except ConfigError as exc:
+        return [str(exc)]
+    found = [f"{config_file}: {key}: not set; deploying needs it pinned, so credentials for another account or "
+             "region are refused instead of used" for key in ("account_id", "region") if not getattr(config, key)]
+    try:
+        found += guards.problems(config_dir, templates_dir, name, kind, config_file)
+    except (ConfigError, NamingError) as exc:
+        found.append(str(exc))
+    return found
+
+
 def environment(name: str, config_dir: Path, templates_dir: Path, *, deploying: bool = True) -> Target:
     """Target for one environment; `deploying` adds the checks that only matter before a change."""
     env_dir = config_dir / "environments"
@@ -97,6 +128,8 @@ def environment(name: str, config_dir: Path, templates_dir: Path, *, deploying: 
             "[frontend.custom_domain] table to use the Amplify default domain, then `make render`")
     folder = templates_dir / name
     template = _template(folder / ROOT_FILE) if deploying else folder / ROOT_FILE
+    if deploying:
+        _guard(name, "environment", config_dir, templates_dir, config_file)
     params, tags = _configuration(folder / ROOT_CONFIGURATION)
     return Target(label=name, kind="environment", app_name=config.app_name,
                   stack_name=naming.root_stack_name(config), account_id=account_id, region=region,
@@ -113,6 +146,8 @@ def account(kind: str, config_dir: Path, templates_dir: Path, *, deploying: bool
     region = _pinned(config.region, "region", config_file, "eu-west-1")
     filename = ACCOUNT_TEMPLATES[kind]
     template = _template(templates_dir / filename) if deploying else templates_dir / filename
+    if deploying:
+        _guard(kind, "account", config_dir, templates_dir, config_file)
     params, tags = _configuration(templates_dir / layout.configuration_file(filename))
     stack_name = (naming.bootstrap_stack_name if kind == "bootstrap" else naming.pipeline_stack_name)(
         config.app_name)

@@ -12,7 +12,7 @@ from troposphere import Ref, Sub, Template
 
 from generator import contract, naming
 from generator.cfn import add_image_tag_parameter, add_parameter
-from generator.config import EnvironmentConfig
+from generator.config import EnvironmentConfig, secret_variable
 
 ECR_PULL_ACTIONS = (awacs_ecr.BatchCheckLayerAvailability, awacs_ecr.BatchGetImage, awacs_ecr.DescribeImages,
                     awacs_ecr.GetDownloadUrlForLayer)
@@ -25,7 +25,8 @@ def image_identifier(config: EnvironmentConfig) -> Sub:
 
 
 def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
-    """The app contract's plain variables (never PORT: App Runner sets it from the service port)."""
+    """The app contract's plain variables (never PORT: App Runner sets it from the service port), then the
+    application's own (`[backend.environment]`; the config refuses the contract's names, PORT, AWS's prefixes)."""
     values = {
         contract.ENVIRONMENT: config.name,
         contract.REGION: Ref("AWS::Region"),
@@ -41,10 +42,16 @@ def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
     assert tuple(values) == contract.PLAIN_VARIABLES, "backend env vars drifted from generator.contract"
     if config.workers.enabled:  # the API enqueues runs (workers stack)
         values.update(dict(zip(contract.RUNS_API_VARIABLES, [Ref("RunQueueUrl")], strict=True)))
+    values.update(config.backend.environment)
     return values
 
 
-def add_parameters(template: Template) -> None:
+def secret_variables(config: EnvironmentConfig) -> dict[str, str]:
+    """Variable name -> parameter holding the secret's ARN, one per `backend.secrets` entry, in config order."""
+    return {secret_variable(name): naming.app_secret_output(name) for name in config.backend.secrets}
+
+
+def add_parameters(template: Template, config: EnvironmentConfig) -> None:
     """The backend contract's inputs, the same on every platform (the root wires them by name)."""
     add_image_tag_parameter(template)
     add_parameter(template, "DataKeyArn", "Data KMS key (App Runner image copy, secrets)")
@@ -59,7 +66,8 @@ def add_parameters(template: Template) -> None:
     add_parameter(template, "DatabaseSecretArn", "ARN of the Aurora-managed master secret (read at runtime)")
     add_parameter(template, "ContentBucketName", "Content bucket for uploads")
     add_parameter(template, "DataAccessPolicyArn", "Managed policy: DB secret and content bucket objects")
-    add_parameter(template, "GeminiApiKeySecretArn", "ARN of the Gemini API key secret")
+    for name in config.backend.secrets:
+        add_parameter(template, naming.app_secret_output(name), f"ARN of the secret {name} (secrets stack)")
     add_parameter(template, "FrontendOrigins", "Comma-separated https origins allowed by CORS")
 
 

@@ -2,7 +2,7 @@
 
 - Image `<account>.dkr.ecr.<region>.<suffix>/<app>/backend:<ImageTag>`; auto-deployments off, so only a
   stack update (a new ImageTag) changes what runs.
-- Access role (ECR pull of that one repository) and instance role (the Gemini secret, the data key through
+- Access role (ECR pull of that one repository) and instance role (the declared secrets, the data key through
   Secrets Manager, the data stack's access policy; an explicit deny on IAM).
 - All egress through a VPC connector in the private app subnets; public HTTPS ingress.
 - Autoscaling and health check from config; App Runner's copy of the image is encrypted with the
@@ -11,7 +11,8 @@
 - No ServiceName: the service's tags are create-only (and stack tags propagate to it), so a tag change
   replaces the service, which CloudFormation can only do when it names the service itself. Everything
   that needs the name (log groups, metric dimensions) takes it from the ServiceArn.
-- Plain environment variables exactly as `generator.contract.PLAIN_VARIABLES`, the Gemini key by ARN.
+- Plain environment variables: the contract's (`generator.contract.PLAIN_VARIABLES`), then the application's own
+  (`[backend.environment]`); every secret of `backend.secrets` by ARN as its upper-snake-case variable.
 - Regional WAF web ACL (rate limit + AWS managed common and known-bad-inputs rules), logging blocked and
   counted requests to a KMS-encrypted `aws-waf-logs-` group.
 - A custom resource that gives App Runner's own log groups the configured retention and the ops key.
@@ -36,7 +37,7 @@ from awacs.aws import (
 from awacs.helpers.trust import make_simple_assume_policy
 from troposphere import GetAtt, Ref, Select, Split, Sub, Template, apprunner, cloudformation, iam, wafv2
 
-from generator import contract, naming
+from generator import naming
 from generator.backend_metrics import BackendMetrics, Metric
 from generator.cfn import add_output, describe, new_template
 from generator.components import inline_function
@@ -48,6 +49,7 @@ from generator.stacks._backend import (
     enqueue_runs,
     environment_variables,
     image_identifier,
+    secret_variables,
 )
 from generator.stacks._waf import waf_logging, web_acl
 from generator.stacks.handlers import source
@@ -123,10 +125,10 @@ def _instance_role(config: EnvironmentConfig) -> iam.Role:
         ManagedPolicyArns=[Ref("DataAccessPolicyArn")],  # DB secret + content bucket objects (data stack)
         Policies=[iam.Policy(PolicyName="backend", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[
             Statement(
-                Sid="ReadGeminiApiKey",
+                Sid="ReadApplicationSecrets",
                 Effect=Allow,
                 Action=[awacs_secretsmanager.GetSecretValue],
-                Resource=[Ref("GeminiApiKeySecretArn")],
+                Resource=[Ref(parameter) for parameter in secret_variables(config).values()],
             ),
             Statement(
                 Sid="DecryptSecretsWithDataKey",
@@ -183,7 +185,7 @@ def _log_retention(template: Template, config: EnvironmentConfig, service: appru
 def build(config: EnvironmentConfig) -> Template:
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
-    add_parameters(template)
+    add_parameters(template, config)
     add_run_queue_parameters(template, config)
 
     access_role = template.add_resource(_access_role(config))
@@ -212,8 +214,8 @@ def build(config: EnvironmentConfig) -> Template:
                     Port=str(backend.port),
                     RuntimeEnvironmentVariables=[apprunner.KeyValuePair(Name=name, Value=value)
                                                  for name, value in variables.items()],
-                    RuntimeEnvironmentSecrets=[apprunner.KeyValuePair(
-                        Name=contract.GEMINI_API_KEY, Value=Ref("GeminiApiKeySecretArn"))],
+                    RuntimeEnvironmentSecrets=[apprunner.KeyValuePair(Name=variable, Value=Ref(parameter))
+                                               for variable, parameter in secret_variables(config).items()],
                 ),
             ),
         ),

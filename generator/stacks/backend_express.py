@@ -122,7 +122,7 @@ def _execution_role(config: EnvironmentConfig, group) -> iam.Role:
                 Sid="InjectDeclaredSecrets",
                 Effect=Allow,
                 Action=[awacs_secretsmanager.GetSecretValue],
-                Resource=[Ref("GeminiApiKeySecretArn")],
+                Resource=[Ref(parameter) for parameter in shared.secret_variables(config).values()],
             ),
             Statement(
                 Sid="DecryptSecretsWithDataKey",
@@ -184,7 +184,7 @@ def _infrastructure_role() -> iam.Role:
 def build(config: EnvironmentConfig) -> Template:
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
-    shared.add_parameters(template)
+    shared.add_parameters(template, config)
     shared.add_run_queue_parameters(template, config)
 
     cluster = template.add_resource(describe(ecs.Cluster(
@@ -220,7 +220,8 @@ def build(config: EnvironmentConfig) -> Template:
             Image=shared.image_identifier(config),
             ContainerPort=backend.port,
             Environment=[ecs.KeyValuePair(Name=name, Value=value) for name, value in variables.items()],
-            Secrets=[ecs.Secret(Name=contract.GEMINI_API_KEY, ValueFrom=Ref("GeminiApiKeySecretArn"))],
+            Secrets=[ecs.Secret(Name=variable, ValueFrom=Ref(parameter))
+                     for variable, parameter in shared.secret_variables(config).items()],
             AwsLogsConfiguration=ecs.ExpressGatewayServiceAwsLogsConfiguration(
                 LogGroup=Ref(group), LogStreamPrefix=LOG_STREAM_PREFIX),
         ),

@@ -83,6 +83,8 @@ def build(config: EnvironmentConfig) -> Template:
         EnvironmentVariables=[
             amplify.EnvironmentVariable(Name=API_BASE_URL_VARIABLE, Value=Ref("ServiceUrl")),
             amplify.EnvironmentVariable(Name=ENVIRONMENT_VARIABLE, Value=config.name),
+            # The application's own build-time variables ([frontend.environment]); never the kit's names.
+            *(amplify.EnvironmentVariable(Name=name, Value=value) for name, value in fe.environment.items()),
         ],
     ), f"Amplify branch {fe.branch} ({stage(config)}, auto-build on)"))
 
@@ -129,6 +131,7 @@ def build(config: EnvironmentConfig) -> Template:
             API_BASE_URL_VARIABLE: Ref("ServiceUrl"),
             ENVIRONMENT_VARIABLE: config.name,
             "AppSettingsSha256": settings_digest(config),
+            **fe.environment,
         },
     ), f"Starts the first build of {fe.branch} (CloudFormation never does)"))
 

@@ -51,7 +51,11 @@ COMPONENT = "pipeline"
 DESCRIPTION = "account-level CI/CD pipeline: build once, deploy, smoke test, approve, promote"
 
 CODEBUILD_IMAGE = "aws/codebuild/standard:7.0"  # Ubuntu 22.04; buildspecs pin the Python runtime
-BACKEND_BUILDSPEC = "apprunner/buildspec.yml"
+BACKEND_BUILDSPEC = "generator/buildspecs/backend.yml"
+# The reference service (backend.source_dir = "apprunner") keeps its contract tests with the kit's tests (they
+# read the rendered templates); any other backend keeps its tests under its own folder.
+REFERENCE_SERVICE_DIR = "apprunner"
+REFERENCE_SERVICE_TESTS = "tests/service"
 INFRA_BUILDSPEC = "generator/buildspecs/infra.yml"
 SMOKE_BUILDSPEC = "generator/buildspecs/smoke.yml"
 
@@ -123,6 +127,17 @@ def _chain(account: AccountConfig, environments: list[EnvironmentConfig]) -> lis
                           "function names it generates, so the deployment role's scopes would not match; "
                           "shorten app_name or the environment name")
     return chain
+
+
+def backend_source(chain: list[EnvironmentConfig]) -> tuple[str, str]:
+    """(Docker build context, test root) of the backend the pipeline builds once for every environment:
+    `backend.source_dir`, which must be the same in every pipeline environment."""
+    folders = sorted({config.backend.source_dir for config in chain})
+    if len(folders) != 1:
+        raise ConfigError(f"backend.source_dir: the pipeline builds one image for {', '.join(c.name for c in chain)}, "
+                          f"so every pipeline environment must name the same folder (got {folders})")
+    source_dir = folders[0]
+    return source_dir, REFERENCE_SERVICE_TESTS if source_dir == REFERENCE_SERVICE_DIR else source_dir
 
 
 def _policy(*statements: Statement) -> PolicyDocument:
@@ -523,6 +538,7 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig],
                                                "handshake is completed once)"))
 
     retention = account.logging.retention_days
+    source_dir, backend_tests = backend_source(chain)
     backend_statements = [
         *_artifact_statements(boot, pipeline_prefix, write=False),
         # GetAuthorizationToken has no resource type: it returns a registry login for the account.
@@ -542,7 +558,8 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig],
             template, "BackendBuild", app=app, purpose="backend-build", boot=boot, retention_days=retention,
             description="backend tests against PostgreSQL, then the image built once and pushed as <repo>:<sha>",
             buildspec=BACKEND_BUILDSPEC, statements=backend_statements, timeout=BACKEND_TIMEOUT_MINUTES,
-            variables={"ECR_REPOSITORY_URI": boot.repository_uri, "ECR_REPOSITORY_NAME": boot.repository_name},
+            variables={"ECR_REPOSITORY_URI": boot.repository_uri, "ECR_REPOSITORY_NAME": boot.repository_name,
+                       "SOURCE_DIR": source_dir, "BACKEND_TESTS": backend_tests},
             compute="BUILD_GENERAL1_MEDIUM", privileged=True),
         "infra": _project(
             template, "InfraBuild", app=app, purpose="infra-build", boot=boot, retention_days=retention,

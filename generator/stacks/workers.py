@@ -40,7 +40,7 @@ from troposphere import GetAtt, Ref, Sub, Template, applicationautoscaling, clou
 from generator import contract, naming
 from generator.cfn import add_image_tag_parameter, add_output, add_parameter, describe, new_template
 from generator.components import log_group, retention_policies
-from generator.config import EnvironmentConfig
+from generator.config import EnvironmentConfig, secret_variable
 from generator.stacks.spec import StackSpec
 
 COMPONENT = "workers"
@@ -75,18 +75,15 @@ QUEUE_CONSUMER_KMS_ACTIONS = (awacs_kms.Decrypt,)
 QUEUE_PRODUCER_KMS_ACTIONS = (awacs_kms.Decrypt, awacs_kms.GenerateDataKey)
 
 
-SECRET_PARAMETERS = {contract.GEMINI_API_KEY: "GeminiApiKeySecretArn"}  # env var -> parameter with the ARN
-
-
-def declared_secrets() -> dict[str, str]:
-    """Environment variable -> parameter holding the secret's ARN: the app's declared secrets (the same as the
-    backend's; issue 11 moves this list to config `backend.secrets`)."""
-    secrets = {name: SECRET_PARAMETERS[name] for name in contract.WORKER_SECRETS}
-    return secrets
+def declared_secrets(config: EnvironmentConfig) -> dict[str, str]:
+    """Environment variable -> parameter holding the secret's ARN: the app's declared secrets, `backend.secrets`
+    (the same as the backend's: `gemini-api-key` -> GEMINI_API_KEY from `GeminiApiKeySecretArn`)."""
+    return {secret_variable(name): naming.app_secret_output(name) for name in config.backend.secrets}
 
 
 def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
-    """The worker's plain variables, exactly `contract.WORKER_VARIABLES` (all strings, no secrets)."""
+    """The worker's plain variables: `contract.WORKER_VARIABLES`, then the application's own
+    (`[backend.environment]`, the same as the API's); no secrets."""
     workers = config.workers
     values = {
         contract.ENVIRONMENT: config.name,
@@ -103,6 +100,7 @@ def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
         contract.WORKER_MAX_RECEIVE_COUNT: str(workers.max_receive_count),
     }
     assert tuple(values) == contract.WORKER_VARIABLES, "worker env vars drifted from generator.contract"
+    values.update(config.backend.environment)
     return values
 
 
@@ -111,7 +109,7 @@ def image(config: EnvironmentConfig) -> Sub:
     return Sub(f"${{AWS::AccountId}}.dkr.ecr.${{AWS::Region}}.${{AWS::URLSuffix}}/{repository}:${{ImageTag}}")
 
 
-def _parameters(template: Template) -> None:
+def _parameters(template: Template, config: EnvironmentConfig) -> None:
     add_image_tag_parameter(template)
     add_parameter(template, "DataKeyArn", "Data KMS key (queue encryption, secrets)")
     add_parameter(template, "OpsKeyArn", "Operations KMS key (log group)")
@@ -125,7 +123,7 @@ def _parameters(template: Template) -> None:
     add_parameter(template, "DatabaseSecretArn", "ARN of the Aurora-managed master secret (read at runtime)")
     add_parameter(template, "ContentBucketName", "Content bucket")
     add_parameter(template, "DataAccessPolicyArn", "Managed policy: DB secret and content bucket objects")
-    for variable, parameter in declared_secrets().items():
+    for variable, parameter in declared_secrets(config).items():
         add_parameter(template, parameter, f"ARN of the secret injected as {variable}")
 
 
@@ -179,16 +177,16 @@ def _via(service: str) -> Condition:
     return Condition(StringEquals("kms:ViaService", Sub(f"{service}.${{AWS::Region}}.amazonaws.com")))
 
 
-def _read_secrets(sid: str) -> list[Statement]:
+def _read_secrets(config: EnvironmentConfig, sid: str) -> list[Statement]:
     return [
         Statement(Sid=sid, Effect=Allow, Action=[awacs_secretsmanager.GetSecretValue],
-                  Resource=[Ref(parameter) for parameter in declared_secrets().values()]),
+                  Resource=[Ref(parameter) for parameter in declared_secrets(config).values()]),
         Statement(Sid="DecryptSecretsWithDataKey", Effect=Allow, Action=[awacs_kms.Decrypt],
                   Resource=[Ref("DataKeyArn")], Condition=_via("secretsmanager")),
     ]
 
 
-def _task_role(queue: sqs.Queue) -> iam.Role:
+def _task_role(config: EnvironmentConfig, queue: sqs.Queue) -> iam.Role:
     return describe(iam.Role(
         "TaskRole",
         AssumeRolePolicyDocument=_ecs_tasks_trust(),
@@ -198,7 +196,7 @@ def _task_role(queue: sqs.Queue) -> iam.Role:
                       Resource=[GetAtt(queue, "Arn")]),
             Statement(Sid="DecryptRunMessages", Effect=Allow, Action=list(QUEUE_CONSUMER_KMS_ACTIONS),
                       Resource=[Ref("DataKeyArn")], Condition=_via("sqs")),
-            *_read_secrets("ReadDeclaredSecrets"),
+            *_read_secrets(config, "ReadDeclaredSecrets"),
             Statement(
                 # Defence in depth: whatever a future policy attachment grants, the worker never touches IAM.
                 Sid="NeverTouchIam", Effect=Deny, Action=[awacs_iam.Action("*")], Resource=["*"]),
@@ -242,7 +240,7 @@ def _execution_role(config: EnvironmentConfig, group) -> iam.Role:
                     Sid="WriteWorkerLogs", Effect=Allow,
                     Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
                     Resource=[GetAtt(group, "Arn")]),
-                *_read_secrets("InjectDeclaredSecrets"),
+                *_read_secrets(config, "InjectDeclaredSecrets"),
             ]))],
     ), "Role ECS uses to start worker tasks: image pull, logs, secret injection")
 
@@ -272,7 +270,8 @@ def _task_definition(template: Template, config: EnvironmentConfig, task_role, e
         StopTimeout=workers.stop_timeout_seconds,
         Environment=[ecs.Environment(Name=name, Value=value)
                      for name, value in environment_variables(config).items()],
-        Secrets=[ecs.Secret(Name=name, ValueFrom=Ref(parameter)) for name, parameter in declared_secrets().items()],
+        Secrets=[ecs.Secret(Name=name, ValueFrom=Ref(parameter))
+                 for name, parameter in declared_secrets(config).items()],
         # Python and its libraries may write temporary files; /tmp is task storage, the rest stays read-only.
         MountPoints=[ecs.MountPoint(ContainerPath="/tmp", SourceVolume="tmp", ReadOnly=False)],
         LogConfiguration=ecs.LogConfiguration(LogDriver="awslogs", Options={
@@ -433,12 +432,12 @@ def build(config: EnvironmentConfig) -> Template:
     if not config.workers.enabled:
         raise ValueError(f"{config.name}: workers.enabled is false; the workers stack is not part of it")
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
-    _parameters(template)
+    _parameters(template, config)
     queue, dead = _queues(template, config)
     group = log_group(template, "WorkerLogGroup", description="Logs of the worker containers (KMS, retention)",
                       kms_key_arn=Ref("OpsKeyArn"), retention_days=config.logging.retention_days,
                       retain=config.production)
-    task_role = template.add_resource(_task_role(queue))
+    task_role = template.add_resource(_task_role(config, queue))
     execution_role = template.add_resource(_execution_role(config, group))
     cluster = _cluster(template, config)
     task = _task_definition(template, config, task_role, execution_role, group)

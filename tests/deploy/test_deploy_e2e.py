@@ -271,7 +271,7 @@ def test_deploy_secrets_set_stores_the_value_without_printing_it(kit, caplog):
     secretsmanager.create_secret(Name=f"{kit.app}-bootstrap/git-token")
 
     gemini = kit.run("secrets", "set", "dev", "gemini-api-key", stdin=SECRET + "\n")
-    token = kit.run("secrets", "set", "dev", "git-token", stdin="tok-" + SECRET)
+    token = kit.run("secrets", "set", "git-token", stdin="tok-" + SECRET)   # account level: no environment
 
     for result in (gemini, token):
         assert result.code == 0, result.text
@@ -283,6 +283,21 @@ def test_deploy_secrets_set_stores_the_value_without_printing_it(kit, caplog):
     # the frontend reads {{resolve:secretsmanager:...:SecretString:token}}: the token is stored as JSON
     stored = secretsmanager.get_secret_value(SecretId=f"{kit.app}-bootstrap/git-token")["SecretString"]
     assert json.loads(stored) == {"token": "tok-" + SECRET}
+
+
+def test_deploy_secrets_set_lists_the_declared_names_when_given_another(kit):
+    result = kit.run("secrets", "set", "dev", "openai-api-key", stdin="value\n")
+
+    assert result.code == 2, result.text
+    assert "unknown secret 'openai-api-key'" in result.err
+    assert "gemini-api-key, git-token, payments-api-key" in result.err and "backend.secrets" in result.err
+
+
+def test_deploy_secrets_set_refuses_an_environment_without_a_name(kit):
+    result = kit.run("secrets", "set", "dev", stdin="value\n")
+
+    assert result.code == 2, result.text
+    assert "missing NAME" in result.err
 
 
 def _worker_service(kit, env: str = "dev") -> tuple[str, str]:
@@ -492,10 +507,17 @@ def _wait_settled(kit, env: str) -> None:
         time.sleep(0.05)
 
 
+# `adkit` in a child process with the freshness guard off, as the kit fixture turns it off in-process: the
+# fixture templates stand in for rendered ones (moto cannot create App Runner, Amplify, ...).
+STAND_IN_ADKIT = ("import sys; from generator.deploy import guards; "
+                  "guards.stale_templates = lambda *args, **kwargs: []; "
+                  "from generator.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
 def test_deploy_ctrl_c_leaves_the_stack_running_and_prints_next_steps(kit, moto_server):
     kit.bootstrap()
     deploy_moto_patch.SETTINGS["resource_seconds"] = 0.4
-    argv = [sys.executable, "-m", "generator", "deploy", "dev", "--image-tag", "v1", "--yes",
+    argv = [sys.executable, "-c", STAND_IN_ADKIT, "deploy", "dev", "--image-tag", "v1", "--yes",
             "--config-dir", str(kit.config_dir), "--templates-dir", str(kit.templates_dir)]
     try:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -549,3 +571,19 @@ def test_deploy_plan_of_the_rendered_dev_templates(kit):
     changes = [line for line in result.out.splitlines() if line.startswith("    + Add")]
     assert changes and all("[" in line for line in changes), "a resource without a description in Metadata"
     assert kit.stack("dev") is None and kit.change_sets("dev") == []
+
+
+def test_deploy_warns_while_the_git_token_is_still_the_placeholder(kit):
+    kit.bootstrap()
+    secretsmanager = kit.session.client("secretsmanager")
+    # what the bootstrap stack creates: one version, a generated placeholder
+    secretsmanager.create_secret(Name=f"{kit.app}-bootstrap/git-token", SecretString='{"token": "generated"}')
+
+    first = kit.run("deploy", "dev", "--image-tag", "v1", "--yes")
+    assert first.code == 0, first.text
+    assert "still holds the placeholder" in first.err and "adkit secrets set git-token" in first.err
+
+    assert kit.run("secrets", "set", "git-token", stdin="tok-" + SECRET).code == 0
+    second = kit.run("deploy", "dev", "--image-tag", "v2", "--yes")
+    assert second.code == 0, second.text
+    assert "placeholder" not in second.err

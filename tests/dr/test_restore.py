@@ -14,11 +14,13 @@ from pathlib import Path
 
 import boto3
 import botocore.session
+import fixture_config
 import pytest
 import requests
 from botocore.stub import Stubber
 from moto.server import ThreadedMotoServer
 
+from generator import naming
 from generator.cli import main
 from generator.deploy.errors import Interrupted
 from generator.dr import restore
@@ -28,9 +30,8 @@ pytestmark = pytest.mark.slow  # starts a local moto server
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
-SOURCE = "adagency-dev"   # naming.db_cluster_identifier for dev
-STACK = "adagency-dev"    # naming.root_stack_name for dev
-REPO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "environments"
+SOURCE = naming.db_cluster_identifier(fixture_config.environment("dev"))
+STACK = naming.root_stack_name(fixture_config.environment("dev"))
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +55,12 @@ def aws(moto_url, monkeypatch):
 
 
 def _config_dir(tmp_path: Path, account: str = ACCOUNT) -> Path:
-    """The shipped dev.toml with account and region pinned (restore, like deploy, needs both)."""
-    envs = tmp_path / "config" / "environments"
-    envs.mkdir(parents=True)
-    text = (REPO_CONFIG / "dev.toml").read_text()
-    text = text.replace('app_name = "adagency"\n',
-                        f'app_name = "adagency"\naccount_id = "{account}"\nregion = "{REGION}"\n', 1)
-    (envs / "dev.toml").write_text(text)
-    return tmp_path / "config"
+    """The fixture dev.toml with account and region pinned (restore, like deploy, needs both)."""
+    config = fixture_config.copy_config(tmp_path)
+    dev = config / "environments" / "dev.toml"
+    fixture_config.edit(dev, 'account_id = "123456789012"', f'account_id = "{account}"')
+    fixture_config.edit(dev, 'region = "eu-west-1"', f'region = "{REGION}"')
+    return config
 
 
 @pytest.fixture
@@ -94,7 +93,7 @@ def world(aws, tmp_path):
     logs.create_log_group(logGroupName=group, kmsKeyId=ops_key)
     logs.put_retention_policy(logGroupName=group, retentionInDays=30)
     template = {"Resources": {"Marker": {"Type": "AWS::SSM::Parameter",
-                                         "Properties": {"Name": "/adagency/dev/marker", "Type": "String",
+                                         "Properties": {"Name": "/kit-fixture/dev/marker", "Type": "String",
                                                         "Value": "root"}}},
                 "Outputs": {"DatabaseClusterIdentifier": {"Value": SOURCE}}}
     aws("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(template))
@@ -162,9 +161,9 @@ def test_restore_refuses_a_time_without_a_zone(world, capsys):
 
 
 def test_restore_unknown_environment_is_a_usage_error(world, capsys):
-    assert main(["restore", "staging", "--latest", "--yes", "--config-dir", str(world["config"])]) == 2
+    assert main(["restore", "nosuchenv", "--latest", "--yes", "--config-dir", str(world["config"])]) == 2
     err = capsys.readouterr().err
-    assert "unknown environment 'staging'" in err and "dev" in err
+    assert "unknown environment 'nosuchenv'" in err and "dev" in err
 
 
 def test_restore_unknown_source_cluster_is_refused_clearly(world, aws, capsys):

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import localdev
 import pytest
-from appcontract import ContractNames
+from appcontract import ContractNames, default_environment
 
-ENV = "dev"
+ENV = default_environment()
 SSE_LIMIT_SECONDS = 3.0
 HEARTBEAT_SECONDS = 1.0
 UPLOAD_MAX_BYTES = 1024 * 1024
@@ -47,9 +48,12 @@ class Running:
 
 
 def service_env(names: ContractNames, pg, aws, gemini_key: str, **overrides: str) -> dict[str, str]:
-    """Exactly the template's names (plus AWS SDK endpoint/credentials and tuning knobs)."""
-    values = localdev.contract_values(pg, aws, SSE_MAX_STREAM_SECONDS=str(SSE_LIMIT_SECONDS),
-                                      CORS_ALLOWED_ORIGINS=ALLOWED_ORIGIN, GEMINI_API_KEY=gemini_key)
+    """Exactly the template's names (plus AWS SDK endpoint/credentials and tuning knobs). The application's own
+    plain variables get their rendered value, its own secrets a random stand-in (App Runner injects the value)."""
+    values = {**dict(names.literal_values),
+              **{name: "secret-" + secrets.token_hex(8) for name in names.secrets}}
+    values.update(localdev.contract_values(pg, aws, SSE_MAX_STREAM_SECONDS=str(SSE_LIMIT_SECONDS),
+                                           CORS_ALLOWED_ORIGINS=ALLOWED_ORIGIN, GEMINI_API_KEY=gemini_key))
     values.setdefault("RUN_QUEUE_URL", "")  # the backend stack renders it with workers; empty = no runs accepted
     unknown = [n for n in names.all if n not in values]
     assert not unknown, f"{names.source} defines names the contract test has no value for: {unknown}"

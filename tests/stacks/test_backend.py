@@ -30,11 +30,19 @@ from cfn_helpers import (
 from moto import mock_aws
 
 from generator import compose, contract, naming
-from generator.config import APP_RUNNER, ECS_EXPRESS, EXPRESS_ALB_IDLE_TIMEOUT_SECONDS, EnvironmentConfig
+from generator.config import (
+    APP_RUNNER,
+    ECS_EXPRESS,
+    EXPRESS_ALB_IDLE_TIMEOUT_SECONDS,
+    SECRET_LOOKING_NAME,
+    EnvironmentConfig,
+    secret_variable,
+)
 from generator.stacks import _waf
 from generator.stacks.handlers import apprunner_log_retention as handler_module
 
-SECRET_LOOKING = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE", re.IGNORECASE)
+SECRET_LOOKING = SECRET_LOOKING_NAME  # the config refuses such names for plain variables: the same pattern
+SECRET_READER = {APP_RUNNER: "InstanceRole", ECS_EXPRESS: "ExecutionRole"}  # what resolves the injected secrets
 CONTRACT_OUTPUTS = {"ServiceUrl", "ServiceArn", "ServiceId", "Platform"}
 SERVICE_TYPE = {APP_RUNNER: "AWS::AppRunner::Service", ECS_EXPRESS: "AWS::ECS::ExpressGatewayService"}
 RUNTIME_ROLE = {APP_RUNNER: "InstanceRole", ECS_EXPRESS: "TaskRole"}       # what the containers run as
@@ -120,6 +128,11 @@ def policy_statements(role: dict) -> list[dict]:
 
 def role(case: str, logical_id: str) -> dict:
     return tmpl(case)["Resources"][logical_id]
+
+
+def secret_refs(case: str) -> list[dict]:
+    """`Ref`s of the parameters holding the ARNs of the case's application secrets, in config order."""
+    return [ref(naming.app_secret_output(name)) for name in config(case).backend.secrets]
 
 
 def ref(name: str) -> dict:
@@ -236,9 +249,12 @@ def test_service_name_port_and_size_come_from_config(case):
 # ---- app contract and secrets ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", CASES)
-def test_plain_variables_are_exactly_the_contract(case):
-    runs = contract.RUNS_API_VARIABLES if config(case).workers.enabled else ()
-    assert tuple(plain_vars(case)) == contract.PLAIN_VARIABLES + runs
+def test_plain_variables_are_exactly_the_contract_then_the_apps_own(case):
+    kit = contract.PLAIN_VARIABLES + (contract.RUNS_API_VARIABLES if config(case).workers.enabled else ())
+    names = tuple(plain_vars(case))
+    assert names[:len(kit)] == kit
+    own = {name: plain_vars(case)[name] for name in names[len(kit):]}
+    assert own == config(case).backend.environment
     assert contract.PORT not in plain_vars(case)
 
 
@@ -277,14 +293,35 @@ def test_no_plain_variable_looks_like_a_secret(case):
         if SECRET_LOOKING.search(name):
             assert name.endswith("_ARN"), name
             assert isinstance(value, dict) and value.get("Ref", "").endswith("SecretArn"), (name, value)
-        assert value != ref("GeminiApiKeySecretArn"), name
+        assert value not in secret_refs(case), name
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_secrets_are_injected_only_by_arn(case):
     found = injected_secrets(case)
-    assert [name for name, _ in found] == list(contract.SECRET_VARIABLES)
-    assert all(value == ref("GeminiApiKeySecretArn") for _, value in found)
+    assert [name for name, _ in found] == [secret_variable(name) for name in config(case).backend.secrets]
+    assert [value for _, value in found] == secret_refs(case)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_only_the_secret_injecting_role_reads_the_application_secrets(case):
+    """Across every stack of the environment, GetSecretValue on an application secret is granted by the one
+    backend role the platform injects secrets with (App Runner: instance role; ECS: execution role) and, with
+    workers, the worker's execution and task roles only; no secret carries a resource policy that widens it."""
+    root = case_stack(case, "root")
+    names = ["root", *(res["Properties"]["TemplateURL"].removesuffix(".yaml") for res in root["Resources"].values()
+                       if res["Type"] == "AWS::CloudFormation::Stack")]
+    readers = []
+    for name in names:
+        for lid, res in case_stack(case, name)["Resources"].items():
+            assert res["Type"] != "AWS::SecretsManager::ResourcePolicy", f"{name}/{lid}"
+            for s in (s for p in props(res).get("Policies", []) for s in statements(p["PolicyDocument"])):
+                if s["Effect"] == "Allow" and "secretsmanager:GetSecretValue" in as_list(s["Action"]) \
+                        and any(r in secret_refs(case) for r in as_list(s["Resource"])):
+                    readers.append(f"{name}/{lid}")
+    # the worker tier, when on, injects them too (execution role) and its task role reads them (workers stack)
+    workers = ["workers/ExecutionRole", "workers/TaskRole"] if config(case).workers.enabled else []
+    assert readers == [f"backend/{SECRET_READER[platform(case)]}", *workers]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -318,7 +355,7 @@ def test_runtime_role_names_only_the_expected_resources(case):
     }
     if platform(case) == APP_RUNNER:  # App Runner resolves RuntimeEnvironmentSecrets with the instance role
         assert principal == {"Service": ["tasks.apprunner.amazonaws.com"]}
-        expected.add(("secretsmanager:GetSecretValue", str(ref("GeminiApiKeySecretArn"))))
+        expected |= {("secretsmanager:GetSecretValue", str(secret)) for secret in secret_refs(case)}
     else:  # ECS injects secrets with the execution role; the task role never reads the Gemini secret
         assert principal == {"Service": "ecs-tasks.amazonaws.com"}
         condition = props(runtime)["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
@@ -359,7 +396,7 @@ def test_pull_role_pulls_only_the_backend_repository(case):
 @pytest.mark.parametrize("case", EXPRESS_CASES)
 def test_execution_role_reads_only_the_declared_secrets_and_its_own_log_group(case):
     pairs = allowed_pairs(role(case, "ExecutionRole"))
-    assert {r for a, r in pairs if a == "secretsmanager:GetSecretValue"} == {str(ref("GeminiApiKeySecretArn"))}
+    assert {r for a, r in pairs if a == "secretsmanager:GetSecretValue"} == {str(r) for r in secret_refs(case)}
     assert {r for a, r in pairs if a.startswith("logs:")} == {str({"Fn::GetAtt": ["ServiceLogs", "Arn"]})}
     assert {a for a, _ in pairs if a.startswith("logs:")} == {"logs:CreateLogStream", "logs:PutLogEvents"}
     assert {(a, r) for a, r in pairs if r == "*"} == {("ecr:GetAuthorizationToken", "*")}

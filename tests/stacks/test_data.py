@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import fixture_config
 import pytest
 from cfn_helpers import ENVIRONMENTS, as_list, one, props, resources_of, stack, statements
 
@@ -118,24 +119,26 @@ class TestCluster:
             assert (res["DeletionPolicy"], res["UpdateReplacePolicy"]) == ("Delete", "Delete")
 
 
-def test_dev_auto_pauses_at_zero_acu():
-    assert cluster("dev")["ServerlessV2ScalingConfiguration"]["MinCapacity"] == 0
-    assert "SecondsUntilAutoPause" in cluster("dev")["ServerlessV2ScalingConfiguration"]
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_zero_acu_means_auto_pause(env):
+    scaling = cluster(env)["ServerlessV2ScalingConfiguration"]
+    assert (scaling["MinCapacity"] == 0) == ("SecondsUntilAutoPause" in scaling)
 
 
-def test_prod_keeps_35_days_and_dev_7():
-    assert (cluster("prod")["BackupRetentionPeriod"], cluster("dev")["BackupRetentionPeriod"]) == (35, 7)
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_production_has_deletion_protection(env):
+    if cfg(env).production:
+        assert cluster(env)["DeletionProtection"] is True
 
 
-def test_prod_has_deletion_protection():
-    assert cluster("prod")["DeletionProtection"] is True
-
-
-def test_prod_writer_and_reader_in_different_azs():
-    instances = resources_of(tmpl("prod"), "AWS::RDS::DBInstance")
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_a_reader_sits_in_another_az_than_the_writer(env):
+    instances = resources_of(tmpl(env), "AWS::RDS::DBInstance")
     zones = {lid: props(r)["AvailabilityZone"]["Fn::Select"][0] for lid, r in instances.items()}
-    assert zones == {"WriterInstance": 0, "ReaderInstance": 1}
-    assert props(instances["ReaderInstance"])["PromotionTier"] == 1
+    expected = {"WriterInstance": 0, "ReaderInstance": 1} if cfg(env).database.reader else {"WriterInstance": 0}
+    assert zones == expected
+    if cfg(env).database.reader:
+        assert props(instances["ReaderInstance"])["PromotionTier"] == 1
 
 
 def test_scaling_class_accepts_aurora_range_and_rejects_the_rest():
@@ -147,7 +150,7 @@ def test_scaling_class_accepts_aurora_range_and_rejects_the_rest():
 
 
 def test_renders_beyond_troposphere_limits():
-    base = cfg("dev")
+    base = fixture_config.environment("dev")
     config = base.model_copy(update={"database": base.database.model_copy(update={"max_acu": 256})})
     scaling = to_data(data.build(config))["Resources"]["Cluster"]["Properties"]["ServerlessV2ScalingConfiguration"]
     assert (scaling["MinCapacity"], scaling["MaxCapacity"]) == (0, 256)
@@ -160,7 +163,7 @@ def test_renders_beyond_troposphere_limits():
     {"backup_window": "2:00-3:00"},
 ])
 def test_bad_maintenance_or_backup_windows_are_config_errors(database):
-    raw = cfg("dev").model_dump(exclude_none=True)
+    raw = fixture_config.environment("dev").model_dump(exclude_none=True)
     raw["database"].update(database)
     with pytest.raises(ConfigError, match="window"):
         parse_environment(raw)

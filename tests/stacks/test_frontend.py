@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import boto3
+import fixture_config
 import pytest
 import yaml
 from botocore.stub import Stubber
@@ -181,7 +182,7 @@ def test_csp_extension_appends_without_duplicates():
 
 
 def test_oauth_token_for_non_github_repository():
-    config = load_environment("dev").model_copy(deep=True)
+    config = fixture_config.environment("dev").model_copy(deep=True)
     config = config.model_copy(update={"frontend": config.frontend.model_copy(
         update={"repository": "https://gitlab.com/org/web"})})
     a = props(json.loads(frontend.build(config).to_json())["Resources"]["App"])
@@ -227,7 +228,8 @@ class TestBranch:
 
     def test_backend_url_variable_is_the_https_service_url(self, env):
         variables = {v["Name"]: v["Value"] for v in branch(env)["EnvironmentVariables"]}
-        assert variables == {"NEXT_PUBLIC_API_BASE_URL": {"Ref": "ServiceUrl"}, "APP_ENVIRONMENT": env}
+        assert variables == {"NEXT_PUBLIC_API_BASE_URL": {"Ref": "ServiceUrl"}, "APP_ENVIRONMENT": env,
+                             **cfg(env).frontend.environment}   # the kit's two, then the app's own
         assert branch_tmpl(env)["Parameters"]["ServiceUrl"]["AllowedPattern"].startswith("^https://")
 
     def test_root_feeds_the_backend_service_url(self, env):
@@ -261,6 +263,8 @@ class TestBranch:
         assert digest == frontend.settings_digest(cfg(env))
         other = cfg(env).model_copy(update={"frontend": cfg(env).frontend.model_copy(update={"node_version": "0"})})
         assert frontend.settings_digest(other) != digest  # the digest follows the app settings
+        for name, value in cfg(env).frontend.environment.items():   # a changed build-time variable rebuilds
+            assert p["BuildInputs"][name] == value
 
     def test_first_build_role_can_only_start_jobs_of_this_branch(self, env):
         found = role_statements(branch_tmpl(env), "StartJobFunctionRole")
@@ -390,3 +394,18 @@ def test_handler_answers_before_the_function_times_out(monkeypatch):
     client = handler._client()
     assert (client.meta.config.connect_timeout, client.meta.config.read_timeout) == (
         config.connect_timeout, config.read_timeout)
+
+
+def test_the_config_reserves_exactly_the_kits_frontend_variable_names():
+    from generator.config import FRONTEND_KIT_VARIABLES
+
+    assert set(FRONTEND_KIT_VARIABLES) == {frontend_branch.API_BASE_URL_VARIABLE,
+                                           frontend_branch.ENVIRONMENT_VARIABLE, frontend.NODE_VERSION_VARIABLE}
+
+
+def test_declared_frontend_variables_reach_the_branch_build():
+    config = fixture_config.environment("dev")
+    built = props(json.loads(frontend_branch.build(config).to_json())["Resources"]["Branch"])
+    variables = {v["Name"]: v["Value"] for v in built["EnvironmentVariables"]}
+    assert variables["NEXT_PUBLIC_ANALYTICS_ID"] == "fixture-analytics"
+    assert variables["NEXT_PUBLIC_API_BASE_URL"] == {"Ref": "ServiceUrl"}

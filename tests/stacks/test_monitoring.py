@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import fixture_config
 import pytest
 from cfn_helpers import (
     CASE_CONFIGS,
@@ -316,7 +317,7 @@ def test_cost_anomaly_monitor_is_custom_per_environment_and_alerts_the_topic(env
 
 def test_budget_names_change_with_their_create_only_notifications():
     """A threshold change replaces a budget; the replacement is created first, so it needs a new name."""
-    config = load_environment("dev")
+    config = fixture_config.environment("dev")
 
     def names(cfg) -> set[str]:
         return {props(b)["Budget"]["BudgetName"]
@@ -334,7 +335,7 @@ def test_budget_names_change_with_their_create_only_notifications():
 
 
 def test_unknown_component_limit_is_a_config_error():
-    config = load_environment("dev")
+    config = fixture_config.environment("dev")
     bad = config.model_copy(update={"budget": config.budget.model_copy(update={"component_limits_usd": {"cache": 5}})})
     with pytest.raises(ConfigError, match=r"component_limits_usd.*cache"):
         build_monitoring(bad)
@@ -354,22 +355,20 @@ def test_backup_plan_runs_daily(env):
         assert (day, month, weekday, year) == ("*", "*", "?", "*"), rule["ScheduleExpression"]
 
 
-def test_prod_writer_and_reader_are_in_different_azs():
-    instances = resources_of(stack("prod", "data"), "AWS::RDS::DBInstance").values()
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_writer_and_reader_are_in_different_azs(env):
+    instances = resources_of(stack(env, "data"), "AWS::RDS::DBInstance").values()
     zones = [json.dumps(props(i)["AvailabilityZone"], sort_keys=True) for i in instances]
-    assert len(zones) == 2 and len(set(zones)) == 2
+    assert len(zones) == 1 + load_environment(env).database.reader and len(set(zones)) == len(zones)
 
 
-def test_prod_has_a_nat_gateway_per_az():
-    config = load_environment("prod")
-    assert config.network.nat_mode == "one_per_az"
-    assert len(resources_of(stack("prod", "network"), "AWS::EC2::NatGateway")) == config.network.az_count >= 2
-
-
-def test_dev_stays_cheap_single_nat_no_reader_and_auto_pause():
-    config = load_environment("dev")
-    assert len(resources_of(stack("dev", "network"), "AWS::EC2::NatGateway")) == 1
-    assert len(resources_of(stack("dev", "data"), "AWS::RDS::DBInstance")) == 1
-    _, cluster = one(stack("dev", "data"), "AWS::RDS::DBCluster")
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_cost_drivers_follow_the_config_nat_reader_and_auto_pause(env):
+    config = load_environment(env)
+    nats = 1 if config.network.nat_mode == "single" else config.network.az_count
+    assert len(resources_of(stack(env, "network"), "AWS::EC2::NatGateway")) == nats
+    assert len(resources_of(stack(env, "data"), "AWS::RDS::DBInstance")) == 1 + config.database.reader
+    _, cluster = one(stack(env, "data"), "AWS::RDS::DBCluster")
     scaling = props(cluster)["ServerlessV2ScalingConfiguration"]
-    assert scaling["MinCapacity"] == 0 and scaling["SecondsUntilAutoPause"] == config.database.seconds_until_auto_pause
+    assert scaling["MinCapacity"] == config.database.min_acu
+    assert scaling.get("SecondsUntilAutoPause") == config.database.seconds_until_auto_pause

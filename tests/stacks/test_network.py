@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 
+import fixture_config
 import pytest
 from cfn_helpers import ENVIRONMENTS, as_list, one, props, require, resources_of, stack, statements
 
@@ -52,7 +53,7 @@ def acl_entries(t: dict, acl: str, egress: bool) -> list[tuple[str, int, int]]:
 
 
 def built(env: str, **network_changes) -> dict:
-    config = cfg(env)
+    config = fixture_config.environment(env)
     config = config.model_copy(update={"network": config.network.model_copy(update=network_changes)})
     return to_data(network.build(config))
 

@@ -171,11 +171,33 @@ def test_builds_receive_the_commit_sha_as_image_tag():
 
 
 def test_backend_build_spec_pushes_the_image_once_tagged_with_the_sha_and_runs_pytest():
-    text = commands(buildspec("apprunner/buildspec.yml"))
+    text = commands(buildspec("generator/buildspecs/backend.yml"))
     assert 'image="$ECR_REPOSITORY_URI:$IMAGE_TAG"' in text and 'docker push "$image"' in text
     assert text.count("docker build") == 1 and "describe-images" in text  # immutable tag: never rebuilt
     assert "pytest" in text and "make postgres" in text
     assert "latest" not in text
+
+
+def test_backend_build_uses_the_configured_source_dir_and_only_the_services_requirements():
+    text = commands(buildspec("generator/buildspecs/backend.yml"))
+    assert 'docker build' in text and '"$SOURCE_DIR"' in text.split("docker build", 1)[1].split("\n", 1)[0]
+    assert '-r "$SOURCE_DIR/requirements.txt"' in text and "$SOURCE_DIR/requirements-test.txt" in text
+    assert "make venv" not in text and "pip install -e" not in text and "pip install --quiet -e" not in text
+    project = props(tmpl()["Resources"]["BackendBuild"])
+    variables = {v["Name"]: v["Value"] for v in project["Environment"]["EnvironmentVariables"]}
+    assert (variables["SOURCE_DIR"], variables["BACKEND_TESTS"]) == pipeline.backend_source(CHAIN)
+    assert variables["SOURCE_DIR"] == FIRST.backend.source_dir
+
+
+def test_backend_source_dir_is_build_context_and_test_root():
+    def chain(*folders):
+        return [c.model_copy(update={"backend": c.backend.model_copy(update={"source_dir": f})})
+                for c, f in zip(CHAIN, folders, strict=False)]
+    other = [f"services/api{i}" for i in range(len(CHAIN))]
+    assert pipeline.backend_source(chain(*["services/api"] * len(CHAIN))) == ("services/api", "services/api")
+    assert pipeline.backend_source(chain(*["apprunner"] * len(CHAIN))) == ("apprunner", "tests/service")
+    with pytest.raises(ConfigError, match="same folder"):
+        pipeline.backend_source(chain(*other))
 
 
 def test_infra_build_spec_writes_image_tag_into_every_template_configuration():
@@ -183,6 +205,7 @@ def test_infra_build_spec_writes_image_tag_into_every_template_configuration():
     text = commands(spec)
     assert ".Parameters.ImageTag = $tag" in text and '--arg tag "$IMAGE_TAG"' in text
     assert "aws cloudformation package" in text and "make lint" in text
+    assert "adkit check $PIPELINE_ENVIRONMENTS bootstrap pipeline" in text   # the account-level config too
     assert 'out/$env/packaged.yaml' in text and 'out/$env/config.json' in text
     assert spec["artifacts"]["base-directory"] == "out"
     project = props(tmpl()["Resources"]["InfraBuild"])
@@ -190,7 +213,7 @@ def test_infra_build_spec_writes_image_tag_into_every_template_configuration():
     assert variables["PIPELINE_ENVIRONMENTS"].split() == ACCOUNT.pipeline_environments
 
 
-@pytest.mark.parametrize("path", ["apprunner/buildspec.yml", "generator/buildspecs/infra.yml",
+@pytest.mark.parametrize("path", ["generator/buildspecs/backend.yml", "generator/buildspecs/infra.yml",
                                   "generator/buildspecs/smoke.yml"])
 def test_build_specs_parse_and_hold_no_secret_value(path):
     spec = buildspec(path)
@@ -226,7 +249,7 @@ def test_privileged_mode_only_for_the_image_project():
     privileged = {lid for lid, p in resources_of(tmpl(), "AWS::CodeBuild::Project").items()
                   if props(p)["Environment"].get("PrivilegedMode")}
     assert privileged == {"BackendBuild"}
-    assert props(tmpl()["Resources"]["BackendBuild"])["Source"]["BuildSpec"] == "apprunner/buildspec.yml"
+    assert props(tmpl()["Resources"]["BackendBuild"])["Source"]["BuildSpec"] == "generator/buildspecs/backend.yml"
 
 
 def test_only_the_image_project_may_push_to_ecr():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import fixture_config
 import pytest
 from cfn_helpers import ENVIRONMENTS, as_list, one, props, resources_of, stack, statements
 
@@ -207,14 +208,14 @@ def test_every_resource_has_a_human_description(env):
 # ---- Config ------------------------------------------------------------------------------------
 
 def test_archiving_trail_logs_too_close_to_expiry_is_refused():
-    data = load_environment("dev").model_dump()
+    data = fixture_config.environment("dev").model_dump()
     data["security"] = {"trail_log_retention_days": 120, "trail_log_archive_after_days": 60}
     with pytest.raises(ConfigError, match=r"security: .*trail_log_archive_after_days \(60\).*90-day minimum"):
         parse_environment(data)
 
 
 def test_zero_means_never_archive():
-    config = load_environment("dev")
+    config = fixture_config.environment("dev")
     config = config.model_copy(update={"security": config.security.model_copy(
         update={"trail_log_archive_after_days": 0, "cloudtrail": True})})
     (rule,) = props(to_data(security.build(config))["Resources"]["TrailBucket"])["LifecycleConfiguration"]["Rules"]

@@ -210,10 +210,11 @@ def test_worker_task_runs_the_backend_image_with_the_worker_command_read_only_an
     assert container["ReadonlyRootFilesystem"] is True
     assert container["User"] and not re.match(r"^(0|root)(:|$)", container["User"])
     assert container["StopTimeout"] == config.workers.stop_timeout_seconds <= 120
-    assert tuple(e["Name"] for e in container["Environment"]) == contract.WORKER_VARIABLES
+    assert tuple(e["Name"] for e in container["Environment"]) == (contract.WORKER_VARIABLES
+                                                                  + tuple(config.backend.environment))
     assert {s["Name"]: s["ValueFrom"] for s in container["Secrets"]} == {
-        name: ref(parameter) for name, parameter in workers.declared_secrets().items()}
-    assert not {e["Name"] for e in container["Environment"]} & set(contract.WORKER_SECRETS)
+        name: ref(parameter) for name, parameter in workers.declared_secrets(config).items()}
+    assert not {e["Name"] for e in container["Environment"]} & set(workers.declared_secrets(config))
     logging = container["LogConfiguration"]
     assert logging["LogDriver"] == "awslogs" and logging["Options"]["awslogs-group"] == ref("WorkerLogGroup")
 
@@ -268,7 +269,7 @@ def test_worker_task_role_consumes_only_the_run_queue_and_reads_only_declared_se
     assert as_list(found["DecryptRunMessages"]["Action"]) == ["kms:Decrypt"]   # a receiver needs Decrypt only
     assert found["DecryptRunMessages"]["Condition"] == {"StringEquals": {
         "kms:ViaService": {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"}}}
-    assert found["ReadDeclaredSecrets"]["Resource"] == [ref(p) for p in workers.declared_secrets().values()]
+    assert found["ReadDeclaredSecrets"]["Resource"] == [ref(p) for p in workers.declared_secrets(cfg(key)).values()]
     sent = [a for s in found.values() for a in as_list(s["Action"]) if a == "sqs:SendMessage"]
     assert not sent
 
@@ -280,7 +281,7 @@ def test_worker_execution_role_pulls_one_repository_and_writes_one_log_group(key
     (repository,) = found["PullBackendImage"]["Resource"]
     assert repository["Fn::Sub"].endswith(f":repository/{cfg(key).app_name}/backend")
     assert found["WriteWorkerLogs"]["Resource"] == [arn_of("WorkerLogGroup")]
-    assert found["InjectDeclaredSecrets"]["Resource"] == [ref(p) for p in workers.declared_secrets().values()]
+    assert found["InjectDeclaredSecrets"]["Resource"] == [ref(p) for p in workers.declared_secrets(cfg(key)).values()]
 
 
 # ---- autoscaling -------------------------------------------------------------------------------
