@@ -52,7 +52,25 @@ def _resources(templates: dict[str, dict], type_: str) -> Iterator[tuple[str, st
                 yield path, logical_id, resource
 
 
+def _boundary_names(templates: dict[str, dict]) -> set[str]:
+    """Names of the managed policies that roles use as their permissions boundary."""
+    names = set()
+    for path in templates:
+        for _, _, role in _resources({path: templates[path]}, "AWS::IAM::Role"):
+            arn = role.get("Properties", {}).get("PermissionsBoundary")
+            text = arn.get("Fn::Sub", "") if isinstance(arn, dict) else str(arn or "")
+            if ":policy/" in text:
+                names.add(text.rsplit(":policy/", 1)[1])
+    return names
+
+
+def _wildcard(action: str, *, ceiling: bool) -> bool:
+    """A wildcard action; a permissions boundary (a ceiling that grants nothing) may name whole services."""
+    return action == "*" if ceiling else "*" in action
+
+
 def _template_checks(templates: dict[str, dict]) -> Iterator[str]:
+    boundaries = _boundary_names(templates)
     for path, template in templates.items():
         for lid, res in (template.get("Resources") or {}).items():
             where = f"{path}:{lid}"
@@ -60,9 +78,12 @@ def _template_checks(templates: dict[str, dict]) -> Iterator[str]:
                 yield f"{where}: no Metadata.{DESCRIPTION_KEY}"
             if res["Type"] in STATEFUL_TYPES and not {"DeletionPolicy", "UpdateReplacePolicy"} <= set(res):
                 yield f"{where}: stateful {res['Type']} without explicit DeletionPolicy and UpdateReplacePolicy"
+            ceiling = res["Type"] == "AWS::IAM::ManagedPolicy" and \
+                res.get("Properties", {}).get("ManagedPolicyName") in boundaries
             for document in _documents(res):
                 for s in _statements(document):
-                    if s.get("Effect") == "Allow" and any("*" in str(a) for a in _as_list(s.get("Action", []))):
+                    if s.get("Effect") == "Allow" and any(_wildcard(str(a), ceiling=ceiling)
+                                                          for a in _as_list(s.get("Action", []))):
                         yield f"{where}: Allow statement {s.get('Sid', '')!r} with a wildcard action"
     for path, lid, res in _resources(templates, "AWS::S3::Bucket"):
         p = res.get("Properties", {})
@@ -89,7 +110,9 @@ def _template_checks(templates: dict[str, dict]) -> Iterator[str]:
     for path, lid, res in _resources(templates, "AWS::KMS::Key"):
         if res.get("Properties", {}).get("EnableKeyRotation") is not True:
             yield f"{path}:{lid}: KMS key without rotation"
-        if res.get("DeletionPolicy") != "Retain":
+        # RetainExceptOnCreate: a key kept on deletion, dropped only when the create that made it rolls back
+        if res.get("DeletionPolicy") not in ("Retain", "RetainExceptOnCreate") or res.get("UpdateReplacePolicy") != \
+                "Retain":
             yield f"{path}:{lid}: KMS key not retained"
     for path, lid, res in _resources(templates, "AWS::SNS::Topic"):
         if "KmsMasterKeyId" not in res.get("Properties", {}):

@@ -69,7 +69,9 @@ def test_the_adopted_config_renders_what_was_asked(adopted):
     pipeline = yaml.safe_load(files["pipeline.yaml"])["Resources"]["Pipeline"]["Properties"]
     stages = [s["Name"] for s in pipeline["Stages"]]
     last = account.pipeline_environments[-1]
-    assert stages.index(f"Deploy-{adopted.new}") < stages.index(f"Approve-{last}")
+    assert stages.index(f"Deploy-{adopted.new}") < stages.index(f"Deploy-{last}")
+    gated = next(s for s in pipeline["Stages"] if s["Name"] == f"Deploy-{last}")
+    assert [a["ActionTypeId"]["Category"] for a in gated["Actions"]] == ["Deploy", "Approval", "Deploy"]
     staging = yaml.safe_load(files[f"{adopted.new}/network.yaml"])
     (vpc,) = [r for r in staging["Resources"].values() if r["Type"] == "AWS::EC2::VPC"]
     assert vpc["Properties"]["CidrBlock"] == adopter.NEW_CIDR
