@@ -1,13 +1,15 @@
-"""The deploy sequence (and `plan`, which stops after showing the change set).
+"""The deploy sequence (and `plan`, which stops after showing the change set), as `run` reads:
 
-preflight (credentials, account/region, bootstrap, stack state) -> package -> change set with nested
-stacks -> "no changes" is success -> show -> confirm -> execute and watch -> on failure the first root
-causes, after the rollback -> prod guard rails -> outputs.
+load -> preflight (credentials, account/region, bootstrap, stack state, another run) -> a dead first create is
+reported, and deleted only after confirmation (its own step) -> package -> change set with nested stacks ->
+"no changes" is success -> show -> confirm -> execute and watch -> on failure the first root causes, after the
+rollback -> prod guard rails -> outputs. `_change_set_scope` deletes the change set whenever it is not executed.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -149,10 +151,63 @@ def _interrupted(aws: Aws, target: Target, stack_id: str) -> Interrupted:
                        "CloudFormation carries on without this command; nothing was cancelled", todo)
 
 
+@dataclass(frozen=True)
+class _Preflight:
+    """What the checks before any write found: bootstrap outputs, the stack (if any), whether it is dead,
+    and the change set's parameters."""
+
+    boot: dict
+    existing: dict | None
+    dead: bool
+    params: list[dict]
+
+
 def run(aws: Aws, target: Target, ui: Ui, *, image_tag: str | None = None, yes: bool = False,
         plan_only: bool = False) -> int:
     """Deploy (or plan) one target. Returns an exit code; raises DeployError subclasses for the others."""
     poll = poll_seconds()
+    loaded, declared = _load(target, image_tag)
+    ui.step(f"{'Planning' if plan_only else 'Deploying'} {target.stack_name} to account {target.account_id}, "
+            f"region {target.region}{aws.endpoint_note}")
+    checked = _preflight(aws, target, ui, declared, image_tag)
+    existing, unchanged = checked.existing, "nothing was changed"
+    if checked.dead:
+        _report_failed_create(aws, target, existing, ui, _descriptions(loaded)[0])
+        if plan_only:   # plan is read-only: the dead stack and the events that explain it stay
+            ui.info(f"Plan: `{target.cli_name}` would first delete {target.stack_name} (after asking), then create "
+                    "it from scratch; nothing was changed.", "bold")
+            return EXIT_OK
+        _delete_failed_create(aws, target, existing, ui, poll, yes)
+        existing = None
+        unchanged = f"the dead stack {target.stack_name} was deleted as confirmed; nothing else was changed"
+
+    packaged = _package(aws, ui, target, loaded, checked.boot)
+    change_type = "UPDATE" if existing else "CREATE"
+    tag_note = f", image {image_tag}" if image_tag else ""
+    ref = changeset.create(aws, stack_name=target.stack_name, change_type=change_type, body=packaged.body,
+                           url=packaged.url, parameters=checked.params, tags=target.tags,
+                           nested=bool(loaded.children),
+                           description=f"adkit {'plan' if plan_only else 'deploy'} {target.label}{tag_note}")
+    if ref is None:
+        return _no_changes(aws, target, ui, target.stack_name, loaded, plan_only)
+    with _change_set_scope(aws, ui, ref, poll, unchanged) as scope:
+        described = _wait_for_change_set(aws, target, ref, poll, scope)
+        if changeset.has_no_changes(described):
+            changeset.delete(aws, ref, delete_empty_stack=False, poll=poll)
+            scope.settled()
+            return _no_changes(aws, target, ui, ref.stack_id, loaded, plan_only, note=" (change set deleted)")
+        per_stack = _show(aws, ui, target, ref, loaded, existing, checked.params, declared, plan_only)
+        if plan_only:
+            return EXIT_OK   # the scope deletes the change set
+        if not _confirmed(ui, target, yes):
+            raise Declined("change set not executed", f"the confirmation was declined; {unchanged}",
+                           "" if target.production or yes else f"to run without a prompt: {target.cli_name} --yes")
+        scope.settled()   # from here on the change set is executed, or _start deletes it
+    return _execute(aws, target, ui, ref, loaded, per_stack, poll)
+
+
+def _load(target: Target, image_tag: str | None) -> tuple[templates.Loaded, dict[str, dict]]:
+    """The rendered templates and the root's declared parameters; refuses an image tag the root does not take."""
     loaded = templates.load(target.template)
     declared = templates.parameter_names(loaded.body)
     if image_tag is not None:
@@ -160,10 +215,12 @@ def run(aws: Aws, target: Target, ui: Ui, *, image_tag: str | None = None, yes: 
         if IMAGE_TAG_PARAMETER not in declared:
             raise UsageError(f"--image-tag given for {target.stack_name}",
                              f"{target.template} has no {IMAGE_TAG_PARAMETER} parameter", "drop --image-tag")
-    verb = "Planning" if plan_only else "Deploying"
-    ui.step(f"{verb} {target.stack_name} to account {target.account_id}, region {target.region}{aws.endpoint_note}")
+    return loaded, declared
 
-    # ---- preflight: every check before any write ---------------------------------------------
+
+def _preflight(aws: Aws, target: Target, ui: Ui, declared: dict[str, dict], image_tag: str | None) -> _Preflight:
+    """Every check before any write: credentials and account, cost tags, bootstrap, Git token, stack state,
+    another run in progress, the image."""
     preflight.identity(aws, target)
     if target.kind == "environment":
         preflight.cost_allocation_tags(aws, target, ui)
@@ -176,81 +233,94 @@ def run(aws: Aws, target: Target, ui: Ui, *, image_tag: str | None = None, yes: 
     params = parameters(declared, target, image_tag, None if dead else existing)
     if image_tag and boot.get("EcrRepositoryUri"):
         preflight.image_present(aws, boot["EcrRepositoryUri"], image_tag)
-    deleted_dead = ""
-    if dead:
-        _report_failed_create(aws, target, existing, ui, _descriptions(loaded)[0])
-        if plan_only:   # plan is read-only: the dead stack and the events that explain it stay
-            ui.info(f"Plan: `{target.cli_name}` would first delete {target.stack_name} (after asking), then create "
-                    "it from scratch; nothing was changed.", "bold")
-            return EXIT_OK
-        _delete_failed_create(aws, target, existing, ui, poll, yes)
-        existing = None
-        deleted_dead = f"the dead stack {target.stack_name} was deleted as confirmed; nothing else was changed"
+    return _Preflight(boot, existing, dead, params)
 
-    # ---- package and change set ---------------------------------------------------------------
+
+def _package(aws: Aws, ui: Ui, target: Target, loaded: templates.Loaded, boot: dict) -> package.Packaged:
+    """Upload the nested templates under content hashes (unchanged ones are reused)."""
     packaged = package.package(aws, loaded, boot.get("ArtifactBucketName"), f"templates/{target.label}")
     if packaged.uploaded or packaged.reused:
         ui.info(f"Packaged nested templates: {len(packaged.uploaded)} uploaded, {len(packaged.reused)} unchanged "
                 f"(s3://{boot['ArtifactBucketName']}/templates/{target.label}/)")
-    change_type = "UPDATE" if existing else "CREATE"
-    tag_note = f", image {image_tag}" if image_tag else ""
-    ref = changeset.create(aws, stack_name=target.stack_name, change_type=change_type, body=packaged.body,
-                           url=packaged.url, parameters=params, tags=target.tags, nested=bool(loaded.children),
-                           description=f"adkit {'plan' if plan_only else 'deploy'} {target.label}{tag_note}")
-    if ref is None:
-        ui.info(f"No changes: {target.stack_name} already matches the templates and parameters.", "bold green")
-        if not plan_only:
-            _protect(aws, target, ui, target.stack_name, loaded)
-        _print_outputs(aws, ui, target.stack_name)
-        return EXIT_OK
+    return packaged
+
+
+def _no_changes(aws: Aws, target: Target, ui: Ui, stack: str, loaded: templates.Loaded, plan_only: bool,
+                note: str = "") -> int:
+    """"No changes" is success: say so, put back guard rails a previous run could not finish, print outputs."""
+    ui.info(f"No changes: {target.stack_name} already matches the templates and parameters{note}.", "bold green")
+    if not plan_only:
+        _protect(aws, target, ui, stack, loaded)
+    _print_outputs(aws, ui, stack)
+    return EXIT_OK
+
+
+class _Scope:
+    """Whether the change set still needs deleting when its `_change_set_scope` ends."""
+
+    def __init__(self) -> None:
+        self.open = True
+
+    def settled(self) -> None:
+        """The change set was executed, deleted, or is left on purpose: the scope deletes nothing."""
+        self.open = False
+
+
+@contextlib.contextmanager
+def _change_set_scope(aws: Aws, ui: Ui, ref: changeset.Ref, poll: float, unchanged: str):
+    """Deletes the change set (and the empty stack of a first create) whenever the block ends without settling
+    it: plan, declined, a failure, Ctrl-C, any error. Nothing is left half-done."""
+    scope = _Scope()
     try:
-        described = changeset.wait(aws, ref, poll)
-        if changeset.has_no_changes(described):
-            changeset.delete(aws, ref, delete_empty_stack=False, poll=poll)
-            ui.info(f"No changes: {target.stack_name} already matches the templates and parameters "
-                    "(change set deleted).", "bold green")
-            if not plan_only:   # guard rails a previous run could not finish are put back here
-                _protect(aws, target, ui, ref.stack_id, loaded)
-            _print_outputs(aws, ui, ref.stack_id)
-            return EXIT_OK
-        if described["Status"] in changeset.CREATING:
-            raise DeployFailed(f"CloudFormation is still creating the change set for {target.stack_name} after "
-                               "30 minutes", "this command stopped waiting; nothing was executed",
-                               f"delete it when it is done: aws cloudformation delete-change-set --change-set-name "
-                               f"{ref.id} --region {target.region}; then retry")
-        if described["Status"] != "CREATE_COMPLETE":
-            reason = changeset.failure_reason(aws, described)
-            _discard(aws, ui, ref, poll)
-            raise DeployFailed(f"CloudFormation could not create a change set for {target.stack_name}",
-                               reason, "fix what it names in the templates (`make render`) and retry")
-        per_stack, titles = _descriptions(loaded)
-        tree = changeset.tree(aws, ref.id, per_stack)
-        if existing and any(c.action == "Remove" and c.resource_type == templates.NESTED_STACK
-                            for s in tree.walk() for c in s.changes):
-            changeset.removed_nested_contents(aws, tree, stacks.nested(aws, existing["StackId"]))
-        header = f"Change set {ref.id.split('/')[1] if '/' in ref.id else ref.id} ({change_type.lower()}):"
-        ui.lines([Line(header, "bold"), *parameter_changes(existing, params, declared),
-                  *render(tree, target.stack_name, titles)], data=plan_only)
-        if plan_only:
-            _discard(aws, ui, ref, poll)
-            return EXIT_OK
-        if not _confirmed(ui, target, yes):
-            _discard(aws, ui, ref, poll)
-            raise Declined("change set not executed",
-                           f"the confirmation was declined; {deleted_dead or 'nothing was changed'}",
-                           "" if target.production or yes else f"to run without a prompt: {target.cli_name} --yes")
+        yield scope
     except KeyboardInterrupt:
-        _discard(aws, ui, ref, poll)
-        raise Interrupted("interrupted before execution",
-                          f"the change set was deleted; {deleted_dead or 'nothing was changed'}", "") from None
+        if scope.open:
+            _discard(aws, ui, ref, poll)
+        raise Interrupted("interrupted before execution", f"the change set was deleted; {unchanged}", "") from None
     except DeployError:
-        raise   # already cleaned up
-    except Exception:
-        with contextlib.suppress(Exception):   # never leave a change set (or an empty stack) behind
+        if scope.open:
             _discard(aws, ui, ref, poll)
         raise
+    except Exception:
+        if scope.open:
+            with contextlib.suppress(Exception):   # never leave a change set (or an empty stack) behind
+                _discard(aws, ui, ref, poll)
+        raise
+    if scope.open:
+        _discard(aws, ui, ref, poll)
 
-    return _execute(aws, target, ui, ref, loaded, per_stack, poll)
+
+def _wait_for_change_set(aws: Aws, target: Target, ref: changeset.Ref, poll: float, scope: _Scope) -> dict:
+    """The created change set; refuses one CloudFormation could not create or is still creating."""
+    described = changeset.wait(aws, ref, poll)
+    if changeset.has_no_changes(described):
+        return described
+    if described["Status"] in changeset.CREATING:
+        scope.settled()   # it cannot be deleted while CloudFormation creates it: the operator deletes it later
+        raise DeployFailed(f"CloudFormation is still creating the change set for {target.stack_name} after "
+                           "30 minutes", "this command stopped waiting; nothing was executed",
+                           f"delete it when it is done: aws cloudformation delete-change-set --change-set-name "
+                           f"{ref.id} --region {target.region}; then retry")
+    if described["Status"] != "CREATE_COMPLETE":
+        raise DeployFailed(f"CloudFormation could not create a change set for {target.stack_name}",
+                           changeset.failure_reason(aws, described),
+                           "fix what it names in the templates (`make render`) and retry")
+    return described
+
+
+def _show(aws: Aws, ui: Ui, target: Target, ref: changeset.Ref, loaded: templates.Loaded, existing: dict | None,
+          params: list[dict], declared: dict[str, dict], plan_only: bool) -> dict[str, dict[str, str]]:
+    """Print the change set per nested stack (parameter changes, replacements and stateful removals flagged).
+    Returns the per-stack descriptions the progress view uses."""
+    per_stack, titles = _descriptions(loaded)
+    tree = changeset.tree(aws, ref.id, per_stack)
+    if existing and any(c.action == "Remove" and c.resource_type == templates.NESTED_STACK
+                        for s in tree.walk() for c in s.changes):
+        changeset.removed_nested_contents(aws, tree, stacks.nested(aws, existing["StackId"]))
+    header = f"Change set {ref.id.split('/')[1] if '/' in ref.id else ref.id} ({ref.change_type.lower()}):"
+    ui.lines([Line(header, "bold"), *parameter_changes(existing, params, declared),
+              *render(tree, target.stack_name, titles)], data=plan_only)
+    return per_stack
 
 
 def _start(aws: Aws, target: Target, ui: Ui, ref: changeset.Ref, poll: float):
