@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generator.deploy import preflight, progress, stacks, templates
+from generator.deploy import preflight, progress, stacks, stream, templates
 from generator.deploy.errors import EXIT_OK, Declined, DeployFailed, Interrupted, PreflightRefused
 from generator.deploy.session import Aws, poll_seconds
 from generator.deploy.targets import Target
@@ -102,22 +102,22 @@ def run(aws: Aws, target: Target, ui: Ui, *, yes: bool = False) -> int:
                                         target.label):
         raise Declined(f"{target.stack_name} not deleted", "the confirmation was declined", "")
 
-    since, seen = progress.latest_event(aws, stack["StackId"])
+    since, seen = stream.latest_event(aws, stack["StackId"])
     aws.client("cloudformation").delete_stack(StackName=stack["StackId"])
     texts = {label: templates.descriptions(body) for label, body in deployed.items()}
-    watcher = progress.Watcher(aws, stack["StackId"], texts, since, seen)
+    watcher = stream.Watcher(aws, stack["StackId"], texts, since, seen)
     try:
-        final = progress.watch(aws, watcher, progress.view_for(ui, target.stack_name), poll)
+        final = stream.watch(aws, watcher, progress.view_for(ui, target.stack_name), poll)
     except KeyboardInterrupt:
         raise Interrupted(f"stopped watching; {target.stack_name} keeps deleting",
                            "CloudFormation carries on without this command",
                            f"follow it with `adkit status {target.label}`") from None
-    except progress.WatchTimeout as exc:
+    except stream.WatchTimeout as exc:
         raise DeployFailed(f"stopped watching the deletion of {target.stack_name}: it is {exc}",
                            "CloudFormation carries on without this command",
                            f"follow it with `adkit status {target.label}`") from None
     if final is not None and final["StackStatus"] != "DELETE_COMPLETE":
-        for event in progress.root_causes(watcher.events):
+        for event in stream.root_causes(watcher.events):
             ui.info(f"  {event.where} ({event.resource_type}) {event.status}: {event.reason}", "bold red")
         raise DeployFailed(f"destroy of {target.stack_name} failed, ended in {final['StackStatus']}",
                            final.get("StackStatusReason") or "see the failures above",

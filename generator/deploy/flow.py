@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from generator.deploy import changeset, package, preflight, progress, protect, stacks, templates
+from generator.deploy import changeset, package, preflight, progress, protect, stacks, stream, templates
 from generator.deploy.errors import EXIT_OK, Declined, DeployError, DeployFailed, Interrupted, UsageError
 from generator.deploy.render_changes import render
 from generator.deploy.session import Aws, poll_seconds
@@ -88,7 +88,7 @@ def _discard(aws: Aws, ui: Ui, ref: changeset.Ref, poll: float) -> None:
         ui.info("Deleted the change set; the stack is unchanged.")
 
 
-def next_steps(target: Target, status: str, stuck: list[progress.Event]) -> str:
+def next_steps(target: Target, status: str, stuck: list[stream.Event]) -> str:
     """What the operator does after a failed operation ended in `status` (stuck: resources that failed
     during the rollback). UPDATE_ROLLBACK_FAILED and ROLLBACK_FAILED need a hand; the others do not."""
     where = f"--stack-name {target.stack_name} --region {target.region}"
@@ -117,16 +117,16 @@ def next_steps(target: Target, status: str, stuck: list[progress.Event]) -> str:
     return f"check `adkit status {target.label}` and the CloudFormation console before deploying again"
 
 
-def _failure(target: Target, final: dict | None, watcher: progress.Watcher, ui: Ui) -> DeployFailed:
+def _failure(target: Target, final: dict | None, watcher: stream.Watcher, ui: Ui) -> DeployFailed:
     status = final["StackStatus"] if final else "DELETE_COMPLETE"
-    causes = progress.root_causes(watcher.events)
+    causes = stream.root_causes(watcher.events)
     if causes:
         ui.error("root cause (earliest failures):")
         for event in causes:
             what = f"{event.description} " if event.description else ""
             ui.info(f"  {event.where}: {what}({event.resource_type}) {event.status}", "bold red")
             ui.info(f"      {event.reason or 'no reason given'}", "red")
-    stuck = progress.rollback_failures(watcher.events) if status.endswith("ROLLBACK_FAILED") else []
+    stuck = stream.rollback_failures(watcher.events) if status.endswith("ROLLBACK_FAILED") else []
     if stuck:
         ui.error("these resources failed to roll back:")
         for event in stuck:
@@ -334,7 +334,7 @@ def _start(aws: Aws, target: Target, ui: Ui, ref: changeset.Ref, poll: float):
             _discard(aws, ui, ref, poll)
             raise DeployFailed(f"change set for {target.stack_name} not executed", blocked,
                                f"run `{target.cli_name}` again to build a fresh change set")
-        before = progress.latest_event(aws, ref.stack_id)
+        before = stream.latest_event(aws, ref.stack_id)
         cfn.execute_change_set(ChangeSetName=ref.id)
         return before
     except KeyboardInterrupt:
@@ -359,12 +359,12 @@ def _execute(aws: Aws, target: Target, ui: Ui, ref: changeset.Ref, loaded: templ
     """Execute the change set, watch it to the end, then guard rails and outputs."""
     since, seen = _start(aws, target, ui, ref, poll)
     ui.step(f"Executing {ref.change_type.lower()} of {target.stack_name}")
-    watcher = progress.Watcher(aws, ref.stack_id, per_stack, since, seen)
+    watcher = stream.Watcher(aws, ref.stack_id, per_stack, since, seen)
     try:
-        final = progress.watch(aws, watcher, progress.view_for(ui, target.stack_name), poll)
+        final = stream.watch(aws, watcher, progress.view_for(ui, target.stack_name), poll)
     except KeyboardInterrupt:
         raise _interrupted(aws, target, ref.stack_id) from None
-    except progress.WatchTimeout as exc:
+    except stream.WatchTimeout as exc:
         raise DeployFailed(f"stopped watching {target.stack_name}: it is {exc}",
                            "CloudFormation carries on without this command; nothing was cancelled",
                            f"follow it with `adkit status {target.label}`; raise ADKIT_TIMEOUT_MINUTES for a longer "

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from generator import naming
-from generator.deploy import aws_errors, progress, stacks
+from generator.deploy import aws_errors, stacks, stream
 from generator.deploy.errors import DeployFailed, Interrupted, PreflightRefused
 from generator.deploy.session import Aws
 from generator.deploy.targets import Target
@@ -164,14 +164,14 @@ def _change_sets(aws: Aws, stack: dict) -> list[dict]:
 
 
 def failed_create(aws: Aws, stack: dict, descriptions: dict[str, dict[str, str]] | None = None
-                  ) -> list[progress.Event]:
+                  ) -> list[stream.Event]:
     """Root causes of a dead first create, from its events (empty for a create that never started); descriptions:
     stack label -> logical id -> text, for the resources' names. Read-only."""
     if stack["StackStatus"] == "REVIEW_IN_PROGRESS":
         return []
-    watcher = progress.Watcher(aws, stack["StackId"], descriptions or {}, None)
+    watcher = stream.Watcher(aws, stack["StackId"], descriptions or {}, None)
     watcher.poll()
-    return progress.root_causes(watcher.events)
+    return stream.root_causes(watcher.events)
 
 
 def delete_dead(aws: Aws, target: Target, stack: dict, ui: Ui, poll: float) -> None:

@@ -8,7 +8,7 @@ import json
 from botocore.exceptions import BotoCoreError, ClientError
 
 from generator.config import ConfigError, load_environment
-from generator.deploy import preflight, progress, stacks, templates
+from generator.deploy import preflight, progress, stacks, stream, templates
 from generator.deploy.errors import EXIT_OK, PreflightRefused
 from generator.deploy.session import Aws
 from generator.deploy.targets import Target
@@ -55,9 +55,9 @@ def run(aws: Aws, target: Target, ui: Ui, *, as_json: bool = False) -> int:
         ui.info(f"  {label:<24} {states[label]}", progress.status_style(states[label]))
     if status not in stacks.OK_STATES:
         since = _last_operation_start(aws, stack["StackId"])
-        watcher = progress.Watcher(aws, stack["StackId"], _descriptions(target), since)
+        watcher = stream.Watcher(aws, stack["StackId"], _descriptions(target), since)
         watcher.poll()
-        for event in progress.root_causes(watcher.events):
+        for event in stream.root_causes(watcher.events):
             ui.info(f"  failed: {event.name} ({event.resource_type}): {event.reason}", "bold red")
         if status.endswith("_IN_PROGRESS"):
             ui.info(f"  in progress; run `adkit status {target.label}` again to follow it")

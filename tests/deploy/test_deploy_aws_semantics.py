@@ -15,7 +15,7 @@ import botocore.session
 import pytest
 from botocore.stub import Stubber
 
-from generator.deploy import changeset, flow, preflight, progress, secrets
+from generator.deploy import changeset, flow, preflight, progress, secrets, stream
 from generator.deploy import status as status_command
 from generator.deploy.changeset import Change, Ref, StackChanges
 from generator.deploy.errors import DeployFailed, Interrupted, PreflightRefused
@@ -142,7 +142,7 @@ def test_deploy_ctrl_c_at_execution_time_says_whether_cloudformation_took_the_ch
     def interrupted(*_args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(progress, "latest_event", interrupted)
+    monkeypatch.setattr(stream, "latest_event", interrupted)
     cfn.add_response("describe_change_set", _change_set("CREATE_COMPLETE", ExecutionStatus=execution),
                      {"ChangeSetName": CS_ID})
     if execution == "AVAILABLE":
@@ -195,8 +195,8 @@ def test_deploy_data_loss_warning_says_replaced_only_when_cloudformation_is_sure
 # ---- watching and final states ----------------------------------------------------------------------
 
 def _watch(aws, timeout: float | None = None):
-    watcher = progress.Watcher(aws, STACK_ID, {}, T0)
-    return progress.watch(aws, watcher, progress.PlainView(_ui(), "app-dev"), 0, timeout=timeout)
+    watcher = stream.Watcher(aws, STACK_ID, {}, T0)
+    return stream.watch(aws, watcher, progress.PlainView(_ui(), "app-dev"), 0, timeout=timeout)
 
 
 def test_deploy_watch_waits_through_cleanup_in_progress(aws):
@@ -217,19 +217,19 @@ def test_deploy_watch_gives_up_at_its_time_limit_instead_of_spinning_forever(aws
     cfn.add_response("describe_stacks", _stack("UPDATE_IN_PROGRESS"), {"StackName": STACK_ID})
     cfn.add_response("describe_stack_events", {"StackEvents": []}, {"StackName": STACK_ID})
 
-    with pytest.raises(progress.WatchTimeout, match="still UPDATE_IN_PROGRESS"):
+    with pytest.raises(stream.WatchTimeout, match="still UPDATE_IN_PROGRESS"):
         _watch(aws, timeout=0)
 
 
 def _event(where: str, status: str, reason: str = "", seconds: int = 0, rtype: str = "AWS::RDS::DBCluster"):
     label, _, lid = where.rpartition("/")
     stack_level = lid == "app-dev"
-    return progress.Event(f"{where}{status}{seconds}", label, lid, "AWS::CloudFormation::Stack" if stack_level
+    return stream.Event(f"{where}{status}{seconds}", label, lid, "AWS::CloudFormation::Stack" if stack_level
                           else rtype, status, reason, T0 + timedelta(seconds=seconds), "", stack_level)
 
 
 def test_deploy_update_rollback_failed_says_continue_update_rollback_on_the_root():
-    watcher = progress.Watcher(None, STACK_ID, {}, T0)
+    watcher = stream.Watcher(None, STACK_ID, {}, T0)
     watcher.events = [
         _event("app-dev", "UPDATE_IN_PROGRESS", "User Initiated", 0),
         _event("Data/Cluster", "UPDATE_FAILED", "Invalid DB cluster parameter group", 1),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from generator.deploy import flow, progress, protect, templates
+from generator.deploy import flow, progress, protect, stream, templates
 from generator.deploy.changeset import Change, StackChanges
 from generator.deploy.errors import PreflightRefused, UsageError
 from generator.deploy.render_changes import counts, render
@@ -110,7 +110,7 @@ def test_deploy_templates_load_refuses_a_missing_child(tmp_path):
 
 
 def _event(lid, status, reason="", seconds=0, stack_level=False, label="Data"):
-    return progress.Event(f"{lid}{status}{seconds}", label, lid, "AWS::S3::Bucket", status, reason,
+    return stream.Event(f"{lid}{status}{seconds}", label, lid, "AWS::S3::Bucket", status, reason,
                           T0 + timedelta(seconds=seconds), "", stack_level)
 
 
@@ -122,7 +122,7 @@ def test_deploy_root_causes_skip_cancellations_and_embedded_echoes():
         _event("Bucket", "CREATE_FAILED", "Bucket name already taken", 2),
     ]
 
-    causes = progress.root_causes(events)
+    causes = stream.root_causes(events)
 
     assert [(c.where, c.reason) for c in causes] == [("Data/Bucket", "Bucket name already taken")]
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 
-from generator.deploy import progress
+from generator.deploy import progress, stream
 from generator.deploy.templates import NESTED_STACK
 from generator.deploy.ui import Ui
 
@@ -17,11 +17,11 @@ HEIGHT = 30
 
 
 def _event(label, lid, status, seconds, rtype="AWS::EC2::Subnet", reason=""):
-    return progress.Event(f"{label}{lid}{status}{seconds}", label, lid, rtype, status, reason,
+    return stream.Event(f"{label}{lid}{status}{seconds}", label, lid, rtype, status, reason,
                           T0 + timedelta(seconds=seconds), f"resource {lid}", False)
 
 
-def _deploy_in_flight() -> list[progress.Event]:
+def _deploy_in_flight() -> list[stream.Event]:
     """134 resources: 6 finished nested stacks of 15 each, one busy stack, one stack with a failure."""
     events, t = [], 0
     for n in range(6):
