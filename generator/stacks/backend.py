@@ -183,6 +183,17 @@ def _log_retention(template: Template, config: EnvironmentConfig, service: appru
 
 
 def build(config: EnvironmentConfig) -> Template:
+    """Backend stack on App Runner: the service, its VPC connector, access and instance roles, WAF, auto scaling.
+
+    Parameters: ImageTag (root), DataKeyArn, OpsKeyArn (from the security stack), AppSubnetIds,
+    ConnectorSecurityGroupId (from the network stack), FrontendOrigins (from the frontend stack), DatabaseEndpoint,
+    DatabasePort, DatabaseName, DatabaseSecretArn, ContentBucketName, DataAccessPolicyArn (from the data stack),
+    one secret ARN per application secret (from the secrets stack, named by `naming.app_secret_output`), RunQueueUrl
+    and RunQueueArn when workers are enabled (from the workers stack); see `_backend.add_parameters` and
+    `_backend.add_run_queue_parameters`.
+    Outputs: ServiceUrl, ServiceArn, ServiceId, ServiceName, Platform (`apprunner`). Raises:
+    naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameters(template, config)

@@ -182,6 +182,17 @@ def _infrastructure_role() -> iam.Role:
 
 
 def build(config: EnvironmentConfig) -> Template:
+    """Backend stack on ECS Express Mode: cluster, Express Gateway service, roles, log group, WAF on the ALB.
+
+    Parameters: ImageTag (root), DataKeyArn, OpsKeyArn (from the security stack), AppSubnetIds,
+    ConnectorSecurityGroupId (from the network stack), FrontendOrigins (from the frontend stack), DatabaseEndpoint,
+    DatabasePort, DatabaseName, DatabaseSecretArn, ContentBucketName, DataAccessPolicyArn (from the data stack),
+    one secret ARN per application secret (from the secrets stack, named by `naming.app_secret_output`), RunQueueUrl
+    and RunQueueArn when workers are enabled (from the workers stack); see `_backend.add_parameters` and
+    `_backend.add_run_queue_parameters`.
+    Outputs: ServiceUrl, ServiceArn, ServiceId, LoadBalancerFullName, Platform (`ecs-express`). Raises:
+    naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     shared.add_parameters(template, config)

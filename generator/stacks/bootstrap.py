@@ -101,7 +101,15 @@ def ecr_lifecycle_policy(keep: int) -> str:
 
 
 def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Template:
-    """`environments` is accepted for symmetry with the pipeline stack; nothing here is per environment."""
+    """Account-level bootstrap stack: KMS key, artifact bucket, ECR repository, Git token secret, permissions
+    boundary and the account CloudTrail trail, deployed once before the pipeline.
+
+    `environments` is accepted for symmetry with the pipeline stack; nothing here is per environment.
+    Parameters: none. Outputs: ArtifactBucketName, ArtifactKeyArn, EcrRepositoryName, EcrRepositoryUri,
+    GitTokenSecretArn, PermissionsBoundaryArn, and AuditTrailBucketName when `cloudtrail` is on; each exported
+    as `naming.bootstrap_export` (the pipeline stack imports them). Raises:
+    naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     del environments
     app = account.app_name
     template = new_template(f"{app}: {DESCRIPTION} (rendered by adagency-deploy-kit; do not edit by hand)")

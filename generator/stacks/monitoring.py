@@ -655,8 +655,9 @@ def build(config: EnvironmentConfig, inputs: MonitoringInputs) -> Template:
     """Monitoring stack of one environment.
 
     Parameters: OpsKeyArn, the backend outputs its platform's metrics need (`inputs.backend_metrics.parameters`:
-    ServiceId on App Runner, LoadBalancerFullName on ECS Express), ClusterIdentifier, AppId, NatGatewayIds,
-    BackupVaultName (wired by name from the earlier stacks). Outputs: AlertTopicArn, DashboardUrl. Raises
+    ServiceId and ServiceName on App Runner, LoadBalancerFullName on ECS Express), ClusterIdentifier, AppId,
+    NatGatewayIds, BackupVaultName, and with workers RunQueueName, DeadLetterQueueName, WorkerClusterName,
+    WorkerServiceName (wired by name from the earlier stacks). Outputs: AlertTopicArn, DashboardUrl. Raises:
     ConfigError when budget.component_limits_usd names a component the environment does not deploy.
     """
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")

@@ -274,6 +274,13 @@ def _worker_security_group(template: Template, vpc, database: ec2.SecurityGroup)
 
 
 def build(config: EnvironmentConfig) -> Template:
+    """Network stack of one environment: VPC, public/app/data subnets, NAT gateways, S3 endpoint, ACLs, flow logs.
+
+    Parameters: OpsKeyArn (from the security stack). Outputs: VpcId, PublicSubnetIds, AppSubnetIds,
+    DataSubnetIds, NatGatewayIds, ConnectorSecurityGroupId, DatabaseSecurityGroupId, and WorkerSecurityGroupId
+    when workers are enabled. Raises: ValueError from `generator.subnets.plan` when the VPC CIDR cannot hold the
+    subnets; naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameter(template, "OpsKeyArn", "ARN of the operations KMS key (encrypts the flow-log group)")
     subnets = plan(config.network.vpc_cidr, config.network.az_count)

@@ -107,6 +107,11 @@ def _trail(template: Template, config: EnvironmentConfig) -> None:
 
 
 def build(config: EnvironmentConfig) -> Template:
+    """Security stack of one environment: the data and operations KMS keys, optionally the CloudTrail trail.
+
+    Parameters: none. Outputs: DataKeyArn, OpsKeyArn, and AuditTrailBucketName when `security.cloudtrail` is on.
+    Raises: naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     data_key = _data_key(template, config)
     ops_key = _ops_key(template, config)
