@@ -117,7 +117,7 @@ def build_root(config: EnvironmentConfig, children: list[Child]) -> Template:
     """Root stack of one environment: one AWS::CloudFormation::Stack per child, wired by name.
 
     Parameters: ImageTag. Outputs: ROOT_OUTPUTS. Raises WiringError when a child parameter has no source, two
-    children output the same name, or a root output's source is missing; naming.NameError for too-long names.
+    children output the same name, or a root output's source is missing; naming.NamingError for too-long names.
     """
     naming.validate_environment_names(config)
     template = new_template(

@@ -9,8 +9,6 @@ from cfn_helpers import all_templates
 
 from generator import naming
 
-TAGLESS_TYPES: set[str] = set()  # types whose schema has no Tags property are skipped automatically
-
 
 def _tags(resource: dict) -> dict[str, str] | None:
     tags = resource.get("Properties", {}).get("Tags")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from awacs import ecr as awacs_ecr
 from awacs import kms as awacs_kms
 from awacs import sqs as awacs_sqs
-from awacs.aws import Allow, Condition, Statement, StringEquals
+from awacs.aws import Allow, Condition, ForAnyValueStringEquals, Statement, StringEquals
 from troposphere import Ref, Sub, Template
 
 from generator import contract, naming
@@ -45,6 +45,38 @@ def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
     values.update(config.backend.environment)
     return values
 
+
+
+def image_pull_statements(config: EnvironmentConfig) -> list[Statement]:
+    """IAM statements of the role that pulls the backend image (App Runner access role, ECS execution role):
+    pull from the one bootstrap repository, registry login, and Decrypt of the image layers with the bootstrap
+    key, matched by its alias (environments never import bootstrap outputs) and only through ECR."""
+    repository = naming.ecr_repository_name(config.app_name)
+    return [
+        Statement(
+            Sid="PullBackendImage",
+            Effect=Allow,
+            Action=list(ECR_PULL_ACTIONS),
+            Resource=[Sub(f"arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/"
+                          f"{repository}")],
+        ),
+        Statement(
+            Sid="RegistryLogin",
+            Effect=Allow,
+            Action=[awacs_ecr.GetAuthorizationToken],
+            Resource=["*"],  # GetAuthorizationToken is registry-wide: IAM offers no resource to scope it to
+        ),
+        Statement(
+            Sid="DecryptImageLayers",
+            Effect=Allow,
+            Action=[awacs_kms.Decrypt],
+            Resource=[Sub("arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*")],
+            Condition=Condition([
+                ForAnyValueStringEquals("kms:ResourceAliases", naming.bootstrap_key_alias(config.app_name)),
+                StringEquals("kms:ViaService", Sub("ecr.${AWS::Region}.amazonaws.com")),
+            ]),
+        ),
+    ]
 
 def secret_variables(config: EnvironmentConfig) -> dict[str, str]:
     """Variable name -> parameter holding the secret's ARN, one per `backend.secrets` entry, in config order."""

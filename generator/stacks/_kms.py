@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from awacs import kms as k
-from awacs.aws import Allow, Bool, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.aws import Allow, ArnLike, Bool, Condition, PolicyDocument, Principal, Statement, StringEquals
 from troposphere import Ref, Sub, Template
 from troposphere import kms as tkms
 
@@ -47,6 +47,25 @@ def regional_endpoint(service: str) -> Sub:
 def administration() -> Statement:
     return Statement(Sid="KeyAdministrationByThisAccount", Effect=Allow, Principal=account_root(),
                      Action=ADMIN_ACTIONS, Resource=["*"])
+
+
+LOGS_ACTIONS = [*USAGE_ACTIONS, k.DescribeKey]
+
+
+def cloudwatch_logs(sid: str, log_groups: str) -> Statement:
+    """CloudWatch Logs (regional service principal) may use the key for the log groups of this account and
+    region whose name matches `log_groups` (a pattern such as `*` or `/aws/apprunner/*`), checked through the
+    kms:EncryptionContext:aws:logs:arn condition."""
+    return Statement(
+        Sid=sid,
+        Effect=Allow,
+        Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
+        Action=LOGS_ACTIONS,
+        Resource=["*"],
+        Condition=Condition(ArnLike(
+            "kms:EncryptionContext:aws:logs:arn",
+            Sub(f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:{log_groups}"))),
+    )
 
 
 def use_through(services: Sequence[str], grant_services: Sequence[str] = ()) -> list[Statement]:

@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-from awacs import ecr as awacs_ecr
 from awacs import iam as awacs_iam
 from awacs import kms as awacs_kms
 from awacs import logs as awacs_logs
@@ -29,7 +28,6 @@ from awacs.aws import (
     Allow,
     Condition,
     Deny,
-    ForAnyValueStringEquals,
     PolicyDocument,
     Statement,
     StringEquals,
@@ -37,18 +35,17 @@ from awacs.aws import (
 from awacs.helpers.trust import make_simple_assume_policy
 from troposphere import GetAtt, Ref, Select, Split, Sub, Template, apprunner, cloudformation, iam, wafv2
 
-from generator import naming
 from generator.backend_metrics import BackendMetrics, Metric
 from generator.cfn import add_output, describe, new_template
 from generator.components import inline_function
 from generator.config import APP_RUNNER, EnvironmentConfig
 from generator.stacks._backend import (
-    ECR_PULL_ACTIONS,
     add_parameters,
     add_run_queue_parameters,
     enqueue_runs,
     environment_variables,
     image_identifier,
+    image_pull_statements,
     secret_variables,
 )
 from generator.stacks._waf import waf_logging, web_acl
@@ -84,36 +81,11 @@ def metrics(config: EnvironmentConfig) -> BackendMetrics:
 
 
 def _access_role(config: EnvironmentConfig) -> iam.Role:
-    repository = naming.ecr_repository_name(config.app_name)
     return describe(iam.Role(
         "AccessRole",
         AssumeRolePolicyDocument=make_simple_assume_policy("build.apprunner.amazonaws.com"),
         Policies=[iam.Policy(PolicyName="ecr-pull", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[
-            Statement(
-                Sid="PullBackendImage",
-                Effect=Allow,
-                Action=list(ECR_PULL_ACTIONS),
-                Resource=[Sub(f"arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/"
-                              f"{repository}")],
-            ),
-            Statement(
-                Sid="RegistryLogin",
-                Effect=Allow,
-                Action=[awacs_ecr.GetAuthorizationToken],
-                Resource=["*"],  # GetAuthorizationToken is registry-wide: IAM offers no resource to scope it to
-            ),
-            Statement(
-                # The repository is encrypted with the bootstrap key. Environments never import bootstrap
-                # outputs, so the key is matched by its alias, and only for use through ECR.
-                Sid="DecryptImageLayers",
-                Effect=Allow,
-                Action=[awacs_kms.Decrypt],
-                Resource=[Sub("arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*")],
-                Condition=Condition([
-                    ForAnyValueStringEquals("kms:ResourceAliases", naming.bootstrap_key_alias(config.app_name)),
-                    StringEquals("kms:ViaService", Sub("ecr.${AWS::Region}.amazonaws.com")),
-                ]),
-            ),
+            *image_pull_statements(config),
         ]))],
     ), "Role App Runner uses to pull the backend image from ECR")
 
@@ -183,6 +155,17 @@ def _log_retention(template: Template, config: EnvironmentConfig, service: appru
 
 
 def build(config: EnvironmentConfig) -> Template:
+    """Backend stack on App Runner: the service, its VPC connector, access and instance roles, WAF, auto scaling.
+
+    Parameters: ImageTag (root), DataKeyArn, OpsKeyArn (from the security stack), AppSubnetIds,
+    ConnectorSecurityGroupId (from the network stack), FrontendOrigins (from the frontend stack), DatabaseEndpoint,
+    DatabasePort, DatabaseName, DatabaseSecretArn, ContentBucketName, DataAccessPolicyArn (from the data stack),
+    one secret ARN per application secret (from the secrets stack, named by `naming.app_secret_output`), RunQueueUrl
+    and RunQueueArn when workers are enabled (from the workers stack); see `_backend.add_parameters` and
+    `_backend.add_run_queue_parameters`.
+    Outputs: ServiceUrl, ServiceArn, ServiceId, ServiceName, Platform (`apprunner`). Raises:
+    naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameters(template, config)

@@ -23,12 +23,11 @@ so switching platforms updates the nested stack `Backend` in place and nothing e
 
 from __future__ import annotations
 
-from awacs import ecr as awacs_ecr
 from awacs import iam as awacs_iam
 from awacs import kms as awacs_kms
 from awacs import logs as awacs_logs
 from awacs import secretsmanager as awacs_secretsmanager
-from awacs.aws import Allow, Condition, Deny, ForAnyValueStringEquals, PolicyDocument, Statement, StringEquals
+from awacs.aws import Allow, Condition, Deny, PolicyDocument, Statement, StringEquals
 from awacs.helpers.trust import make_simple_assume_policy
 from troposphere import GetAtt, Join, Ref, Select, Split, Sub, Template, ecs, iam, wafv2
 
@@ -83,35 +82,11 @@ def metrics(config: EnvironmentConfig) -> BackendMetrics:
 
 
 def _execution_role(config: EnvironmentConfig, group) -> iam.Role:
-    repository = naming.ecr_repository_name(config.app_name)
     return describe(iam.Role(
         "ExecutionRole",
         AssumeRolePolicyDocument=make_simple_assume_policy("ecs-tasks.amazonaws.com"),
         Policies=[iam.Policy(PolicyName="start-task", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[
-            Statement(
-                Sid="PullBackendImage",
-                Effect=Allow,
-                Action=list(shared.ECR_PULL_ACTIONS),
-                Resource=[Sub(f"arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/"
-                              f"{repository}")],
-            ),
-            Statement(
-                Sid="RegistryLogin",
-                Effect=Allow,
-                Action=[awacs_ecr.GetAuthorizationToken],
-                Resource=["*"],  # GetAuthorizationToken is registry-wide: IAM offers no resource to scope it to
-            ),
-            Statement(
-                # The repository is encrypted with the bootstrap key, matched by its alias (as for App Runner).
-                Sid="DecryptImageLayers",
-                Effect=Allow,
-                Action=[awacs_kms.Decrypt],
-                Resource=[Sub("arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*")],
-                Condition=Condition([
-                    ForAnyValueStringEquals("kms:ResourceAliases", naming.bootstrap_key_alias(config.app_name)),
-                    StringEquals("kms:ViaService", Sub("ecr.${AWS::Region}.amazonaws.com")),
-                ]),
-            ),
+            *shared.image_pull_statements(config),
             Statement(
                 Sid="WriteContainerLogs",
                 Effect=Allow,
@@ -182,6 +157,17 @@ def _infrastructure_role() -> iam.Role:
 
 
 def build(config: EnvironmentConfig) -> Template:
+    """Backend stack on ECS Express Mode: cluster, Express Gateway service, roles, log group, WAF on the ALB.
+
+    Parameters: ImageTag (root), DataKeyArn, OpsKeyArn (from the security stack), AppSubnetIds,
+    ConnectorSecurityGroupId (from the network stack), FrontendOrigins (from the frontend stack), DatabaseEndpoint,
+    DatabasePort, DatabaseName, DatabaseSecretArn, ContentBucketName, DataAccessPolicyArn (from the data stack),
+    one secret ARN per application secret (from the secrets stack, named by `naming.app_secret_output`), RunQueueUrl
+    and RunQueueArn when workers are enabled (from the workers stack); see `_backend.add_parameters` and
+    `_backend.add_run_queue_parameters`.
+    Outputs: ServiceUrl, ServiceArn, ServiceId, LoadBalancerFullName, Platform (`ecs-express`). Raises:
+    naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     shared.add_parameters(template, config)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 
 from awacs import kms as awacs_kms
-from awacs.aws import Allow, ArnLike, Condition, PolicyDocument, Principal, Statement, StringEquals
-from troposphere import GetAtt, Ref, Sub, Template, ecr, iam, kms, s3, secretsmanager
+from awacs.aws import Allow, Condition, Statement, StringEquals
+from troposphere import GetAtt, Ref, Template, ecr, iam, s3, secretsmanager
 
 from generator import deploy_scopes, naming
 from generator.cfn import add_output, describe, new_template, skip_checkov
 from generator.components import access_log_bucket, retention_policies, secure_bucket
 from generator.config import AccountConfig, EnvironmentConfig
+from generator.stacks._kms import account_root, cloudwatch_logs, customer_key, regional_endpoint
 from generator.stacks._trail import TRAIL_BUCKET, add_trail
 
 DESCRIPTION = "account-level bootstrap: artifact bucket, ECR repository, Git token secret and their KMS key"
@@ -37,17 +38,6 @@ GIT_TOKEN_JSON_KEY = naming.GIT_TOKEN_JSON_KEY
 # artifacts or reports directly is not refused on its first real run (not verifiable offline).
 VIA_SERVICES = ("codebuild", "codepipeline", "ecr", "s3", "secretsmanager", "sns")
 
-ACCOUNT_ROOT = Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")
-
-# Key administration for IAM principals the account authorises; no `kms:*`, no usage actions here.
-ADMIN_ACTIONS = (
-    awacs_kms.CancelKeyDeletion, awacs_kms.CreateAlias, awacs_kms.DeleteAlias, awacs_kms.DescribeKey,
-    awacs_kms.DisableKey, awacs_kms.DisableKeyRotation, awacs_kms.EnableKey, awacs_kms.EnableKeyRotation,
-    awacs_kms.GetKeyPolicy, awacs_kms.GetKeyRotationStatus, awacs_kms.ListGrants, awacs_kms.ListKeyPolicies,
-    awacs_kms.ListKeyRotations, awacs_kms.ListResourceTags, awacs_kms.PutKeyPolicy, awacs_kms.RevokeGrant,
-    awacs_kms.RotateKeyOnDemand, awacs_kms.ScheduleKeyDeletion, awacs_kms.TagResource, awacs_kms.UntagResource,
-    awacs_kms.UpdateAlias, awacs_kms.UpdateKeyDescription,
-)
 USE_ACTIONS = (
     awacs_kms.Decrypt, awacs_kms.DescribeKey, awacs_kms.Encrypt, awacs_kms.GenerateDataKey,
     awacs_kms.GenerateDataKeyWithoutPlaintext, awacs_kms.ReEncryptFrom, awacs_kms.ReEncryptTo,
@@ -55,39 +45,24 @@ USE_ACTIONS = (
 GRANT_ACTIONS = (awacs_kms.CreateGrant, awacs_kms.RetireGrant)  # ECR grants itself use of the key per repository
 
 
-def key_policy() -> PolicyDocument:
-    """Account IAM may administer the key and use it only through the listed services; CloudWatch Logs
+def key_statements() -> list[Statement]:
+    """The bootstrap key's statements after the administration one (`_kms.customer_key` adds that): account IAM
+    may use the key only through VIA_SERVICES (and create/retire grants there, for ECR); CloudWatch Logs
     (CodeBuild log groups of the pipeline) may use it for log groups of this account and region."""
-    return PolicyDocument(Version="2012-10-17", Statement=[
-        Statement(
-            Sid="AccountAdministersKeyThroughIam",
-            Effect=Allow,
-            Principal=Principal("AWS", ACCOUNT_ROOT),
-            Action=list(ADMIN_ACTIONS),
-            Resource=["*"],  # in a key policy "*" means this key
-        ),
+    return [
         Statement(
             Sid="AccountUsesKeyThroughServices",
             Effect=Allow,
-            Principal=Principal("AWS", ACCOUNT_ROOT),
+            Principal=account_root(),
             Action=list(USE_ACTIONS + GRANT_ACTIONS),
-            Resource=["*"],
+            Resource=["*"],  # in a key policy "*" means this key
             Condition=Condition(StringEquals({
                 "kms:CallerAccount": Ref("AWS::AccountId"),
-                "kms:ViaService": [Sub(f"{service}.${{AWS::Region}}.amazonaws.com") for service in VIA_SERVICES],
+                "kms:ViaService": [regional_endpoint(service) for service in VIA_SERVICES],
             })),
         ),
-        Statement(
-            Sid="CloudWatchLogsEncryptsLogGroups",
-            Effect=Allow,
-            Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
-            Action=list(USE_ACTIONS),
-            Resource=["*"],
-            Condition=Condition(ArnLike(
-                "kms:EncryptionContext:aws:logs:arn",
-                Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"))),
-        ),
-    ])
+        cloudwatch_logs("CloudWatchLogsEncryptsLogGroups", "*"),
+    ]
 
 
 def ecr_lifecycle_policy(keep: int) -> str:
@@ -101,21 +76,24 @@ def ecr_lifecycle_policy(keep: int) -> str:
 
 
 def build(account: AccountConfig, environments: list[EnvironmentConfig]) -> Template:
-    """`environments` is accepted for symmetry with the pipeline stack; nothing here is per environment."""
+    """Account-level bootstrap stack: KMS key, artifact bucket, ECR repository, Git token secret, permissions
+    boundary and the account CloudTrail trail, deployed once before the pipeline.
+
+    `environments` is accepted for symmetry with the pipeline stack; nothing here is per environment.
+    Parameters: none. Outputs: ArtifactBucketName, ArtifactKeyArn, EcrRepositoryName, EcrRepositoryUri,
+    GitTokenSecretArn, PermissionsBoundaryArn, and AuditTrailBucketName when `cloudtrail` is on; each exported
+    as `naming.bootstrap_export` (the pipeline stack imports them). Raises:
+    naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     del environments
     app = account.app_name
     template = new_template(f"{app}: {DESCRIPTION} (rendered by adagency-deploy-kit; do not edit by hand)")
 
-    key = template.add_resource(retention_policies(describe(kms.Key(
-        "BootstrapKey",
-        Description=f"{app} bootstrap: artifacts, ECR images, Git token secret, pipeline logs",
-        EnableKeyRotation=True,
-        PendingWindowInDays=30,
-        KeyPolicy=key_policy(),
-    ), "KMS key for artifacts, images, the Git token secret and pipeline logs"), retain=True))
-    template.add_resource(describe(kms.Alias(
-        "BootstrapKeyAlias", AliasName=naming.bootstrap_key_alias(app), TargetKeyId=Ref(key),
-    ), "Alias of the bootstrap key (environments find the key by this alias)"))
+    # The administration statement, rotation, deletion window, retention and the alias (environments find the
+    # key by it) come from _kms.customer_key, as for the environments' keys.
+    key = customer_key(template, "BootstrapKey", alias=naming.bootstrap_key_alias(app),
+                       description=f"{app} bootstrap: artifacts, ECR images, Git token secret, pipeline logs",
+                       statements=key_statements())
     key_arn = GetAtt(key, "Arn")
 
     logs = access_log_bucket(template, "AccessLogBucket", description="S3 access logs of the artifact bucket",

@@ -320,6 +320,15 @@ def _data_access_policy(template: Template, config: EnvironmentConfig, cluster: 
 
 
 def build(config: EnvironmentConfig) -> Template:
+    """Data stack of one environment: Aurora PostgreSQL, the content bucket, AWS Backup, the data-access policy.
+
+    Parameters: DataKeyArn, OpsKeyArn (from the security stack), DataSubnetIds, DatabaseSecurityGroupId (from the
+    network stack), FrontendOrigins (from the frontend stack). Outputs: ClusterIdentifier,
+    WriterInstanceIdentifier, ReaderInstanceIdentifier and DatabaseReaderEndpoint (with a reader),
+    DatabaseEndpoint, DatabasePort, DatabaseName, DatabaseSecretArn, ContentBucketName, ContentBucketArn,
+    BackupVaultName, DataAccessPolicyArn. Raises: ValueError when a capacity is not 0..256 ACU in 0.5 steps;
+    naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     for name, text in PARAMETERS.items():
         add_parameter(template, name, text)

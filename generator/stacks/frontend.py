@@ -50,6 +50,12 @@ def _amplify_trust() -> PolicyDocument:
 
 
 def build(config: EnvironmentConfig) -> Template:
+    """Frontend stack of one environment: the Amplify app, its service and SSR compute roles, the SSR log group.
+
+    Parameters: OpsKeyArn (from the security stack). Outputs: AppId, AppDefaultDomain, BranchUrl,
+    FrontendOrigins, FrontendLogGroupName. Raises:
+    naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameter(template, "OpsKeyArn", "KMS key for operations data (the SSR runtime log group)")
     frontend = config.frontend

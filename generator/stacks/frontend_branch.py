@@ -64,6 +64,12 @@ def sub_domain_setting(prefix: str, branch_name) -> amplify.SubDomainSetting:
     return amplify.SubDomainSetting(BranchName=branch_name).no_validation()
 
 def build(config: EnvironmentConfig) -> Template:
+    """Frontend branch stack of one environment: the Amplify branch, its custom domain and first build.
+
+    Parameters: AppId (from the frontend stack), ServiceUrl (from the backend stack), OpsKeyArn (from the security
+    stack). Outputs: BranchName, and CustomDomainCertificateRecord with a custom domain. Raises:
+    naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameter(template, "AppId", "Amplify app id (frontend stack)", AllowedPattern=r"^d[a-z0-9]+$")
     add_parameter(template, "ServiceUrl", "Backend URL with https:// (backend stack)",

@@ -59,14 +59,34 @@ def _dimensions(**values) -> list[cloudwatch.MetricDimension]:
     return [cloudwatch.MetricDimension(Name=name, Value=value) for name, value in values.items()]
 
 
-def _alarm(template: Template, logical_id: str, *, summary: str, anchor: str, **properties) -> cloudwatch.Alarm:
-    """An alarm that notifies the topic on ALARM and on OK, enabled, with a runbook pointer."""
+def _alarm(template: Template, logical_id: str, *, summary: str, anchor: str,
+           ComparisonOperator: str = "GreaterThanThreshold",  # CloudFormation's property names
+           EvaluationPeriods: int = 3,
+           DatapointsToAlarm: int | None = None,
+           Period: int = PERIOD,
+           TreatMissingData: str = "notBreaching",
+           **properties) -> cloudwatch.Alarm:
+    """An alarm that notifies the topic on ALARM and on OK, enabled, with a runbook pointer.
+
+    Defaults, overridable by passing the CloudFormation property: ComparisonOperator GreaterThanThreshold,
+    EvaluationPeriods 3, DatapointsToAlarm = EvaluationPeriods (every evaluated period breaches), Period
+    PERIOD (300 seconds; a metric-math alarm, one given `Metrics`, sets its periods per query and gets none),
+    TreatMissingData notBreaching (a metric that stops publishing, such as an idle queue or a paused
+    database, is OK). `properties` are the remaining AWS::CloudWatch::Alarm properties (metric, Statistic,
+    Threshold, ...). Returns the alarm, added to `template`.
+    """
+    if "Metrics" not in properties:
+        properties["Period"] = Period
     alarm = cloudwatch.Alarm(
         logical_id,
         AlarmDescription=f"{summary} Runbook: {RUNBOOK}#{anchor}",
         ActionsEnabled=True,
         AlarmActions=[Ref(TOPIC)],
         OKActions=[Ref(TOPIC)],
+        ComparisonOperator=ComparisonOperator,
+        EvaluationPeriods=EvaluationPeriods,
+        DatapointsToAlarm=EvaluationPeriods if DatapointsToAlarm is None else DatapointsToAlarm,
+        TreatMissingData=TreatMissingData,
         **properties,
     )
     describe(alarm, f"Alarm: {summary}")
@@ -147,8 +167,8 @@ def _app_runner_alarms(template: Template, config: EnvironmentConfig) -> None:
                 Id="rate", Label="5xx rate (%)", ReturnData=True,
                 Expression=f"IF(requests >= {minimum}, 100 * FILL(errors, 0) / requests, 0)"),
         ],
-        ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.backend_5xx_rate_percent,
-        EvaluationPeriods=3, DatapointsToAlarm=2, TreatMissingData="notBreaching",
+        Threshold=thresholds.backend_5xx_rate_percent,
+        EvaluationPeriods=3, DatapointsToAlarm=2,
     )
     # The service's own metric (EMF in its logs), non-streaming requests only: App Runner's RequestLatency
     # includes SSE responses that stay open ~sse_max_stream_seconds by design (dashboard: "stream duration").
@@ -159,9 +179,7 @@ def _app_runner_alarms(template: Template, config: EnvironmentConfig) -> None:
         anchor="backend-latency",
         Namespace=contract.METRICS_NAMESPACE, MetricName=contract.LATENCY_METRIC,
         Dimensions=_dimensions(**{contract.METRICS_DIMENSION: config.name}),
-        ExtendedStatistic="p99", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
-        ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.backend_p99_latency_ms,
-        TreatMissingData="notBreaching",
+        ExtendedStatistic="p99", Threshold=thresholds.backend_p99_latency_ms,
     )
     ceiling = round(thresholds.capacity_ratio * config.backend.max_instances, 2)
     _alarm(
@@ -170,9 +188,8 @@ def _app_runner_alarms(template: Template, config: EnvironmentConfig) -> None:
                 f"max_instances = {config.backend.max_instances}) for 15 minutes: autoscaling is near its ceiling.",
         anchor="backend-instances-near-max",
         Namespace="AWS/AppRunner", MetricName="ActiveInstances", Dimensions=service,
-        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
+        Statistic="Maximum",
         ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=ceiling,
-        TreatMissingData="notBreaching",
     )
 
 
@@ -202,8 +219,8 @@ def _express_alarms(template: Template, config: EnvironmentConfig, source: Backe
                 Id="rate", Label="5xx rate (%)", ReturnData=True,
                 Expression=f"IF(requests >= {minimum}, 100 * ({total}) / requests, 0)"),
         ],
-        ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.backend_5xx_rate_percent,
-        EvaluationPeriods=3, DatapointsToAlarm=2, TreatMissingData="notBreaching",
+        Threshold=thresholds.backend_5xx_rate_percent,
+        EvaluationPeriods=3, DatapointsToAlarm=2,
     )
     latency = source.latency
     _alarm(
@@ -213,10 +230,8 @@ def _express_alarms(template: Template, config: EnvironmentConfig, source: Backe
         anchor="backend-latency",
         Namespace=latency.namespace, MetricName=latency.name,
         Dimensions=[cloudwatch.MetricDimension(Name=n, Value=_value(v)) for n, v in latency.dimensions],
-        ExtendedStatistic=latency.statistic, Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
-        ComparisonOperator="GreaterThanThreshold",
+        ExtendedStatistic=latency.statistic,
         Threshold=round(thresholds.backend_p99_latency_ms * source.latency_per_ms, 3),
-        TreatMissingData="notBreaching",
     )
     if source.desired is not None:
         _alarm(
@@ -232,7 +247,6 @@ def _express_alarms(template: Template, config: EnvironmentConfig, source: Backe
                                            Expression="desired - running"),
             ],
             ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=1,
-            EvaluationPeriods=3, DatapointsToAlarm=3, TreatMissingData="notBreaching",
         )
     ceiling = round(thresholds.capacity_ratio * config.backend.max_instances, 2)
     instances = source.instances
@@ -243,9 +257,8 @@ def _express_alarms(template: Template, config: EnvironmentConfig, source: Backe
         anchor="backend-instances-near-max",
         Namespace=instances.namespace, MetricName=instances.name,
         Dimensions=[cloudwatch.MetricDimension(Name=n, Value=_value(v)) for n, v in instances.dimensions],
-        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
+        Statistic="Maximum",
         ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=ceiling,
-        TreatMissingData="notBreaching",
     )
     percent = round(thresholds.capacity_ratio * 100, 1)
     for logical_id, metric, what in (("BackendCpuNearMax", source.cpu, "CPU"),
@@ -256,9 +269,7 @@ def _express_alarms(template: Template, config: EnvironmentConfig, source: Backe
             anchor="backend-cpu-memory-near-max",
             Namespace=metric.namespace, MetricName=metric.name,
             Dimensions=[cloudwatch.MetricDimension(Name=n, Value=_value(v)) for n, v in metric.dimensions],
-            Statistic="Average", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
-            ComparisonOperator="GreaterThanThreshold", Threshold=percent,
-            TreatMissingData="notBreaching",
+            Statistic="Average", Threshold=percent,
         )
 
 
@@ -279,27 +290,22 @@ def _database_alarms(template: Template, config: EnvironmentConfig) -> None:
                 f"{database.max_acu:g}) for 15 minutes.{paused}",
         anchor="database-capacity-near-max",
         Namespace="AWS/RDS", MetricName="ServerlessDatabaseCapacity", Dimensions=cluster,
-        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
+        Statistic="Maximum",
         ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=ceiling,
-        TreatMissingData="notBreaching",
     )
     _alarm(
         template, "DatabaseCpu",
         summary=f"Aurora writer CPU above {thresholds.database_cpu_percent:g}% for 15 minutes.{paused}",
         anchor="database-cpu",
         Namespace="AWS/RDS", MetricName="CPUUtilization", Dimensions=writer,
-        Statistic="Average", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=3,
-        ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.database_cpu_percent,
-        TreatMissingData="notBreaching",
+        Statistic="Average", Threshold=thresholds.database_cpu_percent,
     )
     _alarm(
         template, "DatabaseConnections",
         summary=f"Aurora writer above {thresholds.database_connections} connections for 10 minutes.{paused}",
         anchor="database-connections",
         Namespace="AWS/RDS", MetricName="DatabaseConnections", Dimensions=writer,
-        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=2, DatapointsToAlarm=2,
-        ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.database_connections,
-        TreatMissingData="notBreaching",
+        Statistic="Maximum", EvaluationPeriods=2, Threshold=thresholds.database_connections,
     )
     if database.reader:
         _alarm(
@@ -308,9 +314,7 @@ def _database_alarms(template: Template, config: EnvironmentConfig) -> None:
             anchor="database-replica-lag",
             Namespace="AWS/RDS", MetricName="AuroraReplicaLag",
             Dimensions=_dimensions(DBClusterIdentifier=Ref("ClusterIdentifier"), Role="READER"),
-            Statistic="Maximum", Period=60, EvaluationPeriods=5, DatapointsToAlarm=5,
-            ComparisonOperator="GreaterThanThreshold", Threshold=thresholds.replica_lag_ms,
-            TreatMissingData="notBreaching",
+            Statistic="Maximum", Period=60, EvaluationPeriods=5, Threshold=thresholds.replica_lag_ms,
         )
 
 
@@ -322,9 +326,8 @@ def _edge_alarms(template: Template, config: EnvironmentConfig, inputs: Monitori
         summary=f"Amplify frontend returned {thresholds.frontend_5xx_count} or more 5xx responses in 5 minutes.",
         anchor="frontend-5xx",
         Namespace="AWS/AmplifyHosting", MetricName="5xxErrors", Dimensions=_dimensions(App=Ref("AppId")),
-        Statistic="Sum", Period=PERIOD, EvaluationPeriods=1, DatapointsToAlarm=1,
+        Statistic="Sum", EvaluationPeriods=1,
         ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=thresholds.frontend_5xx_count,
-        TreatMissingData="notBreaching",
     )
     for index in range(inputs.nat_count):
         _alarm(
@@ -335,9 +338,8 @@ def _edge_alarms(template: Template, config: EnvironmentConfig, inputs: Monitori
             anchor="nat-port-allocation-errors",
             Namespace="AWS/NATGateway", MetricName="ErrorPortAllocation",
             Dimensions=_dimensions(NatGatewayId=Select(index, Split(",", Ref("NatGatewayIds")))),
-            Statistic="Sum", Period=PERIOD, EvaluationPeriods=1, DatapointsToAlarm=1,
+            Statistic="Sum", EvaluationPeriods=1,
             ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=thresholds.nat_port_allocation_errors,
-            TreatMissingData="notBreaching",
         )
     _alarm(
         template, "WafBlockedSpike",
@@ -346,9 +348,8 @@ def _edge_alarms(template: Template, config: EnvironmentConfig, inputs: Monitori
         anchor="waf-blocked-spike",
         Namespace="AWS/WAFV2", MetricName="BlockedRequests",
         Dimensions=_dimensions(WebACL=naming.web_acl_name(config), Region=Ref("AWS::Region"), Rule="ALL"),
-        Statistic="Sum", Period=PERIOD, EvaluationPeriods=1, DatapointsToAlarm=1,
+        Statistic="Sum", EvaluationPeriods=1,
         ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=thresholds.waf_blocked_requests,
-        TreatMissingData="notBreaching",
     )
     _alarm(
         template, "BackupJobsFailed",
@@ -356,9 +357,8 @@ def _edge_alarms(template: Template, config: EnvironmentConfig, inputs: Monitori
         anchor="backup-job-failed",
         Namespace="AWS/Backup", MetricName="NumberOfBackupJobsFailed",
         Dimensions=_dimensions(BackupVaultName=Ref("BackupVaultName")),
-        Statistic="Sum", Period=3600, EvaluationPeriods=1, DatapointsToAlarm=1,
+        Statistic="Sum", Period=3600, EvaluationPeriods=1,
         ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=1,
-        TreatMissingData="notBreaching",
     )
 
 
@@ -375,9 +375,8 @@ def _worker_alarms(template: Template, config: EnvironmentConfig) -> None:
                 f"{config.workers.max_receive_count} times and will not be retried.",
         anchor="worker-dead-letters",
         Namespace="AWS/SQS", MetricName="ApproximateNumberOfMessagesVisible", Dimensions=dead,
-        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=1, DatapointsToAlarm=1,
-        ComparisonOperator="GreaterThanThreshold", Threshold=0,
-        TreatMissingData="notBreaching",  # an empty, untouched queue stops publishing after six hours
+        Statistic="Maximum", EvaluationPeriods=1, Threshold=0,
+        # TreatMissingData notBreaching (default): an empty, untouched queue stops publishing after six hours
     )
     age = thresholds.worker_queue_age_seconds
     _alarm(
@@ -387,8 +386,7 @@ def _worker_alarms(template: Template, config: EnvironmentConfig) -> None:
         anchor="worker-queue-age",
         Namespace="AWS/SQS", MetricName="ApproximateAgeOfOldestMessage",
         Dimensions=_dimensions(QueueName=Ref("RunQueueName")),
-        Statistic="Maximum", Period=PERIOD, EvaluationPeriods=1, DatapointsToAlarm=1,
-        ComparisonOperator="GreaterThanThreshold", Threshold=age, TreatMissingData="notBreaching",
+        Statistic="Maximum", EvaluationPeriods=1, Threshold=age,
     )
 
 
@@ -655,8 +653,9 @@ def build(config: EnvironmentConfig, inputs: MonitoringInputs) -> Template:
     """Monitoring stack of one environment.
 
     Parameters: OpsKeyArn, the backend outputs its platform's metrics need (`inputs.backend_metrics.parameters`:
-    ServiceId on App Runner, LoadBalancerFullName on ECS Express), ClusterIdentifier, AppId, NatGatewayIds,
-    BackupVaultName (wired by name from the earlier stacks). Outputs: AlertTopicArn, DashboardUrl. Raises
+    ServiceId and ServiceName on App Runner, LoadBalancerFullName on ECS Express), ClusterIdentifier, AppId,
+    NatGatewayIds, BackupVaultName, and with workers RunQueueName, DeadLetterQueueName, WorkerClusterName,
+    WorkerServiceName (wired by name from the earlier stacks). Outputs: AlertTopicArn, DashboardUrl. Raises:
     ConfigError when budget.component_limits_usd names a component the environment does not deploy.
     """
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")

@@ -240,15 +240,25 @@ def _security_groups(template: Template, vpc) -> tuple[ec2.SecurityGroup, ec2.Se
             Description="No egress: loopback placeholder that replaces the default allow-all rule")],
     ), "Security group of the Aurora cluster"))
     # Cross-references as separate rules, so neither group depends on the other (no cycle).
-    template.add_resource(describe(ec2.SecurityGroupEgress(
-        "ConnectorToDatabaseEgress", GroupId=GetAtt(connector, "GroupId"), IpProtocol="tcp",
-        FromPort=POSTGRES, ToPort=POSTGRES, DestinationSecurityGroupId=GetAtt(database, "GroupId"),
-        Description="PostgreSQL to the Aurora security group"), "Connector -> Aurora on 5432"))
-    template.add_resource(describe(ec2.SecurityGroupIngress(
-        "DatabaseFromConnectorIngress", GroupId=GetAtt(database, "GroupId"), IpProtocol="tcp",
-        FromPort=POSTGRES, ToPort=POSTGRES, SourceSecurityGroupId=GetAtt(connector, "GroupId"),
-        Description="PostgreSQL from the App Runner VPC connector only"), "Aurora <- connector on 5432"))
+    _postgres_path(template, connector, database, "Connector", "connector",
+                   "PostgreSQL from the App Runner VPC connector only")
     return connector, database
+
+
+def _postgres_path(template: Template, client: ec2.SecurityGroup, database: ec2.SecurityGroup, name: str,
+                   label: str, ingress_description: str) -> None:
+    """PostgreSQL (5432) from the `client` group to the Aurora group: an egress rule on the client and an
+    ingress rule on the database, as separate resources so neither group depends on the other (no cycle).
+    Logical ids `<name>ToDatabaseEgress` and `DatabaseFrom<name>Ingress`; `label` names the client in the
+    rules' metadata descriptions."""
+    template.add_resource(describe(ec2.SecurityGroupEgress(
+        f"{name}ToDatabaseEgress", GroupId=GetAtt(client, "GroupId"), IpProtocol="tcp",
+        FromPort=POSTGRES, ToPort=POSTGRES, DestinationSecurityGroupId=GetAtt(database, "GroupId"),
+        Description="PostgreSQL to the Aurora security group"), f"{label.capitalize()} -> Aurora on 5432"))
+    template.add_resource(describe(ec2.SecurityGroupIngress(
+        f"DatabaseFrom{name}Ingress", GroupId=GetAtt(database, "GroupId"), IpProtocol="tcp",
+        FromPort=POSTGRES, ToPort=POSTGRES, SourceSecurityGroupId=GetAtt(client, "GroupId"),
+        Description=ingress_description), f"Aurora <- {label} on 5432"))
 
 
 def _worker_security_group(template: Template, vpc, database: ec2.SecurityGroup) -> ec2.SecurityGroup:
@@ -262,18 +272,18 @@ def _worker_security_group(template: Template, vpc, database: ec2.SecurityGroup)
             IpProtocol="tcp", FromPort=HTTPS, ToPort=HTTPS, CidrIp=ANYWHERE,
             Description="HTTPS to the internet via NAT (Gemini API), AWS APIs, ECR and S3")],
     ), "Security group of the ECS worker tasks"))
-    template.add_resource(describe(ec2.SecurityGroupEgress(
-        "WorkerToDatabaseEgress", GroupId=GetAtt(worker, "GroupId"), IpProtocol="tcp",
-        FromPort=POSTGRES, ToPort=POSTGRES, DestinationSecurityGroupId=GetAtt(database, "GroupId"),
-        Description="PostgreSQL to the Aurora security group"), "Workers -> Aurora on 5432"))
-    template.add_resource(describe(ec2.SecurityGroupIngress(
-        "DatabaseFromWorkerIngress", GroupId=GetAtt(database, "GroupId"), IpProtocol="tcp",
-        FromPort=POSTGRES, ToPort=POSTGRES, SourceSecurityGroupId=GetAtt(worker, "GroupId"),
-        Description="PostgreSQL from the ECS worker tasks"), "Aurora <- workers on 5432"))
+    _postgres_path(template, worker, database, "Worker", "workers", "PostgreSQL from the ECS worker tasks")
     return worker
 
 
 def build(config: EnvironmentConfig) -> Template:
+    """Network stack of one environment: VPC, public/app/data subnets, NAT gateways, S3 endpoint, ACLs, flow logs.
+
+    Parameters: OpsKeyArn (from the security stack). Outputs: VpcId, PublicSubnetIds, AppSubnetIds,
+    DataSubnetIds, NatGatewayIds, ConnectorSecurityGroupId, DatabaseSecurityGroupId, and WorkerSecurityGroupId
+    when workers are enabled. Raises: ValueError from `generator.subnets.plan` when the VPC CIDR cannot hold the
+    subnets; naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameter(template, "OpsKeyArn", "ARN of the operations KMS key (encrypts the flow-log group)")
     subnets = plan(config.network.vpc_cidr, config.network.az_count)

@@ -519,7 +519,8 @@ def build(account: AccountConfig, environments: list[EnvironmentConfig],
 
     environment_templates: every environment's rendered templates as data (root and children), by environment
     name; the deployment role's actions come from the resource types they contain (rendered once, by the
-    renderer). Raises ConfigError for unknown pipeline environments or too-long stack names.
+    renderer). Parameters: none. Outputs: PipelineName, ConnectionArn, ConnectionConsoleUrl, ApprovalTopicArn,
+    DeployRoleArn. Raises ConfigError for unknown pipeline environments or too-long stack names.
     """
     chain = _chain(account, environments)
     app = account.app_name

@@ -29,6 +29,12 @@ PLACEHOLDER_LENGTH = 40
 
 
 def build(config: EnvironmentConfig) -> Template:
+    """Secrets stack of one environment: one Secrets Manager secret per `backend.secrets` entry (random placeholder).
+
+    Parameters: DataKeyArn (from the security stack). Outputs: one secret ARN per application secret, named by
+    `naming.app_secret_output` (`gemini_api_key` -> GeminiApiKeySecretArn). Raises:
+    naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     data_key = add_parameter(template, "DataKeyArn", "ARN of the environment's data KMS key (security stack)")
     for name in config.backend.secrets:

@@ -16,7 +16,7 @@ from troposphere import GetAtt, Ref, Sub, Template
 from generator import naming
 from generator.cfn import add_output, new_template
 from generator.config import EnvironmentConfig
-from generator.stacks._kms import customer_key, use_through
+from generator.stacks._kms import cloudwatch_logs, customer_key, use_through
 from generator.stacks._trail import TRAIL_BUCKET, add_trail
 from generator.stacks.spec import StackSpec
 
@@ -39,17 +39,7 @@ def _data_key(template: Template, config: EnvironmentConfig):
     # App Runner uses the EncryptionConfiguration key "to encrypt copies of the source repository and service
     # logs" (https://docs.aws.amazon.com/apprunner/latest/api/API_EncryptionConfiguration.html), so CloudWatch
     # Logs may use this key, for App Runner's own log groups of this account only (docs/stack-security.md).
-    app_runner_logs = Statement(
-        Sid="CloudWatchLogsForAppRunnerLogGroups",
-        Effect=Allow,
-        Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
-        Action=[k.Encrypt, k.Decrypt, k.ReEncryptFrom, k.ReEncryptTo, k.GenerateDataKey,
-                k.GenerateDataKeyWithoutPlaintext, k.DescribeKey],
-        Resource=["*"],
-        Condition=Condition(ArnLike(
-            "kms:EncryptionContext:aws:logs:arn",
-            Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/apprunner/*"))),
-    )
+    app_runner_logs = cloudwatch_logs("CloudWatchLogsForAppRunnerLogGroups", "/aws/apprunner/*")
     queue = ", SQS run queue" if config.workers.enabled else ""
     return customer_key(
         template, "DataKey", alias=naming.kms_alias(config, "data"),
@@ -68,17 +58,7 @@ def _publisher(sid: str, service: str, source_arn: str | None) -> Statement:
 
 
 def _ops_key(template: Template, config: EnvironmentConfig):
-    logs = Statement(
-        Sid="CloudWatchLogsForThisAccountsLogGroups",
-        Effect=Allow,
-        Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
-        Action=[k.Encrypt, k.Decrypt, k.ReEncryptFrom, k.ReEncryptTo, k.GenerateDataKey,
-                k.GenerateDataKeyWithoutPlaintext, k.DescribeKey],
-        Resource=["*"],
-        Condition=Condition(ArnLike(
-            "kms:EncryptionContext:aws:logs:arn",
-            Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"))),
-    )
+    logs = cloudwatch_logs("CloudWatchLogsForThisAccountsLogGroups", "*")
     return customer_key(
         template, "OpsKey", alias=naming.kms_alias(config, "ops"),
         description=f"{config.app_name} {config.name}: operations data (CloudWatch Logs, SNS alert topic)",
@@ -107,6 +87,11 @@ def _trail(template: Template, config: EnvironmentConfig) -> None:
 
 
 def build(config: EnvironmentConfig) -> Template:
+    """Security stack of one environment: the data and operations KMS keys, optionally the CloudTrail trail.
+
+    Parameters: none. Outputs: DataKeyArn, OpsKeyArn, and AuditTrailBucketName when `security.cloudtrail` is on.
+    Raises: naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     data_key = _data_key(template, config)
     ops_key = _ops_key(template, config)

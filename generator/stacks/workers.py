@@ -428,7 +428,17 @@ def _autoscaling(template: Template, config: EnvironmentConfig, cluster, service
 # ---- stack --------------------------------------------------------------------------------------
 
 def build(config: EnvironmentConfig) -> Template:
-    """The workers stack of one environment (only rendered when `workers.enabled`)."""
+    """The workers stack of one environment (only rendered when `workers.enabled`): SQS run queue and dead-letter
+    queue, ECS cluster and Fargate service running the worker entry point, scaled on backlog per task.
+
+    Parameters: ImageTag (root), DataKeyArn, OpsKeyArn (from the security stack), AppSubnetIds,
+    WorkerSecurityGroupId (from the network stack), DatabaseEndpoint, DatabasePort, DatabaseName,
+    DatabaseSecretArn, ContentBucketName, DataAccessPolicyArn (from the data stack), one secret ARN per application
+    secret (from the secrets stack, named by `naming.app_secret_output`). Outputs: RunQueueUrl, RunQueueArn,
+    RunQueueName, DeadLetterQueueUrl, DeadLetterQueueArn, DeadLetterQueueName, WorkerClusterName,
+    WorkerServiceName, WorkerLogGroupName. Raises: ValueError when `workers.enabled` is false;
+    naming.NamingError when a generated AWS name breaks its service's limit.
+    """
     if not config.workers.enabled:
         raise ValueError(f"{config.name}: workers.enabled is false; the workers stack is not part of it")
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")

@@ -46,9 +46,10 @@ def test_account_uses_the_key_only_through_the_listed_services():
     via = use["Condition"]["StringEquals"]["kms:ViaService"]
     assert [v["Fn::Sub"].split(".")[0] for v in via] == list(bootstrap.VIA_SERVICES)
     assert {"ecr", "s3", "secretsmanager"} <= set(bootstrap.VIA_SERVICES)
-    admin = key_statements()["AccountAdministersKeyThroughIam"]
+    admin = key_statements()["KeyAdministrationByThisAccount"]
     assert not {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"} & set(admin["Action"])
     assert "kms:PutKeyPolicy" in admin["Action"]  # the key stays manageable
+    assert "kms:DisableKeyRotation" not in admin["Action"]  # rotation stays on, as for the environment keys
 
 
 def test_cloudwatch_logs_may_use_the_key_only_for_this_accounts_log_groups():

@@ -15,6 +15,7 @@ import yaml
 from botocore.stub import Stubber
 from cfn_helpers import ENVIRONMENTS, as_list, one, props, resources_of, stack, statements
 
+from generator.cfn import to_data
 from generator.config import REPO_ROOT, load_environment
 from generator.stacks import _amplify, frontend, frontend_branch
 from generator.stacks.handlers import amplify_start_job as handler
@@ -260,9 +261,12 @@ class TestBranch:
         p = props(branch_tmpl(env)["Resources"]["FirstBuild"])
         assert p["BuildInputs"]["NEXT_PUBLIC_API_BASE_URL"] == {"Ref": "ServiceUrl"}
         digest = p["BuildInputs"]["AppSettingsSha256"]
-        assert digest == frontend.settings_digest(cfg(env))
+        assert re.fullmatch(r"[0-9a-f]{64}", digest)   # a SHA-256, hex
         other = cfg(env).model_copy(update={"frontend": cfg(env).frontend.model_copy(update={"node_version": "0"})})
-        assert frontend.settings_digest(other) != digest  # the digest follows the app settings
+        rebuilt = props(to_data(frontend_branch.build(other))["Resources"]["FirstBuild"])["BuildInputs"]
+        assert rebuilt["AppSettingsSha256"] != digest  # the rendered digest follows the app settings
+        assert props(to_data(frontend_branch.build(cfg(env)))["Resources"]["FirstBuild"])["BuildInputs"][
+            "AppSettingsSha256"] == digest  # and only them: same config, same digest
         for name, value in cfg(env).frontend.environment.items():   # a changed build-time variable rebuilds
             assert p["BuildInputs"][name] == value
 

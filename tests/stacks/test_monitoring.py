@@ -24,7 +24,6 @@ from cfn_helpers import (
 from generator import compose, contract, naming
 from generator.cfn import to_data
 from generator.config import APP_RUNNER, ECS_EXPRESS, ConfigError, load_environment
-from generator.stacks import monitoring
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "runbook.md"
 TOPIC = {"Ref": "AlertTopic"}
@@ -285,7 +284,8 @@ def test_monthly_budget_for_the_environment_with_actual_and_forecast_alerts(env)
     data = props(main[0])["Budget"]
     assert (data["BudgetType"], data["TimeUnit"], data["BudgetLimit"]) == (
         "COST", "MONTHLY", {"Amount": config.budget.monthly_usd, "Unit": "USD"})
-    assert data["BudgetName"] == monitoring.budget_physical_name(config, naming.budget_name(config), forecast=True)
+    thresholds = f"a{config.budget.actual_threshold_percent:g}-f{config.budget.forecast_threshold_percent:g}"
+    assert data["BudgetName"] == f"{naming.budget_name(config)}-{thresholds}"   # the rule, stated independently
     assert tag_filters(main[0]) == {naming.TAG_APPLICATION: [config.app_name], naming.TAG_ENVIRONMENT: [env]}
     notes = {n["Notification"]["NotificationType"]: n for n in props(main[0])["NotificationsWithSubscribers"]}
     assert notes["ACTUAL"]["Notification"]["Threshold"] == config.budget.actual_threshold_percent
