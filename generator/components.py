@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from awacs import iam as awacs_iam
 from awacs import logs as awacs_logs
 from awacs import s3 as awacs_s3
 from awacs.aws import Allow, ArnLike, Bool, Condition, Deny, PolicyDocument, Principal, Statement, StringEquals
@@ -219,3 +220,9 @@ def inline_function(
                  "NAT dependency and ENI cost for no isolation benefit.")
     skip_checkov(function, "CKV_AWS_173", "The function has no environment variables to encrypt.")
     return template.add_resource(function)
+
+
+def never_touch_iam() -> Statement:
+    """Defence in depth for an application role: whatever a future policy attachment grants, it never touches
+    IAM (an explicit Deny wins over any Allow)."""
+    return Statement(Sid="NeverTouchIam", Effect=Deny, Action=[awacs_iam.Action("*")], Resource=["*"])

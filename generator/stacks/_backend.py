@@ -83,6 +83,16 @@ def secret_variables(config: EnvironmentConfig) -> dict[str, str]:
     return {secret_variable(name): naming.app_secret_output(name) for name in config.backend.secrets}
 
 
+def add_data_parameters(template: Template) -> None:
+    """The data stack's outputs every container of the app reads (API and workers): database and content bucket."""
+    add_parameter(template, "DatabaseEndpoint", "Aurora writer endpoint")
+    add_parameter(template, "DatabasePort", "Aurora port")
+    add_parameter(template, "DatabaseName", "Database name")
+    add_parameter(template, "DatabaseSecretArn", "ARN of the Aurora-managed master secret (read at runtime)")
+    add_parameter(template, "ContentBucketName", "Content bucket for uploads")
+    add_parameter(template, "DataAccessPolicyArn", "Managed policy: DB secret and content bucket objects")
+
+
 def add_parameters(template: Template, config: EnvironmentConfig) -> None:
     """The backend contract's inputs, the same on every platform (the root wires them by name)."""
     add_image_tag_parameter(template)
@@ -92,12 +102,7 @@ def add_parameters(template: Template, config: EnvironmentConfig) -> None:
                   type_="List<AWS::EC2::Subnet::Id>")
     add_parameter(template, "ConnectorSecurityGroupId", "Security group of the VPC connector",
                   type_="AWS::EC2::SecurityGroup::Id")
-    add_parameter(template, "DatabaseEndpoint", "Aurora writer endpoint")
-    add_parameter(template, "DatabasePort", "Aurora port")
-    add_parameter(template, "DatabaseName", "Database name")
-    add_parameter(template, "DatabaseSecretArn", "ARN of the Aurora-managed master secret (read at runtime)")
-    add_parameter(template, "ContentBucketName", "Content bucket for uploads")
-    add_parameter(template, "DataAccessPolicyArn", "Managed policy: DB secret and content bucket objects")
+    add_data_parameters(template)
     for name in config.backend.secrets:
         add_parameter(template, naming.app_secret_output(name), f"ARN of the secret {name} (secrets stack)")
     add_parameter(template, "FrontendOrigins", "Comma-separated https origins allowed by CORS")

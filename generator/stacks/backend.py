@@ -20,14 +20,12 @@
 
 from __future__ import annotations
 
-from awacs import iam as awacs_iam
 from awacs import kms as awacs_kms
 from awacs import logs as awacs_logs
 from awacs import secretsmanager as awacs_secretsmanager
 from awacs.aws import (
     Allow,
     Condition,
-    Deny,
     PolicyDocument,
     Statement,
     StringEquals,
@@ -37,7 +35,7 @@ from troposphere import GetAtt, Ref, Select, Split, Sub, Template, apprunner, cl
 
 from generator.backend_metrics import BackendMetrics, Metric
 from generator.cfn import add_output, describe, new_template
-from generator.components import inline_function
+from generator.components import inline_function, never_touch_iam
 from generator.config import APP_RUNNER, EnvironmentConfig
 from generator.stacks._backend import (
     add_parameters,
@@ -111,13 +109,7 @@ def _instance_role(config: EnvironmentConfig) -> iam.Role:
                                                  Sub("secretsmanager.${AWS::Region}.amazonaws.com"))),
             ),
             *enqueue_runs(config),
-            Statement(
-                # Defence in depth: whatever a future policy attachment grants, the app never touches IAM.
-                Sid="NeverTouchIam",
-                Effect=Deny,
-                Action=[awacs_iam.Action("*")],
-                Resource=["*"],
-            ),
+            never_touch_iam(),
         ]))],
     ), "Role the backend containers run as (least privilege)")
 

@@ -23,18 +23,17 @@ so switching platforms updates the nested stack `Backend` in place and nothing e
 
 from __future__ import annotations
 
-from awacs import iam as awacs_iam
 from awacs import kms as awacs_kms
 from awacs import logs as awacs_logs
 from awacs import secretsmanager as awacs_secretsmanager
-from awacs.aws import Allow, Condition, Deny, PolicyDocument, Statement, StringEquals
+from awacs.aws import Allow, Condition, PolicyDocument, Statement, StringEquals
 from awacs.helpers.trust import make_simple_assume_policy
 from troposphere import GetAtt, Join, Ref, Select, Split, Sub, Template, ecs, iam, wafv2
 
 from generator import contract, naming
 from generator.backend_metrics import BackendMetrics, Metric
 from generator.cfn import add_output, describe, new_template
-from generator.components import log_group, service_trust
+from generator.components import log_group, never_touch_iam, service_trust
 from generator.config import ECS_EXPRESS, EnvironmentConfig
 from generator.stacks import _backend as shared
 from generator.stacks._waf import waf_logging, web_acl
@@ -126,13 +125,7 @@ def _task_role(config: EnvironmentConfig) -> iam.Role:
                 Condition=Condition(StringEquals("kms:ViaService", Sub("secretsmanager.${AWS::Region}.amazonaws.com"))),
             ),
             *shared.enqueue_runs(config),
-            Statement(
-                # Defence in depth: whatever a future policy attachment grants, the app never touches IAM.
-                Sid="NeverTouchIam",
-                Effect=Deny,
-                Action=[awacs_iam.Action("*")],
-                Resource=["*"],
-            ),
+            never_touch_iam(),
         ]))],
     ), "Role the backend containers run as (least privilege)")
 

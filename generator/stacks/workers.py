@@ -18,7 +18,6 @@ The worker gets exactly `generator.contract.WORKER_VARIABLES` and the declared s
 from __future__ import annotations
 
 from awacs import ecr as awacs_ecr
-from awacs import iam as awacs_iam
 from awacs import kms as awacs_kms
 from awacs import logs as awacs_logs
 from awacs import secretsmanager as awacs_secretsmanager
@@ -39,8 +38,9 @@ from troposphere import GetAtt, Ref, Sub, Template, applicationautoscaling, clou
 
 from generator import contract, naming
 from generator.cfn import add_image_tag_parameter, add_output, add_parameter, describe, new_template
-from generator.components import log_group, retention_policies
+from generator.components import log_group, never_touch_iam, retention_policies
 from generator.config import EnvironmentConfig, secret_variable
+from generator.stacks._backend import add_data_parameters
 from generator.stacks.spec import StackSpec
 
 COMPONENT = "workers"
@@ -117,12 +117,7 @@ def _parameters(template: Template, config: EnvironmentConfig) -> None:
                   type_="List<AWS::EC2::Subnet::Id>")
     add_parameter(template, "WorkerSecurityGroupId", "Security group of the worker tasks (no ingress)",
                   type_="AWS::EC2::SecurityGroup::Id")
-    add_parameter(template, "DatabaseEndpoint", "Aurora writer endpoint")
-    add_parameter(template, "DatabasePort", "Aurora port")
-    add_parameter(template, "DatabaseName", "Database name")
-    add_parameter(template, "DatabaseSecretArn", "ARN of the Aurora-managed master secret (read at runtime)")
-    add_parameter(template, "ContentBucketName", "Content bucket")
-    add_parameter(template, "DataAccessPolicyArn", "Managed policy: DB secret and content bucket objects")
+    add_data_parameters(template)
     for variable, parameter in declared_secrets(config).items():
         add_parameter(template, parameter, f"ARN of the secret injected as {variable}")
 
@@ -197,9 +192,7 @@ def _task_role(config: EnvironmentConfig, queue: sqs.Queue) -> iam.Role:
             Statement(Sid="DecryptRunMessages", Effect=Allow, Action=list(QUEUE_CONSUMER_KMS_ACTIONS),
                       Resource=[Ref("DataKeyArn")], Condition=_via("sqs")),
             *_read_secrets(config, "ReadDeclaredSecrets"),
-            Statement(
-                # Defence in depth: whatever a future policy attachment grants, the worker never touches IAM.
-                Sid="NeverTouchIam", Effect=Deny, Action=[awacs_iam.Action("*")], Resource=["*"]),
+            never_touch_iam(),
         ]))],
     ), "Role the worker containers run as: the run queue, the declared secrets, the data access policy")
 
