@@ -891,3 +891,27 @@ def load_account(path: Path = ACCOUNT_FILE) -> AccountConfig:
 
 def load_all(directory: Path = ENVIRONMENTS_DIR) -> list[EnvironmentConfig]:
     return [load_environment(name, directory) for name in environment_names(directory)]
+
+
+def check_pipeline_environments(account: AccountConfig, environments: list[EnvironmentConfig],
+                                account_file: Path = ACCOUNT_FILE, environments_dir: Path = ENVIRONMENTS_DIR) -> None:
+    """The promotion order of `pipeline_environments`, checked in one place for the renderer and the pipeline.
+
+    Every name must be a known environment; a production environment must come after every non-production one,
+    and only the last may be production: the pipeline puts its manual approval in front of the last environment
+    only, so a production one before it would deploy unapproved. Raises ConfigError naming `account_file`.
+    """
+    order = account.pipeline_environments
+    missing = [name for name in order if name not in {e.name for e in environments}]
+    if missing:
+        raise ConfigError(f"{account_file}: pipeline_environments: unknown environment(s) {missing}; "
+                          f"known: {sorted(e.name for e in environments)} (files in {environments_dir})")
+    production = {e.name for e in environments if e.production}
+    for index, name in enumerate(order[:-1]):
+        if name in production:
+            later = [n for n in order[index + 1:] if n not in production]
+            detail = (f"non-production {later} come(s) after it" if later else
+                      "only the last environment waits for the manual approval, so it would deploy unapproved")
+            raise ConfigError(
+                f"{account_file}: pipeline_environments: production environment {name!r} must be last, behind the "
+                f"approval ({detail}); put every non-production environment first (got {order})")

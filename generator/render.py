@@ -25,6 +25,7 @@ from generator.config import (
     AccountConfig,
     ConfigError,
     EnvironmentConfig,
+    check_pipeline_environments,
     load_account,
     load_all,
 )
@@ -88,27 +89,7 @@ def _check_same_app(account: AccountConfig, environments: list[EnvironmentConfig
         if env.app_name != account.app_name:
             raise ConfigError(f"{environments_dir / (env.name + '.toml')}: app_name: must equal the account's "
                               f"app_name {account.app_name!r} from {account_file} (got {env.app_name!r})")
-    missing = [name for name in account.pipeline_environments if name not in {e.name for e in environments}]
-    if missing:
-        raise ConfigError(f"{account_file}: pipeline_environments: unknown environment(s) {missing}; "
-                          f"known: {sorted(e.name for e in environments)} (files in {environments_dir})")
-    _check_promotion_order(account, environments, account_file)
-
-
-def _check_promotion_order(account: AccountConfig, environments: list[EnvironmentConfig], account_file: Path) -> None:
-    """The pipeline deploys environments in `pipeline_environments` order and puts the manual approval only in
-    front of the last one: a production environment must come after every non-production one, and only the
-    last may be production (one before it would be deployed unapproved)."""
-    production = {e.name for e in environments if e.production}
-    order = account.pipeline_environments
-    for index, name in enumerate(order[:-1]):
-        if name in production:
-            later = [n for n in order[index + 1:] if n not in production]
-            detail = (f"non-production {later} come(s) after it" if later else
-                      "only the last environment waits for the manual approval, so it would deploy unapproved")
-            raise ConfigError(
-                f"{account_file}: pipeline_environments: production environment {name!r} must be last, behind the "
-                f"approval ({detail}); put every non-production environment first (got {order})")
+    check_pipeline_environments(account, environments, account_file, environments_dir)
 
 
 @contextlib.contextmanager

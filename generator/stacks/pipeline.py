@@ -45,7 +45,7 @@ from troposphere import codepipeline as cp
 from generator import deploy_permissions, deploy_scopes, naming
 from generator.cfn import add_output, describe, new_template, skip_checkov
 from generator.components import log_group
-from generator.config import AccountConfig, ConfigError, EnvironmentConfig
+from generator.config import AccountConfig, ConfigError, EnvironmentConfig, check_pipeline_environments
 
 COMPONENT = "pipeline"
 DESCRIPTION = "account-level CI/CD pipeline: build once, deploy, smoke test, approve, promote"
@@ -115,10 +115,8 @@ class Bootstrap:
 
 
 def _chain(account: AccountConfig, environments: list[EnvironmentConfig]) -> list[EnvironmentConfig]:
+    check_pipeline_environments(account, environments)
     by_name = {env.name: env for env in environments}
-    missing = [name for name in account.pipeline_environments if name not in by_name]
-    if missing:
-        raise ConfigError(f"pipeline_environments: unknown environment(s) {missing}; known: {sorted(by_name)}")
     chain = [by_name[name] for name in account.pipeline_environments]
     too_long = [name for name in map(naming.root_stack_name, chain) if len(name) > GENERATED_NAME_STACK_CHARS]
     if too_long:
