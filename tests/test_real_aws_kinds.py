@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cfnlint
+import fixture_config
 import pytest
 from cfn_helpers import ENVIRONMENTS, all_templates, as_list, props, resources_of, stack, statements, template
 
@@ -85,11 +86,23 @@ def web_acls() -> list[tuple[str, dict]]:
     return found
 
 
-def waf_blocks_body(acl: dict, body_bytes: int) -> bool:
+def protected_resource(env: str) -> str:
+    """What the environment's web ACL protects, from its association (App Runner service or the Express ALB)."""
+    (association,) = resources_of(stack(env, "backend"), "AWS::WAFv2::WebACLAssociation").values()
+    arn = json.dumps(props(association)["ResourceArn"])
+    return _waf.LOAD_BALANCER if "LoadBalancerArn" in arn else _waf.APP_RUNNER
+
+
+def waf_blocks_body(acl: dict, body_bytes: int, protects: str) -> bool:
     """What the web ACL's body rules do with a body of `body_bytes` (AWS WAF's documented semantics: the resource
-    forwards up to the inspection limit; a larger body is oversize and gets the rule's OversizeHandling)."""
-    limits = props(acl)["AssociationConfig"]["RequestBody"]
-    inspected = _waf.BODY_INSPECTION_LIMITS[limits[_waf.ASSOCIATED_RESOURCE_TYPE]["DefaultSizeInspectionLimit"]]
+    forwards up to the inspection limit, fixed at 8 KB behind a load balancer; a larger body is oversize and gets
+    the rule's OversizeHandling)."""
+    if protects in _waf.FIXED_INSPECTION_BYTES:
+        assert "AssociationConfig" not in props(acl), "a load balancer takes no AssociationConfig"
+        inspected = _waf.FIXED_INSPECTION_BYTES[protects]
+    else:
+        limits = props(acl)["AssociationConfig"]["RequestBody"]
+        inspected = _waf.BODY_INSPECTION_LIMITS[limits[protects]["DefaultSizeInspectionLimit"]]
     for rule in props(acl)["Rules"]:
         size = rule["Statement"].get("SizeConstraintStatement")
         if not size or "Body" not in size["FieldToMatch"] or "Block" not in rule.get("Action", {}):
@@ -106,18 +119,34 @@ def waf_blocks_body(acl: dict, body_bytes: int) -> bool:
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_waf_body_rule_equals_the_contract_limit_with_explicit_oversize_handling(env):
+    protects = protected_resource(env)
     for _, acl in [(e, a) for e, a in web_acls() if e == env]:
         rules = {r["Name"]: r for r in props(acl)["Rules"]}
-        size = rules[_waf.BODY_SIZE_RULE]["Statement"]["SizeConstraintStatement"]
-        assert size["Size"] == contract.MAX_REQUEST_BODY_BYTES
-        assert size["FieldToMatch"]["Body"]["OversizeHandling"] == "MATCH"
-        assert rules[_waf.BODY_SIZE_RULE]["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 413
         common = rules["AWSManagedRulesCommonRuleSet"]["Statement"]["ManagedRuleGroupStatement"]
         assert {"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}} in common["RuleActionOverrides"]
-        # Boundary on the edge side: exactly the limit passes, one byte more is blocked; so does 8 KB + 1.
-        assert not waf_blocks_body(acl, contract.MAX_REQUEST_BODY_BYTES)
-        assert waf_blocks_body(acl, contract.MAX_REQUEST_BODY_BYTES + 1)
-        assert not waf_blocks_body(acl, 8 * 1024 + 1)
+        # Boundary on the edge side: the edge never refuses a body the service accepts (exactly the limit, or
+        # 8 KB + 1, beyond a load balancer's fixed inspection)...
+        assert not waf_blocks_body(acl, contract.MAX_REQUEST_BODY_BYTES, protects)
+        assert not waf_blocks_body(acl, 8 * 1024 + 1, protects)
+        if protects == _waf.APP_RUNNER:   # ...and where WAF can see that far, one byte more is its 413
+            size = rules[_waf.BODY_SIZE_RULE]["Statement"]["SizeConstraintStatement"]
+            assert size["Size"] == contract.MAX_REQUEST_BODY_BYTES
+            assert size["FieldToMatch"]["Body"]["OversizeHandling"] == "MATCH"
+            assert rules[_waf.BODY_SIZE_RULE]["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 413
+            assert waf_blocks_body(acl, contract.MAX_REQUEST_BODY_BYTES + 1, protects)
+        else:   # behind a load balancer one byte more is the service's own 413 (next test)
+            assert _waf.BODY_SIZE_RULE not in rules
+
+
+def test_waf_on_a_load_balancer_has_no_rule_that_blocks_bodies_the_service_accepts():
+    """The instance that slipped in with ECS Express: a MATCH-on-oversize size rule behind an ALB (8 KB
+    inspection) would answer 413 to every body between 8 KB and the service's 64 KiB."""
+    acl = json.loads(json.dumps(_waf.web_acl(fixture_config.environment("dev"), protects=_waf.LOAD_BALANCER)
+                                .to_dict()))
+    for body in (8 * 1024 + 1, 32 * 1024, contract.MAX_REQUEST_BODY_BYTES):
+        assert not waf_blocks_body(acl, body, _waf.LOAD_BALANCER), body
+    with pytest.raises(ValueError, match="protects"):
+        _waf.web_acl(fixture_config.environment("dev"), protects="API_GATEWAY")
 
 
 def test_service_limit_is_the_contract_limit():

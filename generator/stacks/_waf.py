@@ -27,6 +27,11 @@ COUNTED_MANAGED_RULES = {"AWSManagedRulesCommonRuleSet": ("SizeRestrictions_BODY
 # https://docs.aws.amazon.com/waf/latest/developerguide/web-acl-setting-body-inspection-limit.html
 BODY_INSPECTION_LIMITS = {"KB_16": 16 * 1024, "KB_32": 32 * 1024, "KB_48": 48 * 1024, "KB_64": 64 * 1024}
 ASSOCIATED_RESOURCE_TYPE = "APP_RUNNER_SERVICE"
+# What the web ACL protects. App Runner forwards up to the AssociationConfig limit (16-64 KB); an Application Load
+# Balancer forwards a fixed 8 KB and takes no AssociationConfig (same page as above).
+APP_RUNNER = "APP_RUNNER_SERVICE"
+LOAD_BALANCER = "APPLICATION_LOAD_BALANCER"
+FIXED_INSPECTION_BYTES = {LOAD_BALANCER: 8 * 1024}
 PAYLOAD_TOO_LARGE = 413
 
 
@@ -55,7 +60,17 @@ def body_size_rule(priority: int, visibility) -> wafv2.WebACLRule:
 WAF_REDACTED_HEADERS = ("authorization", "cookie")
 
 
-def web_acl(config: EnvironmentConfig) -> wafv2.WebACL:
+def web_acl(config: EnvironmentConfig, protects: str = APP_RUNNER) -> wafv2.WebACL:
+    """The backend's web ACL for the resource type it `protects` (APP_RUNNER or LOAD_BALANCER).
+
+    The body-size rule blocks (413) bodies over the contract's limit only where WAF can see that far: behind App
+    Runner the inspection limit is raised to cover it. Behind a load balancer WAF sees 8 KB only, so a size rule
+    with oversize MATCH would block every body over 8 KB that the app accepts; there the rule is left out and the
+    service's own 413 at the same limit (contract.MAX_REQUEST_BODY_BYTES) is the only one. Raises ValueError for
+    another resource type.
+    """
+    if protects not in (APP_RUNNER, LOAD_BALANCER):
+        raise ValueError(f"web_acl protects {APP_RUNNER} or {LOAD_BALANCER}, not {protects!r}")
     name = naming.web_acl_name(config)
 
     def visibility(metric: str) -> wafv2.VisibilityConfig:
@@ -67,7 +82,9 @@ def web_acl(config: EnvironmentConfig) -> wafv2.WebACL:
         Statement=wafv2.Statement(RateBasedStatement=wafv2.RateBasedStatement(
             AggregateKeyType="IP", Limit=config.backend.waf_rate_limit_per_5_min, EvaluationWindowSec=300)),
         VisibilityConfig=visibility(RATE_LIMIT_RULE),
-    ), body_size_rule(1, visibility)]
+    )]
+    if protects == APP_RUNNER:
+        rules.append(body_size_rule(1, visibility))
     for priority, group in enumerate(MANAGED_RULE_GROUPS, start=2):
         statement = wafv2.ManagedRuleGroupStatement(VendorName="AWS", Name=group)
         if group in COUNTED_MANAGED_RULES:
@@ -80,18 +97,20 @@ def web_acl(config: EnvironmentConfig) -> wafv2.WebACL:
             Statement=wafv2.Statement(ManagedRuleGroupStatement=statement),
             VisibilityConfig=visibility(group),
         ))
-    return describe(wafv2.WebACL(
+    acl = wafv2.WebACL(
         "WebAcl",
         Name=name,
         Scope="REGIONAL",
         Description=f"{config.app_name} {config.name}: rate limit per IP and AWS managed rules for the backend",
         DefaultAction=wafv2.DefaultAction(Allow=wafv2.AllowAction()),
         Rules=rules,
-        AssociationConfig=wafv2.AssociationConfig(RequestBody={
-            ASSOCIATED_RESOURCE_TYPE: wafv2.RequestBodyAssociatedResourceTypeConfig(
-                DefaultSizeInspectionLimit=body_inspection_limit(contract.MAX_REQUEST_BODY_BYTES))}),
         VisibilityConfig=visibility(name),  # metric name = web ACL name: the `WebACL` dimension
-    ), "WAF web ACL of the backend (rate limit, AWS managed rules)")
+    )
+    if protects == APP_RUNNER:
+        acl.AssociationConfig = wafv2.AssociationConfig(RequestBody={
+            ASSOCIATED_RESOURCE_TYPE: wafv2.RequestBodyAssociatedResourceTypeConfig(
+                DefaultSizeInspectionLimit=body_inspection_limit(contract.MAX_REQUEST_BODY_BYTES))})
+    return describe(acl, "WAF web ACL of the backend (rate limit, AWS managed rules)")
 
 
 def waf_logging(template: Template, config: EnvironmentConfig, acl: wafv2.WebACL) -> None:

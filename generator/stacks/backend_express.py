@@ -36,7 +36,7 @@ from generator.cfn import add_output, describe, new_template
 from generator.components import log_group, never_touch_iam, service_trust
 from generator.config import ECS_EXPRESS, EnvironmentConfig
 from generator.stacks import _backend as shared
-from generator.stacks._waf import waf_logging, web_acl
+from generator.stacks._waf import LOAD_BALANCER, waf_logging, web_acl
 from generator.stacks.spec import StackSpec
 
 COMPONENT = "backend"
@@ -209,7 +209,7 @@ def build(config: EnvironmentConfig) -> Template:
             MinTaskCount=backend.min_instances, MaxTaskCount=backend.max_instances),
     ), "ECS Express Mode service running the backend image"))
 
-    acl = template.add_resource(web_acl(config))
+    acl = template.add_resource(web_acl(config, protects=LOAD_BALANCER))
     template.add_resource(describe(wafv2.WebACLAssociation(
         "WebAclAssociation", ResourceArn=GetAtt(service, LOAD_BALANCER_ARN), WebACLArn=GetAtt(acl, "Arn"),
     ), "Attaches the WAF web ACL to the load balancer ECS manages for the service"))
