@@ -21,12 +21,13 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-# Two steps: `make render` needs only the generator and its rendering dependencies (.installed-render);
-# everything else (deploy commands, test tools, the reference service's requirements) comes with `make venv`.
+# Two steps: `make render` installs the generator with its runtime dependencies (.installed-render: rendering,
+# plus boto3/rich/cfn-flip so every `adkit` command, e.g. the offline `diagram` and `cost`, runs; rendering itself
+# imports none of them); test tools and the reference service's requirements come with `make venv`.
 $(VENV)/.installed-render: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[deploy]'
 	@touch $@
 
 $(VENV)/.installed: $(VENV)/.installed-render pyproject.toml $(wildcard apprunner/requirements.txt)
