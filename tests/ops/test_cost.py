@@ -6,12 +6,13 @@ import json
 import re
 from pathlib import Path
 
+import fixture_config
 import pytest
 from cfn_helpers import ENVIRONMENTS
 
 from generator import render
 from generator.cli import main
-from generator.config import environment_names, load_environment, parse_environment
+from generator.config import load_environment, parse_environment
 from generator.deploy import templates
 from generator.deploy.errors import UsageError
 from generator.ops import cost
@@ -99,12 +100,13 @@ def test_an_unknown_region_is_refused_in_one_line(tmp_path):
 
 
 def test_cost_command_offline_json_and_text(tmp_path, capsys):
+    """The kit's own fixture config (pinned to a region the price file carries), never the adopter's config/."""
     config_dir = tmp_path / "config"
     (config_dir / "environments").mkdir(parents=True)
-    source = Path(__file__).resolve().parents[2] / "config"
-    name = environment_names(source / "environments")[0]
-    (config_dir / "environments" / f"{name}.toml").write_text((source / "environments" / f"{name}.toml").read_text())
-    _write(load_environment(name, source / "environments"), tmp_path / "templates")
+    source = fixture_config.FIXTURE_ENVIRONMENTS
+    name = "dev"
+    (config_dir / "environments" / f"{name}.toml").write_text((source / f"{name}.toml").read_text())
+    _write(load_environment(name, source), tmp_path / "templates")
     args = ["--config-dir", str(config_dir), "--templates-dir", str(tmp_path / "templates")]
 
     assert main(["cost", name, "--json", "--region", "eu-west-1", *args]) == 0
