@@ -40,7 +40,7 @@ from generator import contract, naming
 from generator.cfn import add_image_tag_parameter, add_output, add_parameter, describe, new_template
 from generator.components import log_group, never_touch_iam, retention_policies
 from generator.config import EnvironmentConfig, secret_variable
-from generator.stacks._backend import add_data_parameters
+from generator.stacks._backend import add_data_parameters, image_identifier
 from generator.stacks.spec import StackSpec
 
 COMPONENT = "workers"
@@ -102,11 +102,6 @@ def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
     assert tuple(values) == contract.WORKER_VARIABLES, "worker env vars drifted from generator.contract"
     values.update(config.backend.environment)
     return values
-
-
-def image(config: EnvironmentConfig) -> Sub:
-    repository = naming.ecr_repository_name(config.app_name)
-    return Sub(f"${{AWS::AccountId}}.dkr.ecr.${{AWS::Region}}.${{AWS::URLSuffix}}/{repository}:${{ImageTag}}")
 
 
 def _parameters(template: Template, config: EnvironmentConfig) -> None:
@@ -254,7 +249,7 @@ def _task_definition(template: Template, config: EnvironmentConfig, task_role, e
     workers = config.workers
     container = ecs.ContainerDefinition(
         Name=CONTAINER,
-        Image=image(config),
+        Image=image_identifier(config),
         EntryPoint=ENTRY_POINT,
         Command=COMMAND,
         Essential=True,
