@@ -221,6 +221,14 @@ EnvironmentName = Annotated[str, _matching(r"[a-z][a-z0-9]{1,9}", "2-10 lower-ca
                                            "with a letter (e.g. dev, prod, staging)")]
 
 
+def _not_below(field: str, value: int, lower: str, info: ValidationInfo) -> int:
+    """A maximum checked against its minimum field validated just before it (the error names both)."""
+    minimum = info.data.get(lower)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{field} ({value}) must be >= {lower} ({minimum})")
+    return value
+
+
 class Strict(BaseModel):
     """Base for every config section: unknown keys are errors, values are immutable."""
 
@@ -490,10 +498,7 @@ class BackendBase(Strict):
     @field_validator("max_instances")
     @classmethod
     def _instance_range(cls, value: int, info: ValidationInfo) -> int:
-        minimum = info.data.get("min_instances")
-        if minimum is not None and value < minimum:
-            raise ValueError(f"max_instances ({value}) must be >= min_instances ({minimum})")
-        return value
+        return _not_below("max_instances", value, "min_instances", info)
 
     @field_validator("environment")
     @classmethod
@@ -627,10 +632,7 @@ class WorkersConfig(Strict):
     @field_validator("max_tasks")
     @classmethod
     def _task_range(cls, value: int, info: ValidationInfo) -> int:
-        minimum = info.data.get("min_tasks")
-        if minimum is not None and value < minimum:
-            raise ValueError(f"max_tasks ({value}) must be >= min_tasks ({minimum})")
-        return value
+        return _not_below("max_tasks", value, "min_tasks", info)
 
     @field_validator("container_insights")
     @classmethod
