@@ -187,9 +187,14 @@ class LocalAws:
         self.client("s3").create_bucket(Bucket=BUCKET)
 
     def create_db_secret(self, password: str) -> str:
-        resp = self.client("secretsmanager").create_secret(
-            Name=SECRET_NAME, SecretString=json.dumps({"username": APP_USER, "password": password}))
-        self.secret_arn = resp["ARN"]
+        """The DB secret with `password` as its current value. moto keeps one state per process, shared by every
+        local server in it, so a second harness in the same test run finds the secret and sets a new value."""
+        secrets = self.client("secretsmanager")
+        value = json.dumps({"username": APP_USER, "password": password})
+        try:
+            self.secret_arn = secrets.create_secret(Name=SECRET_NAME, SecretString=value)["ARN"]
+        except secrets.exceptions.ResourceExistsException:
+            self.secret_arn = secrets.put_secret_value(SecretId=SECRET_NAME, SecretString=value)["ARN"]
         return self.secret_arn
 
     def create_run_queue(self, name: str = "runs", visibility_timeout: int = 30,
