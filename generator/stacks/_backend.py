@@ -5,7 +5,8 @@ IAM action lists (App Runner in `backend.py`, ECS Express Mode in `backend_expre
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from awacs import ecr as awacs_ecr
 from awacs import kms as awacs_kms
@@ -106,20 +107,37 @@ def add_data_parameters(template: Template) -> None:
     add_parameter(template, "DataAccessPolicyArn", "Managed policy: DB secret and content bucket objects")
 
 
-def add_container_parameters(template: Template, *, data_key: str, ops_key: str, subnets: str,
-                             security_group: tuple[str, str], secrets: Mapping[str, str]) -> None:
+@dataclass(frozen=True)
+class ContainerInputs:
+    """What a container stack uses its inputs for (the parameters' descriptions): the data key, the ops key, the
+    subnets, its security group as (parameter, description), and a secret ARN parameter (a format string with
+    `{name}`, the `backend.secrets` entry, and `{variable}`, the variable it is injected as)."""
+    data_key: str
+    ops_key: str
+    subnets: str
+    security_group: tuple[str, str]
+    secret: str
+
+
+API_INPUTS = ContainerInputs(
+    "Data KMS key (App Runner image copy, secrets)", "Operations KMS key (log groups)",
+    "Private app subnets (route to NAT) for the VPC connector",
+    ("ConnectorSecurityGroupId", "Security group of the VPC connector"), "ARN of the secret {name} (secrets stack)")
+
+
+def add_container_parameters(template: Template, config: EnvironmentConfig, inputs: ContainerInputs) -> None:
     """Inputs every container stack of the app takes, API and workers, in this order: ImageTag, DataKeyArn,
-    OpsKeyArn, AppSubnetIds, the tasks' security group (`security_group` = (parameter, description)), the data
-    stack's outputs (`add_data_parameters`), then one parameter per secret ARN (`secrets`: parameter ->
-    description). The descriptions say what the stack uses each for."""
+    OpsKeyArn, AppSubnetIds, the tasks' security group, the data stack's outputs (`add_data_parameters`), then one
+    secret ARN per `backend.secrets` entry (named by `naming.app_secret_output`)."""
     add_image_tag_parameter(template)
-    add_parameter(template, "DataKeyArn", data_key)
-    add_parameter(template, "OpsKeyArn", ops_key)
-    add_parameter(template, "AppSubnetIds", subnets, type_="List<AWS::EC2::Subnet::Id>")
-    add_parameter(template, security_group[0], security_group[1], type_="AWS::EC2::SecurityGroup::Id")
+    add_parameter(template, "DataKeyArn", inputs.data_key)
+    add_parameter(template, "OpsKeyArn", inputs.ops_key)
+    add_parameter(template, "AppSubnetIds", inputs.subnets, type_="List<AWS::EC2::Subnet::Id>")
+    add_parameter(template, *inputs.security_group, type_="AWS::EC2::SecurityGroup::Id")
     add_data_parameters(template)
-    for parameter, description in secrets.items():
-        add_parameter(template, parameter, description)
+    for name in config.backend.secrets:
+        add_parameter(template, naming.app_secret_output(name),
+                      inputs.secret.format(name=name, variable=secret_variable(name)))
 
 
 CONTRACT_PARAMETERS_DOC = """Parameters: ImageTag (root), DataKeyArn, OpsKeyArn (from the security stack), AppSubnetIds,
@@ -143,12 +161,7 @@ def contract_docstring(outputs: str) -> Callable[[Builder], Builder]:
 
 def add_parameters(template: Template, config: EnvironmentConfig) -> None:
     """The backend contract's inputs, the same on every platform (the root wires them by name)."""
-    add_container_parameters(
-        template, data_key="Data KMS key (App Runner image copy, secrets)", ops_key="Operations KMS key (log groups)",
-        subnets="Private app subnets (route to NAT) for the VPC connector",
-        security_group=("ConnectorSecurityGroupId", "Security group of the VPC connector"),
-        secrets={naming.app_secret_output(name): f"ARN of the secret {name} (secrets stack)"
-                 for name in config.backend.secrets})
+    add_container_parameters(template, config, API_INPUTS)
     add_parameter(template, "FrontendOrigins", "Comma-separated https origins allowed by CORS")
 
 

@@ -41,6 +41,7 @@ from generator.cfn import add_output, describe, new_template
 from generator.components import log_group, never_touch_iam, retention_policies
 from generator.config import EnvironmentConfig
 from generator.stacks._backend import (
+    ContainerInputs,
     add_container_parameters,
     data_variables,
     decrypt_secrets_with_data_key,
@@ -82,6 +83,13 @@ QUEUE_CONSUMER_KMS_ACTIONS = (awacs_kms.Decrypt,)
 QUEUE_PRODUCER_KMS_ACTIONS = (awacs_kms.Decrypt, awacs_kms.GenerateDataKey)
 
 
+WORKER_INPUTS = ContainerInputs(
+    "Data KMS key (queue encryption, secrets)", "Operations KMS key (log group)",
+    "Private app subnets (route to NAT) for the worker tasks",
+    ("WorkerSecurityGroupId", "Security group of the worker tasks (no ingress)"),
+    "ARN of the secret injected as {variable}")
+
+
 def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
     """The worker's plain variables: `contract.WORKER_VARIABLES`, then the application's own
     (`[backend.environment]`, the same as the API's); no secrets."""
@@ -96,15 +104,6 @@ def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
     assert tuple(values) == contract.WORKER_VARIABLES, "worker env vars drifted from generator.contract"
     values.update(config.backend.environment)
     return values
-
-
-def _parameters(template: Template, config: EnvironmentConfig) -> None:
-    add_container_parameters(
-        template, data_key="Data KMS key (queue encryption, secrets)", ops_key="Operations KMS key (log group)",
-        subnets="Private app subnets (route to NAT) for the worker tasks",
-        security_group=("WorkerSecurityGroupId", "Security group of the worker tasks (no ingress)"),
-        secrets={parameter: f"ARN of the secret injected as {variable}"
-                 for variable, parameter in secret_variables(config).items()})
 
 
 # ---- queues -------------------------------------------------------------------------------------
@@ -415,7 +414,7 @@ def build(config: EnvironmentConfig) -> Template:
     if not config.workers.enabled:
         raise ValueError(f"{config.name}: workers.enabled is false; the workers stack is not part of it")
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
-    _parameters(template, config)
+    add_container_parameters(template, config, WORKER_INPUTS)
     queue, dead = _queues(template, config)
     group = log_group(template, "WorkerLogGroup", description="Logs of the worker containers (KMS, retention)",
                       kms_key_arn=Ref("OpsKeyArn"), retention_days=config.logging.retention_days,
