@@ -6,6 +6,7 @@ module decides the rest, kept apart so each can change alone:
 - `SUPPLEMENTS`: actions CloudFormation calls that a type's schema handler list misses (each with its source).
 - the environment permissions boundary: a managed policy (bootstrap stack) that every IAM role of the
   environment stacks carries; the deployment role may create or change roles only with it attached.
+- `OPTIONAL_FEATURES`: actions a handler lists only for a feature no environment template uses (dropped).
 - resource scopes: actions whose every resource type the kit can name before the resource exists (Lambda
   functions, log groups, buckets, topics, alarms, queues, ECS clusters and services, the web ACL, event rules,
   budgets, the backup vault, the DB cluster and its groups, secrets) are granted on the environments' names
@@ -17,7 +18,8 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from awacs.aws import Action, Allow, Deny, PolicyDocument, Statement
 from troposphere import Sub
@@ -47,6 +49,94 @@ SUPPLEMENTS: dict[str, tuple[tuple[str, str], ...]] = {
 def supplement_actions(types: Iterable[str]) -> list[str]:
     """Sorted supplement actions for these resource types."""
     return sorted({action for t in types for action, _ in SUPPLEMENTS.get(t, ())})
+
+
+# ---- (e) features the environments never use ---------------------------------------------------------
+# A handler list names the calls of every feature of its type; some are made only when a template turns the
+# feature on. Those actions are left out while no template does (each with what turns it on and the source).
+
+
+@dataclass(frozen=True)
+class OptionalFeature:
+    """Actions that `types`' handlers call only for a feature, `used(resources)` (over the (type, properties)
+    of every resource of the environment templates) says whether any template turns it on."""
+    types: frozenset[str]
+    actions: frozenset[str]
+    used: Callable[[Sequence[tuple[str, Mapping]]], bool]
+    source: str
+
+
+def _any_with(resource_type: str, *properties: str) -> Callable[[Sequence[tuple[str, Mapping]]], bool]:
+    return lambda resources: any(t == resource_type and set(properties) & set(p) for t, p in resources)
+
+
+def _association_targets_other_than_app_runner_or_alb(resources: Sequence[tuple[str, Mapping]]) -> bool:
+    """The kit associates its web ACL with an App Runner service (`ServiceArn`) or the load balancer of an ECS
+    Express service (`ECSManagedResourceArns.IngressPath.LoadBalancerArn`); anything else counts as another
+    target."""
+    allowed = {"ServiceArn", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"}
+    return any(t == "AWS::WAFv2::WebACLAssociation"
+               and (p.get("ResourceArn", {}).get("Fn::GetAtt", [None, None])[1] not in allowed
+                    if isinstance(p.get("ResourceArn"), dict) else True)
+               for t, p in resources)
+
+
+OPTIONAL_FEATURES: tuple[OptionalFeature, ...] = (
+    OptionalFeature(
+        frozenset({"AWS::WAFv2::WebACLAssociation"}),
+        frozenset({"apigateway:SetWebACL", "appsync:AssociateWebACL", "appsync:DisassociateWebACL",
+                   "appsync:GetWebACLForResource", "appsync:SetWebACL", "bedrock-agentcore:GatewayAssociateWebACL",
+                   "bedrock-agentcore:GatewayDisassociateWebACL", "bedrock-agentcore:GatewayGetWebACLForResource",
+                   "cognito-idp:AssociateWebACL", "cognito-idp:DisassociateWebACL", "cognito-idp:GetWebACLForResource",
+                   "ec2:AssociateVerifiedAccessInstanceWebAcl", "ec2:DescribeVerifiedAccessInstanceWebAclAssociations",
+                   "ec2:DisassociateVerifiedAccessInstanceWebAcl", "ec2:GetVerifiedAccessInstanceWebAcl"}),
+        _association_targets_other_than_app_runner_or_alb,
+        "AssociateWebACL needs the permissions of the protected resource's type only; the kit protects App "
+        "Runner services and ALBs (https://docs.aws.amazon.com/waf/latest/APIReference/API_AssociateWebACL.html)"),
+    OptionalFeature(
+        frozenset({"AWS::S3::Bucket"}),
+        frozenset({"s3tables:CreateNamespace", "s3tables:CreateTable", "s3tables:CreateTableBucket",
+                   "s3tables:GetTable", "s3tables:GetTableMetadataLocation", "s3tables:PutTableBucketPolicy",
+                   "s3tables:PutTableEncryption", "s3tables:PutTablePolicy", "s3tables:UpdateTableMetadataLocation"}),
+        _any_with("AWS::S3::Bucket", "MetadataConfiguration", "MetadataTableConfiguration"),
+        "S3 Metadata keeps its tables in an S3 table bucket, only for a bucket with a metadata configuration "
+        "(https://docs.aws.amazon.com/AmazonS3/latest/userguide/metadata-tables-permissions.html)"),
+    OptionalFeature(
+        frozenset({"AWS::Lambda::Function"}),
+        frozenset({"elasticfilesystem:DescribeMountTargets", "s3files:ListMountTargets"}),
+        _any_with("AWS::Lambda::Function", "FileSystemConfigs"),
+        "a function reads mount targets only when it mounts a file system "
+        "(https://docs.aws.amazon.com/lambda/latest/dg/configuration-filesystem.html)"),
+    OptionalFeature(
+        frozenset({"AWS::Amplify::App", "AWS::Amplify::Branch"}),
+        frozenset({"codecommit:GetRepository", "codecommit:GetRepositoryTriggers",
+                   "codecommit:PutRepositoryTriggers"}),
+        lambda resources: any(t == "AWS::Amplify::App" and "codecommit" in json.dumps(p.get("Repository", ""))
+                              for t, p in resources),
+        "CodeCommit calls read or set triggers of a CodeCommit repository, which the app names in `Repository`; "
+        "the kit connects a GitHub repository (inferred from the calls, UNCONFIRMED in AWS documentation)"),
+    OptionalFeature(
+        frozenset({"AWS::EC2::VPCEndpoint"}),
+        frozenset({"vpc-lattice:CreateServiceNetworkVpcEndpointAssociation", "vpce:AllowMultiRegion"}),
+        _any_with("AWS::EC2::VPCEndpoint", "ServiceNetworkArn", "ResourceConfigurationArn", "ServiceRegion"),
+        "only service-network and resource endpoints (ServiceNetworkArn, ResourceConfigurationArn) use VPC "
+        "Lattice, only a cross-region endpoint (ServiceRegion) needs vpce:AllowMultiRegion; the kit's endpoints "
+        "are gateway and interface endpoints in the stack's region (inferred from the schema, UNCONFIRMED)"),
+)
+
+
+def unused_feature_actions(templates: Iterable[Mapping]) -> set[str]:
+    """Actions of OPTIONAL_FEATURES that no template uses and that no other resource type of the templates
+    needs (an action another type lists stays)."""
+    resources = [(r["Type"], r.get("Properties", {})) for t in templates for r in t.get("Resources", {}).values()]
+    types = {t for t, _ in resources}
+    unused = [f for f in OPTIONAL_FEATURES if f.types & types and not f.used(resources)]
+    dropped = set().union(*(f.actions for f in unused)) if unused else set()
+    needed = set()
+    for resource_type in types:
+        own = set().union(*(f.actions for f in unused if resource_type in f.types))
+        needed |= deploy_permissions.handler_permissions(resource_type) - own
+    return dropped - needed
 
 
 # ---- (c) the environment permissions boundary -----------------------------------------------------

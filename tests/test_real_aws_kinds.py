@@ -556,6 +556,47 @@ def test_deploy_role_policies_fit_iam_size_limits():
     assert len(managed) <= dp.MAX_MANAGED_POLICIES_PER_ROLE
 
 
+def test_every_optional_feature_is_listed_by_its_types_and_has_a_source():
+    from generator import deploy_permissions, deploy_scopes
+    for feature in deploy_scopes.OPTIONAL_FEATURES:
+        assert feature.source.strip()
+        for type_ in feature.types:
+            assert feature.actions <= deploy_permissions.handler_permissions(type_), (type_, sorted(
+                feature.actions - deploy_permissions.handler_permissions(type_)))
+
+
+def test_the_deploy_role_lacks_the_actions_of_features_no_environment_uses():
+    from generator import deploy_scopes
+    templates = [tmpl for path, tmpl in all_templates().items() if path.split("/")[0] in ENVIRONMENTS]
+    unused = deploy_scopes.unused_feature_actions(templates)
+    assert {"appsync:AssociateWebACL", "s3tables:CreateTable"} <= unused
+    granted = {a for st in deploy_role_statements() if st["Effect"] == "Allow" for a in as_list(st["Action"])}
+    assert not unused & granted, sorted(unused & granted)
+
+
+@pytest.mark.parametrize("resource_type, properties, kept", [
+    ("AWS::S3::Bucket", {"MetadataTableConfiguration": {}}, "s3tables:CreateTable"),
+    ("AWS::Lambda::Function", {"FileSystemConfigs": []}, "elasticfilesystem:DescribeMountTargets"),
+    ("AWS::Amplify::App", {"Repository": "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/x"},
+     "codecommit:GetRepository"),
+    ("AWS::EC2::VPCEndpoint", {"ServiceNetworkArn": "arn"}, "vpc-lattice:CreateServiceNetworkVpcEndpointAssociation"),
+    ("AWS::WAFv2::WebACLAssociation", {"ResourceArn": {"Ref": "GraphQlApi"}}, "appsync:AssociateWebACL"),
+    ("AWS::WAFv2::WebACLAssociation", {"ResourceArn": "arn:aws:cognito-idp:x"}, "cognito-idp:AssociateWebACL"),
+])
+def test_a_template_that_turns_a_feature_on_keeps_its_actions(resource_type, properties, kept):
+    from generator import deploy_scopes
+    templates = [tmpl for path, tmpl in all_templates().items() if path.split("/")[0] in ENVIRONMENTS]
+    assert kept in deploy_scopes.unused_feature_actions(templates)
+    extra = {"Resources": {"Extra": {"Type": resource_type, "Properties": properties}}}
+    assert kept not in deploy_scopes.unused_feature_actions([*templates, extra])
+
+
+def test_the_kits_web_acl_associations_target_app_runner_services_or_load_balancers():
+    targets = {props(res)["ResourceArn"]["Fn::GetAtt"][1] for path, _, res in every_resource()
+               if res["Type"] == "AWS::WAFv2::WebACLAssociation"}
+    assert targets and targets <= {"ServiceArn", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"}
+
+
 def test_every_supplement_is_a_real_action_with_a_source_and_is_granted():
     from generator import deploy_permissions, deploy_scopes
     granted = {a for st in deploy_role_statements() if st["Effect"] == "Allow" for a in as_list(st["Action"])}

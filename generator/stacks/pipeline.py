@@ -211,7 +211,8 @@ def _deploy_role(template: Template, account: AccountConfig, chain: list[Environ
     resource types they contain, IAM and nested-stack actions scoped to the environments' own names."""
     templates = [t for config in chain for t in environment_templates[config.name]]
     types = deploy_permissions.resource_types(templates)
-    groups = deploy_permissions.by_scope([*deploy_permissions.deploy_actions(types),
+    unused = deploy_scopes.unused_feature_actions(templates)
+    groups = deploy_permissions.by_scope([*(set(deploy_permissions.deploy_actions(types)) - unused),
                                           *deploy_scopes.supplement_actions(types)])
     prefixes = [naming.root_stack_name(config) for config in chain]
     boundary = deploy_scopes.boundary_arn(account.app_name)
