@@ -38,8 +38,10 @@ import tarfile
 import tempfile
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import localdev
@@ -50,24 +52,63 @@ HEARTBEAT = 1.0
 
 @dataclass
 class Stream:
-    pings: list[float] = field(default_factory=list)
-    opened: bool = False
+    """One SSE connection of a step: when its response opened (time.monotonic(); 0 = never) and why it failed."""
+
+    opened_at: float = 0.0
     error: str = ""
 
 
-async def hold_stream(port: int, path: str, stream: Stream, stop: asyncio.Event, opened: asyncio.Queue) -> None:
+S = TypeVar("S", bound=Stream)
+
+
+@dataclass
+class IdleStream(Stream):
+    pings: list[float] = field(default_factory=list)  # loop.time() of each ping
+
+
+async def request_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str,
+                         status_timeout: float) -> None:
+    """Send `GET path` for an SSE stream on an open connection and read up to the end of the response headers.
+
+    Raises RuntimeError when the status is not 200, TimeoutError when no status line comes in `status_timeout` s.
+    """
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode())
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), status_timeout)
+    if b" 200 " not in status:
+        raise RuntimeError(status.decode(errors="replace").strip())
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass  # headers
+
+
+async def run_stream(port: int, path: str, status_timeout: float, stream: Stream, opened: asyncio.Queue,
+                     read: Callable[[asyncio.StreamReader], Awaitable[None]]) -> None:
+    """Open `GET path` on 127.0.0.1:`port`, then `read` the response body until it returns or the task is cancelled.
+
+    Puts 1 on `opened` once the response headers are in, 0 if the stream fails before that; any failure is kept
+    in `stream.error` (never raised). The connection is closed in every case.
+    """
     writer = None
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode())
-        await writer.drain()
-        status = await asyncio.wait_for(reader.readline(), 60)
-        if b" 200 " not in status:
-            raise RuntimeError(status.decode(errors="replace").strip())
-        while (await reader.readline()) not in (b"\r\n", b""):
-            pass  # headers
-        stream.opened = True
+        await request_stream(reader, writer, path, status_timeout)
+        stream.opened_at = time.monotonic()
         opened.put_nowait(1)
+        await read(reader)
+    except asyncio.CancelledError:
+        pass  # the step is over
+    except Exception as e:
+        stream.error = f"{type(e).__name__}: {e}"
+        if not stream.opened_at:
+            opened.put_nowait(0)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+async def hold_stream(port: int, path: str, stream: IdleStream, stop: asyncio.Event, opened: asyncio.Queue) -> None:
+    """Hold one SSE response until `stop` is set and record when each ping arrives."""
+    async def read_pings(reader: asyncio.StreamReader) -> None:
         loop = asyncio.get_running_loop()
         stop_wait = asyncio.ensure_future(stop.wait())
         while not stop.is_set():
@@ -82,13 +123,8 @@ async def hold_stream(port: int, path: str, stream: Stream, stop: asyncio.Event,
             if b": ping" in line:  # chunked framing: the ping comment sits on its own line
                 stream.pings.append(loop.time())
         stop_wait.cancel()
-    except Exception as e:
-        stream.error = f"{type(e).__name__}: {e}"
-        if not stream.opened:
-            opened.put_nowait(0)
-    finally:
-        if writer is not None:
-            writer.close()
+
+    await run_stream(port, path, 60, stream, opened, read_pings)
 
 
 def proc_stats(pid: int) -> tuple[float, int]:
@@ -121,24 +157,35 @@ async def request_latencies(base: str, path: str, count: int, spacing: float) ->
     return out
 
 
-async def run_step(n: int, port: int, base: str, project_id: str, pid: int, hold: float) -> dict:
-    stop = asyncio.Event()
+async def open_streams(streams: list[S], start: Callable[[S, asyncio.Queue], Awaitable[None]],
+                       wait_s: float) -> tuple[list[asyncio.Task], int, float]:
+    """Run `start(stream, opened)` as a task for each stream, ramped up, and wait until each has said on `opened`
+    whether it opened (at most `wait_s` seconds for each answer).
+
+    Returns the tasks, how many streams opened, and the seconds from the first start to the last answer.
+    """
     opened: asyncio.Queue = asyncio.Queue()
-    streams = [Stream() for _ in range(n)]
-    path = f"/projects/{project_id}/events"
     t0 = time.monotonic()
     tasks = []
     for i, s in enumerate(streams):
-        tasks.append(asyncio.create_task(hold_stream(port, path, s, stop, opened)))
+        tasks.append(asyncio.create_task(start(s, opened)))
         if i % 50 == 49:
             await asyncio.sleep(0.02)  # a ramp, not a SYN flood
-    results = []
+    ok = 0
     try:
-        while len(results) < n:
-            results.append(await asyncio.wait_for(opened.get(), 90))
+        for _ in streams:
+            ok += await asyncio.wait_for(opened.get(), wait_s)
     except TimeoutError:
         pass
-    open_seconds = time.monotonic() - t0
+    return tasks, ok, time.monotonic() - t0
+
+
+async def run_step(n: int, port: int, base: str, project_id: str, pid: int, hold: float) -> dict:
+    stop = asyncio.Event()
+    streams = [IdleStream() for _ in range(n)]
+    path = f"/projects/{project_id}/events"
+    tasks, ok, open_seconds = await open_streams(
+        streams, lambda s, opened: hold_stream(port, path, s, stop, opened), 90)
     loop = asyncio.get_running_loop()
     await asyncio.sleep(HEARTBEAT * 1.5)  # settle
     cpu0, _ = proc_stats(pid)
@@ -158,7 +205,7 @@ async def run_step(n: int, port: int, base: str, project_id: str, pid: int, hold
     errors = [s.error for s in streams if s.error]
     await asyncio.sleep(2)  # let the server close the streams before the next step
     return {
-        "streams": n, "opened": sum(results), "errors": len(errors), "first_error": errors[0] if errors else "",
+        "streams": n, "opened": ok, "errors": len(errors), "first_error": errors[0] if errors else "",
         "open_s": round(open_seconds, 2), "gaps": len(lateness),
         "late_p50_ms": round(percentile(lateness, 50) * 1000, 1),
         "late_p99_ms": round(percentile(lateness, 99) * 1000, 1),
@@ -187,10 +234,8 @@ async def ramp(steps: list[int], hold: float, threshold_ms: float, budget_s: flo
 
 
 @dataclass
-class FlowStream:
+class FlowStream(Stream):
     messages: list[tuple[float, int]] = field(default_factory=list)  # (time.monotonic(), event id or 0 = ping)
-    opened_at: float = 0.0
-    error: str = ""
 
 
 async def follow_stream(port: int, path: str, stream: FlowStream, opened: asyncio.Queue) -> None:
@@ -199,19 +244,9 @@ async def follow_stream(port: int, path: str, stream: FlowStream, opened: asynci
     Reads whatever bytes are there and splits lines itself: one read per wake-up, not one task per line,
     so the load generator stays cheaper than the server it measures.
     """
-    writer = None
     now = time.monotonic
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode())
-        await writer.drain()
-        status = await asyncio.wait_for(reader.readline(), 90)
-        if b" 200 " not in status:
-            raise RuntimeError(status.decode(errors="replace").strip())
-        while (await reader.readline()) not in (b"\r\n", b""):
-            pass  # headers
-        stream.opened_at = now()
-        opened.put_nowait(1)
+
+    async def read_messages(reader: asyncio.StreamReader) -> None:
         partial = b""
         while True:
             data = await reader.read(65536)
@@ -225,15 +260,8 @@ async def follow_stream(port: int, path: str, stream: FlowStream, opened: asynci
                     stream.messages.append((at, int(line[4:])))
                 elif line.startswith(b": ping"):
                     stream.messages.append((at, 0))
-    except asyncio.CancelledError:
-        pass  # the step is over
-    except Exception as e:
-        stream.error = f"{type(e).__name__}: {e}"
-        if not stream.opened_at:
-            opened.put_nowait(0)
-    finally:
-        if writer is not None:
-            writer.close()
+
+    await run_stream(port, path, 90, stream, opened, read_messages)
 
 
 def post_events_main(base: str, project_id: str, interval: float, seconds: float) -> int:
@@ -264,22 +292,9 @@ def create_project(base: str, name: str) -> str:
 async def run_flowing_step(n: int, label: str, base: str, pid: int, hold: float, interval: float) -> dict:
     port = int(base.rsplit(":", 1)[1])
     project_id = await asyncio.to_thread(create_project, base, f"bench {label} {n}")
-    opened: asyncio.Queue = asyncio.Queue()
     streams = [FlowStream() for _ in range(n)]
     path = f"/projects/{project_id}/events"
-    t0 = time.monotonic()
-    tasks = []
-    for i, s in enumerate(streams):
-        tasks.append(asyncio.create_task(follow_stream(port, path, s, opened)))
-        if i % 50 == 49:
-            await asyncio.sleep(0.02)
-    ok = 0
-    try:
-        for _ in range(n):
-            ok += await asyncio.wait_for(opened.get(), 120)
-    except TimeoutError:
-        pass
-    open_seconds = time.monotonic() - t0
+    tasks, ok, open_seconds = await open_streams(streams, lambda s, opened: follow_stream(port, path, s, opened), 120)
     await asyncio.sleep(HEARTBEAT * 1.5)  # settle
     cpu0, _ = proc_stats(pid)
     client0 = resource.getrusage(resource.RUSAGE_SELF)

@@ -1,4 +1,5 @@
-"""Session fixtures for the app contract tests: real PostgreSQL (TLS), moto (S3 + Secrets Manager), the service.
+"""Session fixtures for the app contract tests: real PostgreSQL (TLS), moto (S3 + Secrets Manager), the service;
+per test module, an HTTP client of the service and a project of its own.
 
 The service is started as the image starts it (`python -m adagency_backend`) with exactly the env var and
 secret names of the rendered backend template, pointing at the local servers. No internet, no AWS account.
@@ -10,6 +11,7 @@ import secrets
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -52,3 +54,17 @@ def service(names, pg, aws, tmp_path_factory) -> Running:
     running = Running(base, proc, log_path, pg, aws, env, names, gemini_key, [pg.password])
     yield running
     localdev.stop_service(proc)
+
+
+@pytest.fixture(scope="module")
+def http(service):
+    with httpx.Client(base_url=service.base, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def project(http) -> dict:
+    """A project created through the API for the test module (one per module)."""
+    resp = http.post("/projects", json={"name": "Spring campaign", "description": "fixture"})
+    assert resp.status_code == 201, resp.text
+    return resp.json()

@@ -1,8 +1,10 @@
-"""A minimal SSE reader for the contract tests: reads one response to its end and keeps timings."""
+"""A minimal SSE reader for the contract tests: reads one response to its end and keeps timings, in the calling
+thread (`read_stream`) or in a thread of its own while the test goes on (`BackgroundStream`)."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,3 +71,25 @@ def read_stream(url: str, last_event_id: int | None = None, timeout: float = 30,
                     block[key] = value
     result.duration = time.monotonic() - started
     return result
+
+
+class BackgroundStream:
+    """`read_stream(url, **kwargs)` in a thread of its own, so the test can act while the stream is open.
+
+    Returns from the constructor once the response has opened (status 200, headers read); AssertionError if it
+    has not within `open_timeout` seconds. `result(timeout)` waits up to `timeout` seconds for the response to
+    end and returns what was read; AssertionError if it is still open.
+    """
+
+    def __init__(self, url: str, open_timeout: float = 5, **kwargs) -> None:
+        opened = threading.Event()
+        self._out: dict[str, StreamResult] = {}
+        self._thread = threading.Thread(
+            target=lambda: self._out.update(r=read_stream(url, on_open=opened.set, **kwargs)))
+        self._thread.start()
+        assert opened.wait(open_timeout), f"{url}: not open after {open_timeout}s"
+
+    def result(self, timeout: float) -> StreamResult:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"stream still open after {timeout}s"
+        return self._out["r"]

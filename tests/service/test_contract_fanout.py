@@ -65,23 +65,47 @@ async def _settle() -> None:
     await asyncio.sleep(0.02)
 
 
+def _stream(broker, fake: FakeEvents, out: list, last_event_id: int = 0,
+            stall: asyncio.Event | None = None) -> asyncio.Task:
+    """A task consuming one SSE stream of the fake project (resuming after `last_event_id`) into `out`."""
+    return asyncio.create_task(_consume(events.stream_events(None, broker, fake.project_id, last_event_id, 30, 10),
+                                        out, stall))
+
+
+async def _open_streams(broker, fake: FakeEvents, count: int) -> tuple[list[list], list[asyncio.Task]]:
+    """`count` streams of the fake project from its first event, each into a list of its own, once they are
+    subscribed: (the lists, the tasks)."""
+    outs: list[list] = [[] for _ in range(count)]
+    tasks = [_stream(broker, fake, out) for out in outs]
+    await _settle()
+    return outs, tasks
+
+
+def _publish(broker, fake: FakeEvents, n: int = 1) -> list[int]:
+    """Store `n` events and wake the project's streams, as the LISTEN connection does on NOTIFY; their ids."""
+    ids = fake.append(n)
+    broker._wake(str(fake.project_id))
+    return ids
+
+
+async def _drain(broker, tasks: list[asyncio.Task], timeout: float) -> None:
+    """Drain the broker (what shutdown does); every stream must end within `timeout` seconds."""
+    broker.begin_drain()
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout)
+
+
 def test_contract_fanout_one_read_per_project_per_notify(fake):
     """200 streams on one project, three NOTIFYs: three reads in total, not 600; every stream gets every event."""
     async def run():
         broker = events.EventBroker(_never_connects)
-        outs = [[] for _ in range(200)]
-        tasks = [asyncio.create_task(_consume(events.stream_events(None, broker, fake.project_id, 0, 30, 10), out))
-                 for out in outs]
-        await _settle()
+        outs, tasks = await _open_streams(broker, fake, 200)
         fake.reads = 0
         posted = []
         for _ in range(3):
-            posted += fake.append()
-            broker._wake(str(fake.project_id))  # what the LISTEN connection does on NOTIFY
+            posted += _publish(broker, fake)
             await _settle()
         reads = fake.reads
-        broker.begin_drain()
-        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        await _drain(broker, tasks, 5)
         await broker.close()
         return outs, posted, reads
 
@@ -96,19 +120,15 @@ def test_contract_fanout_slow_client_is_cut_loose_and_others_get_everything(fake
     async def run():
         broker = events.EventBroker(_never_connects)
         fast, slow, stall = [], [], asyncio.Event()
-        tasks = [asyncio.create_task(_consume(events.stream_events(None, broker, fake.project_id, 0, 30, 10), fast)),
-                 asyncio.create_task(_consume(events.stream_events(None, broker, fake.project_id, 0, 30, 10), slow,
-                                              stall))]
+        tasks = [_stream(broker, fake, fast), _stream(broker, fake, slow, stall=stall)]
         await _settle()
         posted = []
         for _ in range(12):  # one batch each: three times the window
-            posted += fake.append()
-            broker._wake(str(fake.project_id))
+            posted += _publish(broker, fake)
             await _settle()
         stall.set()  # the slow client reads again: it is told to reconnect, and its stream ends
         await asyncio.wait_for(tasks[1], 5)
-        broker.begin_drain()
-        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        await _drain(broker, tasks, 5)
         await broker.close()
         return fast, slow, posted
 
@@ -130,23 +150,19 @@ def test_contract_fanout_joins_and_resumes_anywhere_without_loss_or_duplicates(f
         tasks = []
         for _ in range(30):
             if rng.random() < 0.5:
-                fake.append(rng.randint(1, 3))
-                broker._wake(str(fake.project_id))
+                _publish(broker, fake, rng.randint(1, 3))
             if rng.random() < 0.3:
                 await _settle()
             last = rng.randint(0, fake.rows[-1]["id"])
             out: list = []
             streams.append((last, out))
-            tasks.append(asyncio.create_task(_consume(
-                events.stream_events(None, broker, fake.project_id, last, 30, 10), out)))
+            tasks.append(_stream(broker, fake, out, last))
             await asyncio.sleep(0)
         for _ in range(5):
-            fake.append(rng.randint(1, 4))
-            broker._wake(str(fake.project_id))
+            _publish(broker, fake, rng.randint(1, 4))
             await _settle()
         await _settle()
-        broker.begin_drain()
-        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        await _drain(broker, tasks, 5)
         await broker.close()
         return streams, [r["id"] for r in fake.rows]
 
@@ -158,13 +174,9 @@ def test_contract_fanout_joins_and_resumes_anywhere_without_loss_or_duplicates(f
 def test_contract_fanout_drain_ends_every_stream_at_once(fake):
     async def run():
         broker = events.EventBroker(_never_connects)
-        outs = [[] for _ in range(20)]
-        tasks = [asyncio.create_task(_consume(events.stream_events(None, broker, fake.project_id, 0, 30, 10), out))
-                 for out in outs]
-        await _settle()
+        _, tasks = await _open_streams(broker, fake, 20)
         assert broker.subscriber_count() == 20
-        broker.begin_drain()
-        await asyncio.wait_for(asyncio.gather(*tasks), 2)
+        await _drain(broker, tasks, 2)
         assert broker.subscriber_count() == 0
         await broker.close()
 

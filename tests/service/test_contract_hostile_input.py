@@ -7,24 +7,10 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import localdev
 import pytest
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def http(service):
-    with httpx.Client(base_url=service.base, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def project(http) -> dict:
-    resp = http.post("/projects", json={"name": "Hostile input"})
-    assert resp.status_code == 201, resp.text
-    return resp.json()
 
 
 def _nested(depth: int) -> bytes:

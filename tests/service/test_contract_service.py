@@ -20,22 +20,9 @@ from harness import (
     UPLOAD_MAX_BYTES,
     service_env,
 )
-from sse_client import read_stream
+from sse_client import BackgroundStream, read_stream
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def http(service):
-    with httpx.Client(base_url=service.base, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def project(http) -> dict:
-    resp = http.post("/projects", json={"name": "Spring campaign", "description": "fixture"})
-    assert resp.status_code == 201, resp.text
-    return resp.json()
 
 
 def post_event(http, project_id: str, n: int) -> int:
@@ -143,16 +130,11 @@ def test_contract_sse_resumes_with_last_event_id_without_loss(http, service):
     url = f"{service.base}/projects/{pid}/events"
     posted = [post_event(http, pid, n) for n in range(3)]  # before anyone listens: replayed
 
-    opened = threading.Event()
-    first: dict = {}
-    reader = threading.Thread(target=lambda: first.update(r=read_stream(url, on_open=opened.set)))
-    reader.start()
-    assert opened.wait(5)
+    first = BackgroundStream(url)
     time.sleep(0.3)
     live_sent = time.monotonic()
     posted += [post_event(http, pid, n) for n in range(3, 5)]  # while streaming: delivered live
-    reader.join(SSE_LIMIT_SECONDS + 10)
-    r1 = first["r"]
+    r1 = first.result(SSE_LIMIT_SECONDS + 10)
     assert r1.ids == posted, (r1.ids, posted)
     assert r1.events[-1]["data"]["data"] == {"n": 4} and r1.events[-1]["event"] == "generation.step"
 
@@ -173,17 +155,11 @@ def test_contract_sse_resumes_with_last_event_id_without_loss(http, service):
 
 def test_contract_sse_live_events_arrive_promptly(http, service):
     pid = http.post("/projects", json={"name": "SSE latency"}).json()["id"]
-    opened = threading.Event()
-    out: dict = {}
-    t = threading.Thread(target=lambda: out.update(r=read_stream(f"{service.base}/projects/{pid}/events",
-                                                                 on_open=opened.set)))
-    t.start()
-    assert opened.wait(5)
+    stream = BackgroundStream(f"{service.base}/projects/{pid}/events")
     time.sleep(0.2)
     sent_at = time.monotonic()
     post_event(http, pid, 1)
-    t.join(SSE_LIMIT_SECONDS + 10)
-    r = out["r"]
+    r = stream.result(SSE_LIMIT_SECONDS + 10)
     assert len(r.events) == 1
     latency = r.started + r.events[0]["at"] - sent_at
     # delivered by LISTEN/NOTIFY within a fraction of the heartbeat, not by polling or the next response
@@ -271,12 +247,7 @@ def test_contract_db_password_rotation_recovers_without_restart(http, service):
     pg, aws = service.pg, service.aws
     pid = http.post("/projects", json={"name": "Before rotation"}).json()["id"]
     reads_before = service.log_text().count('"database secret loaded"')
-    opened = threading.Event()
-    out: dict = {}
-    t = threading.Thread(target=lambda: out.update(r=read_stream(f"{service.base}/projects/{pid}/events",
-                                                                 on_open=opened.set)))
-    t.start()
-    assert opened.wait(5)
+    stream = BackgroundStream(f"{service.base}/projects/{pid}/events")
 
     old, new = pg.password, localdev.new_password()
     pg.set_password(new)
@@ -292,8 +263,7 @@ def test_contract_db_password_rotation_recovers_without_restart(http, service):
     created = http.post("/projects", json={"name": "After rotation"})
     assert created.status_code == 201, created.text
     event_id = post_event(http, pid, 1)
-    t.join(SSE_LIMIT_SECONDS + 10)
-    assert out["r"].ids == [event_id]  # the open stream survived and got the event
+    assert stream.result(SSE_LIMIT_SECONDS + 10).ids == [event_id]  # the open stream survived and got the event
     assert service.proc.poll() is None  # no restart
     logs = service.log_text()
     assert "database refused the credentials; re-reading the secret" in logs
@@ -306,19 +276,14 @@ def test_contract_graceful_shutdown_ends_streams_and_exits(names, pg, aws, tmp_p
     log_path = tmp_path / "service.log"
     proc, base = localdev.start_service(env, log_path)
     try:
-        opened = threading.Event()
-        out: dict = {}
-        t = threading.Thread(target=lambda: out.update(r=read_stream(f"{base}/projects/{project['id']}/events",
-                                                                     on_open=opened.set, timeout=30)))
-        t.start()
-        assert opened.wait(5)
+        stream = BackgroundStream(f"{base}/projects/{project['id']}/events", timeout=30)
         time.sleep(0.2)
         started = time.monotonic()
         proc.terminate()
         proc.wait(10)
-        t.join(5)
+        result = stream.result(5)
         assert time.monotonic() - started < 5
-        assert out["r"].duration < 10  # far below the 60 s stream limit
+        assert result.duration < 10  # far below the 60 s stream limit
     finally:
         localdev.stop_service(proc)
     logs = log_path.read_text()

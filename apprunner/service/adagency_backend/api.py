@@ -12,7 +12,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from . import repository, runs
@@ -38,13 +38,22 @@ def _no_control_chars(value: str, allowed: str = "") -> str:
     return value
 
 
+def _free_text_chars(value: str) -> str:
+    return _no_control_chars(value, allowed="\n\t")
+
+
+# Free text (a description, a brief): any printable characters, line breaks and tabs; no other control or
+# invisible format characters (ValueError -> 422). Length limits go on the field: `Field(max_length=...)`.
+FreeText = Annotated[str, AfterValidator(_free_text_chars)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class ProjectIn(Strict):
     name: str = Field(min_length=1, max_length=120)
-    description: str = Field("", max_length=2000)
+    description: FreeText = Field("", max_length=2000)
 
     @field_validator("name")
     @classmethod
@@ -53,11 +62,6 @@ class ProjectIn(Strict):
         if not all(ch.isalnum() or ch in NAME_PUNCTUATION for ch in v):
             raise ValueError(f"may contain letters, digits, spaces and {''.join(sorted(NAME_PUNCTUATION - {' '}))}")
         return v
-
-    @field_validator("description")
-    @classmethod
-    def _description_charset(cls, v: str) -> str:
-        return _no_control_chars(v, allowed="\n\t")
 
 
 class Project(BaseModel):
@@ -175,12 +179,7 @@ _SSE_EVENT_SCHEMA = {  # OpenAPI 3.1: a text/event-stream `schema` describes one
 
 
 class RunIn(Strict):
-    brief: str = Field(min_length=1, max_length=4000)
-
-    @field_validator("brief")
-    @classmethod
-    def _brief_charset(cls, v: str) -> str:
-        return _no_control_chars(v, allowed="\n\t")
+    brief: FreeText = Field(min_length=1, max_length=4000)
 
 
 class Run(BaseModel):
