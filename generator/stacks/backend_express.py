@@ -19,6 +19,9 @@ so switching platforms updates the nested stack `Backend` in place and nothing e
   infrastructure role with the AWS managed policy for Express Mode (see `_infrastructure_role`).
 - Autoscaling on ALB requests per task (`backend.requests_per_target`), bounds from min/max_instances.
 - The shared WAF web ACL associated with the load balancer ECS manages for the service.
+- No ServiceName: the service's Tags are create-only (and stack tags propagate to it), so a tag change
+  replaces the service, which CloudFormation can only do when the name is not fixed; ECS generates a unique
+  name when none is given. Everything that needs the name (metric dimensions) takes it from the ServiceArn.
 """
 
 from __future__ import annotations
@@ -62,12 +65,12 @@ def metrics(config: EnvironmentConfig) -> BackendMetrics:
     """ALB metrics of the managed load balancer, ECS metrics of the service, task counts from Container
     Insights (enabled on the cluster, so `ECS/ContainerInsights` is published)."""
     alb = (("LoadBalancer", f"${{{LOAD_BALANCER_OUTPUT}}}"),)
-    service = (("ClusterName", naming.ecs_backend_cluster_name(config)),
-               ("ServiceName", naming.ecs_backend_service_name(config)))
+    service = (("ClusterName", naming.ecs_backend_cluster_name(config)), ("ServiceName", "${ServiceName}"))
     return BackendMetrics(
         platform=PLATFORM,
         title="ECS Express Mode",
-        parameters={LOAD_BALANCER_OUTPUT: "Load balancer of the backend, app/<name>/<id> (ALB metric dimension)"},
+        parameters={LOAD_BALANCER_OUTPUT: "Load balancer of the backend, app/<name>/<id> (ALB metric dimension)",
+                    "ServiceName": "ECS service name of the backend (metric dimension ServiceName)"},
         requests=Metric("AWS/ApplicationELB", "RequestCount", alb),
         errors_5xx=(Metric("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", alb),
                     Metric("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", alb)),
@@ -78,6 +81,14 @@ def metrics(config: EnvironmentConfig) -> BackendMetrics:
         cpu=Metric("AWS/ECS", "CPUUtilization", service, "Average"),
         memory=Metric("AWS/ECS", "MemoryUtilization", service, "Average"),
     )
+
+
+def service_name(service: ecs.ExpressGatewayService) -> Select:
+    """The name ECS gave the service: its ARN (`Ref`) is `arn:...:service/<cluster>/<name>`, and ECS generates
+    a unique name when `ServiceName` is absent
+    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_CreateExpressGatewayService.html,
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-account-settings.html#ecs-resource-ids)."""
+    return Select(2, Split("/", Ref(service)))
 
 
 def _execution_role(config: EnvironmentConfig, group) -> iam.Role:
@@ -158,7 +169,7 @@ def build(config: EnvironmentConfig) -> Template:
     one secret ARN per application secret (from the secrets stack, named by `naming.app_secret_output`), RunQueueUrl
     and RunQueueArn when workers are enabled (from the workers stack); see `_backend.add_parameters` and
     `_backend.add_run_queue_parameters`.
-    Outputs: ServiceUrl, ServiceArn, ServiceId, LoadBalancerFullName, Platform (`ecs-express`). Raises:
+    Outputs: ServiceUrl, ServiceArn, ServiceId, ServiceName, LoadBalancerFullName, Platform (`ecs-express`). Raises:
     naming.NamingError when a generated AWS name breaks its service's limit.
     """
     backend = config.backend
@@ -185,7 +196,6 @@ def build(config: EnvironmentConfig) -> Template:
         # Not "Service": CloudFormation refuses to change the type behind a logical id, and App Runner's
         # stack calls its service "Service"; a new id lets a platform switch update the stack in place.
         SERVICE_LOGICAL_ID,
-        ServiceName=naming.ecs_backend_service_name(config),
         Cluster=Ref(cluster),
         Cpu=backend.cpu,
         Memory=backend.memory,
@@ -220,8 +230,9 @@ def build(config: EnvironmentConfig) -> Template:
     host = Join("", Split("https://", GetAtt(service, "Endpoint")))
     add_output(template, "ServiceUrl", Sub("https://${Host}", Host=host), "HTTPS URL of the backend")
     add_output(template, "ServiceArn", Ref(service), "ARN of the ECS Express Mode service (redeploy target)")
-    add_output(template, "ServiceId", naming.ecs_backend_service_name(config),
-               "Name of the ECS service (metric dimension ServiceName)")
+    add_output(template, "ServiceId", service_name(service), "Name of the ECS service (ECS generates it)")
+    add_output(template, "ServiceName", service_name(service),
+               "Name of the ECS service, from its ARN (metric dimension ServiceName)")
     add_output(template, "Platform", PLATFORM, "Backend platform of this environment")
     add_output(template, LOAD_BALANCER_OUTPUT, Select(1, Split(":loadbalancer/", GetAtt(service, LOAD_BALANCER_ARN))),
                "Load balancer of the backend as app/<name>/<id> (ALB metric dimension)")

@@ -213,9 +213,13 @@ def test_metric_dimensions_match_the_other_stacks(env):
         assert dimension(found["Backend5xxRate"], "LoadBalancer") == {"Ref": "LoadBalancerFullName"}
         for lid in ("BackendInstancesNearMax", "BackendCpuNearMax", "BackendMemoryNearMax"):
             assert dimension(found[lid], "ClusterName") == naming.ecs_backend_cluster_name(config), lid
-            assert dimension(found[lid], "ServiceName") == naming.ecs_backend_service_name(config), lid
+            assert dimension(found[lid], "ServiceName") == {"Ref": "ServiceName"}, lid
         wired = case_stack(env, "root")["Resources"]["Monitoring"]["Properties"]["Parameters"]
         assert wired["LoadBalancerFullName"] == {"Fn::GetAtt": ["Backend", "Outputs.LoadBalancerFullName"]}
+        # the name ECS generated, from the service ARN arn:...:service/<cluster>/<name>
+        assert wired["ServiceName"] == {"Fn::GetAtt": ["Backend", "Outputs.ServiceName"]}
+        name = case_stack(env, "backend")["Outputs"]["ServiceName"]["Value"]
+        assert name == {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "ExpressService"}]}]}
         output = case_stack(env, "backend")["Outputs"]["LoadBalancerFullName"]["Value"]
         assert output == {"Fn::Select": [1, {"Fn::Split": [":loadbalancer/", {"Fn::GetAtt": [
             "ExpressService", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"]}]}]}
@@ -247,7 +251,7 @@ def test_dashboard_shows_every_component_and_every_alarm(env):
     text = json.dumps([w for w in widgets if not w.get("properties", {}).get("title", "").startswith("Worker")])
     backend = {APP_RUNNER: ("AWS/AppRunner", "${ServiceName}", "${ServiceId}"),
                ECS_EXPRESS: ("AWS/ApplicationELB", "${LoadBalancerFullName}", "ECS/ContainerInsights", "AWS/ECS",
-                             naming.ecs_backend_service_name(config))}[config.backend.platform]
+                             "${ServiceName}")}[config.backend.platform]
     others = {"AWS/AppRunner", "AWS/ApplicationELB", "ECS/ContainerInsights"} - set(backend)
     assert not [namespace for namespace in others if namespace in text]
     for needle in (*backend,                                                                  # backend

@@ -281,8 +281,8 @@ def test_deploy_role_is_assumable_by_cloudformation_only():
 
 
 def test_deploy_role_covers_every_resource_type_of_the_environment_templates():
-    granted = {a for lid, s in allow_statements() if lid.startswith(("DeployPolicy", "DeployRole"))
-               for a in as_list(s["Action"])}
+    granted = {a for lid, s in allow_statements()
+               if lid.startswith(("DeployPolicy", "DeployScopedPolicy", "DeployRole")) for a in as_list(s["Action"])}
     for config in CHAIN:
         templates = list(render.environment_data(config).values())
         types = deploy_permissions.resource_types(templates)
