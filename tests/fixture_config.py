@@ -1,12 +1,14 @@
 """The kit's own test configuration (tests/fixtures/config), so behavioural tests never read the adopter's config/.
 
 `copy_config(tmp_path)` gives a private, editable copy; `edit(path, old, new)` changes one text fragment and
-fails when the fragment is not there (a silent no-op edit would make a test pass for the wrong reason).
+fails when the fragment is not there (a silent no-op edit would make a test pass for the wrong reason);
+`environment_data(name)` gives one environment file as a fresh dict, to change before `parse_environment`.
 """
 
 from __future__ import annotations
 
 import shutil
+import tomllib
 from pathlib import Path
 
 from generator.config import load_account, load_all, load_environment
@@ -38,3 +40,8 @@ def environments():
 
 def account():
     return load_account(FIXTURE_ACCOUNT)
+
+
+def environment_data(name: str) -> dict:
+    """The fixture environment file `name` as parsed TOML: a new dict on every call, free to change."""
+    return tomllib.loads((FIXTURE_ENVIRONMENTS / f"{name}.toml").read_text())

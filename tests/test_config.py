@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import copy
-import tomllib
 from pathlib import Path
 
 import pytest
-from fixture_config import FIXTURE_ENVIRONMENTS
+from fixture_config import FIXTURE_ENVIRONMENTS, environment_data
 
 from generator.config import (
     ConfigError,
@@ -17,21 +15,23 @@ from generator.config import (
 )
 
 
-def base() -> dict:
-    return tomllib.loads((FIXTURE_ENVIRONMENTS / "dev.toml").read_text())
+def with_changes(changes: dict[str, object]) -> dict:
+    """The fixture dev file with each dotted field path set to its value (DELETE removes the key)."""
+    data = environment_data("dev")
+    for path, value in changes.items():
+        *parents, leaf = path.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is DELETE:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return data
 
 
 def with_change(path: str, value) -> dict:
-    data = copy.deepcopy(base())
-    *parents, leaf = path.split(".")
-    node = data
-    for part in parents:
-        node = node.setdefault(part, {})
-    if value is DELETE:
-        node.pop(leaf, None)
-    else:
-        node[leaf] = value
-    return data
+    return with_changes({path: value})
 
 
 class _Deleted:
@@ -107,30 +107,27 @@ def test_bad_input_is_refused_with_field_value_and_allowed(field, value, expecte
         assert part in message, f"{part!r} missing from:\n{message}"
 
 
-def test_auto_pause_only_with_min_zero():
-    data = with_change("database.min_acu", 0.5)
-    with pytest.raises(ConfigError, match="seconds_until_auto_pause is allowed only when min_acu = 0"):
-        parse_environment(data)
+# rules across fields: (field path -> value, the message as a regular expression)
+ACROSS_FIELDS = {
+    "auto_pause_only_with_min_zero": (
+        {"database.min_acu": 0.5}, "seconds_until_auto_pause is allowed only when min_acu = 0"),
+    "min_zero_needs_auto_pause_seconds": (
+        {"database.seconds_until_auto_pause": DELETE}, "min_acu = 0 needs seconds_until_auto_pause"),
+    "max_below_min_acu": (
+        {"database.min_acu": 8, "database.seconds_until_auto_pause": DELETE, "database.max_acu": 4},
+        r"max_acu \(4.0\) must be >= min_acu \(8.0\)"),
+    "production_requires_deletion_protection": (
+        {"production": True}, "deletion_protection must be true when production = true"),
+    "secret_clashing_with_a_declared_variable": (
+        {"backend.environment": {"PAYMENTS_ENDPOINT": "x"}, "backend.secrets": ["payments-endpoint"]},
+        r"sets PAYMENTS_ENDPOINT, which backend\.secrets injects"),
+}
 
 
-def test_min_zero_needs_auto_pause_seconds():
-    data = with_change("database.seconds_until_auto_pause", DELETE)
-    with pytest.raises(ConfigError, match="min_acu = 0 needs seconds_until_auto_pause"):
-        parse_environment(data)
-
-
-def test_max_below_min_acu_is_refused():
-    data = with_change("database.min_acu", 8)
-    data["database"].pop("seconds_until_auto_pause")
-    data["database"]["max_acu"] = 4
-    with pytest.raises(ConfigError, match=r"max_acu \(4.0\) must be >= min_acu \(8.0\)"):
-        parse_environment(data)
-
-
-def test_production_requires_deletion_protection():
-    data = with_change("production", True)
-    with pytest.raises(ConfigError, match="deletion_protection must be true when production = true"):
-        parse_environment(data)
+@pytest.mark.parametrize(("changes", "expected"), ACROSS_FIELDS.values(), ids=ACROSS_FIELDS)
+def test_a_rule_across_fields_is_refused(changes, expected):
+    with pytest.raises(ConfigError, match=expected):
+        parse_environment(with_changes(changes))
 
 
 def test_every_problem_is_reported_at_once():
@@ -145,15 +142,8 @@ def test_unknown_environment_lists_known_ones():
         load_environment("nosuchenv", FIXTURE_ENVIRONMENTS)
 
 
-def test_a_secret_clashing_with_a_declared_variable_is_refused():
-    data = with_change("backend.environment", {"PAYMENTS_ENDPOINT": "x"})
-    data["backend"]["secrets"] = ["payments-endpoint"]
-    with pytest.raises(ConfigError, match=r"sets PAYMENTS_ENDPOINT, which backend\.secrets injects"):
-        parse_environment(data)
-
-
 def test_new_backend_and_frontend_keys_have_their_defaults():
-    data = copy.deepcopy(base())
+    data = environment_data("dev")
     for section in ("backend", "frontend"):
         for key in ("environment", "secrets", "source_dir"):
             data[section].pop(key, None)

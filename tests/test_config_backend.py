@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-import copy
-import tomllib
-
 import pytest
+from fixture_config import environment_data
 
 from generator.config import (
     APP_RUNNER,
     APP_RUNNER_SIZES,
     ECS_EXPRESS,
-    ENVIRONMENTS_DIR,
     FARGATE_SIZES,
     AccountConfig,
     ConfigError,
@@ -20,12 +17,8 @@ from generator.config import (
 )
 
 
-def dev() -> dict:
-    return tomllib.loads((ENVIRONMENTS_DIR / "dev.toml").read_text())
-
-
 def with_backend(**changes) -> dict:
-    data = copy.deepcopy(dev())
+    data = environment_data("dev")
     data.setdefault("backend", {}).update(changes)
     return data
 
@@ -72,7 +65,7 @@ def test_every_valid_app_runner_size_is_accepted(cpu, memory):
 
 def on_express(**changes) -> dict:
     """The dev file with a fresh [backend] table on ECS Express Mode plus `changes`."""
-    data = copy.deepcopy(dev())
+    data = environment_data("dev")
     data["backend"] = {"platform": ECS_EXPRESS, **changes}
     return data
 
@@ -114,7 +107,7 @@ def test_a_backend_table_without_platform_is_app_runner():
     data = with_backend()
     data["backend"].pop("platform", None)
     assert parse_environment(data).backend.platform == APP_RUNNER
-    no_table = copy.deepcopy(dev())
+    no_table = environment_data("dev")
     no_table.pop("backend", None)
     assert parse_environment(no_table).backend.platform == APP_RUNNER
 
@@ -134,7 +127,7 @@ def test_fargate_size_bounds_are_accepted(cpu, memory):
 @pytest.mark.parametrize("url", ["http://github.com/org/repo", "git@github.com:org/repo.git",
                                  "github.com/org/repo", "https://github.com/org"])
 def test_non_https_repository_url_is_refused(url):
-    data = copy.deepcopy(dev())
+    data = environment_data("dev")
     data["frontend"]["repository"] = url
     message = refused(data)
     assert "frontend.repository" in message and "HTTPS repository URL like https://github.com/org/repo" in message

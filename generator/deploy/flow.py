@@ -117,15 +117,21 @@ def next_steps(target: Target, status: str, stuck: list[stream.Event]) -> str:
     return f"check `adkit status {target.label}` and the CloudFormation console before deploying again"
 
 
+def _print_root_causes(ui: Ui, heading: str, causes: list[stream.Event]) -> None:
+    """`heading` as an error, then each root-cause event: where, what, type and status, and its reason.
+    Prints nothing for no causes."""
+    if causes:
+        ui.error(heading)
+    for event in causes:
+        what = f"{event.description} " if event.description else ""
+        ui.info(f"  {event.where}: {what}({event.resource_type}) {event.status}", "bold red")
+        ui.info(f"      {event.reason or 'no reason given'}", "red")
+
+
 def _failure(target: Target, final: dict | None, watcher: stream.Watcher, ui: Ui) -> DeployFailed:
     status = final["StackStatus"] if final else "DELETE_COMPLETE"
     causes = stream.root_causes(watcher.events)
-    if causes:
-        ui.error("root cause (earliest failures):")
-        for event in causes:
-            what = f"{event.description} " if event.description else ""
-            ui.info(f"  {event.where}: {what}({event.resource_type}) {event.status}", "bold red")
-            ui.info(f"      {event.reason or 'no reason given'}", "red")
+    _print_root_causes(ui, "root cause (earliest failures):", causes)
     stuck = stream.rollback_failures(watcher.events) if status.endswith("ROLLBACK_FAILED") else []
     if stuck:
         ui.error("these resources failed to roll back:")
@@ -414,11 +420,7 @@ def _report_failed_create(aws: Aws, target: Target, stack: dict, ui: Ui,
             "cannot be updated, only deleted and created again.")
     causes = preflight.failed_create(aws, stack, descriptions)
     if causes:
-        ui.error("root cause of the failed create (earliest failures):")
-        for event in causes:
-            what = f"{event.description} " if event.description else ""
-            ui.info(f"  {event.where}: {what}({event.resource_type}) {event.status}", "bold red")
-            ui.info(f"      {event.reason or 'no reason given'}", "red")
+        _print_root_causes(ui, "root cause of the failed create (earliest failures):", causes)
     elif stack.get("StackStatusReason"):
         ui.info(f"  reason: {stack['StackStatusReason']}")
 

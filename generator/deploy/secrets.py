@@ -12,6 +12,7 @@ it with `{{resolve:secretsmanager:...:SecretString:token}}`, and the bootstrap c
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import time
@@ -174,19 +175,29 @@ def run(aws: Aws, target: Target, ui: Ui, name: str, reader: Callable[[Ui, str],
                 "exists, `aws apprunner start-deployment --service-arn <BackendServiceArn>`) picks the value up.")
         return EXIT_OK
     start = f"aws apprunner start-deployment --service-arn {service} --region {target.region}"
-    try:
+    with _starting_deployment("App Runner", start, deployment="a deployment", doing="waiting for the service",
+                              when=" once the service is RUNNING"):
         _wait_not_busy(aws, service, ui, start)
         operation = aws.client("apprunner").start_deployment(ServiceArn=service)["OperationId"]
-    except ClientError as exc:
-        raise DeployFailed("the value is stored, but App Runner did not start a deployment",
-                           exc.response.get("Error", {}).get("Message", str(exc)),
-                           f"start it yourself once the service is RUNNING: {start}") from None
-    except KeyboardInterrupt:
-        raise Interrupted("the value is stored, but no App Runner deployment was started",
-                          "interrupted while waiting for the service", f"start it yourself: {start}") from None
     ui.info(f"Started App Runner deployment {operation}: App Runner reads secrets only when it deploys, so the "
             "service uses the new value once this deployment finishes (a few minutes).")
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _starting_deployment(platform: str, command: str, *, deployment: str, doing: str, when: str = ""):
+    """Around starting the `platform` deployment that picks the stored value up: a refusal (ClientError) raises
+    DeployFailed and Ctrl-C raises Interrupted, both saying the value is stored and giving `command`, which starts
+    the deployment by hand (`when`: the condition for running it, e.g. " once the service is RUNNING")."""
+    try:
+        yield
+    except ClientError as exc:
+        raise DeployFailed(f"the value is stored, but {platform} did not start {deployment}",
+                           exc.response.get("Error", {}).get("Message", str(exc)),
+                           f"start it yourself{when}: {command}") from None
+    except KeyboardInterrupt:
+        raise Interrupted(f"the value is stored, but no {platform} deployment was started",
+                          f"interrupted while {doing}", f"start it yourself: {command}") from None
 
 
 def _store_failed(exc: ClientError, target: Target, known: Known, name: str, arn: str) -> DeployError:
@@ -245,15 +256,8 @@ def _redeploy_ecs(aws: Aws, target: Target, ui: Ui, service: str) -> int:
     cluster = service.split(":", 5)[5].split("/")[1]
     command = (f"aws ecs update-service --cluster {cluster} --service {service} --force-new-deployment "
                f"--region {target.region}")
-    try:
+    with _starting_deployment("ECS", command, deployment="a new deployment", doing="asking ECS"):
         answer = aws.client("ecs").update_service(cluster=cluster, service=service, forceNewDeployment=True)
-    except ClientError as exc:
-        raise DeployFailed("the value is stored, but ECS did not start a new deployment",
-                           exc.response.get("Error", {}).get("Message", str(exc)),
-                           f"start it yourself: {command}") from None
-    except KeyboardInterrupt:
-        raise Interrupted("the value is stored, but no ECS deployment was started",
-                          "interrupted while asking ECS", f"start it yourself: {command}") from None
     deployments = answer.get("service", {}).get("deployments", [])
     started = next((d.get("id") for d in deployments if d.get("status") == "PRIMARY"), None)
     ui.info(f"Started ECS deployment {started or '(id not returned)'}: ECS reads secrets when a task starts, so "

@@ -33,13 +33,20 @@ def _last_operation_start(aws: Aws, stack_id: str):
     return events[-1]["Timestamp"] if events else None
 
 
-def run(aws: Aws, target: Target, ui: Ui, *, as_json: bool = False) -> int:
+def deployed(aws: Aws, target: Target) -> dict:
+    """The target's root stack (DescribeStacks' Stack) after checking credentials, account and region;
+    PreflightRefused when no stack of that name exists. Read-only."""
     preflight.identity(aws, target)
     stack = stacks.describe(aws, target.stack_name)
     if stack is None:
         raise PreflightRefused(f"{target.stack_name} is not deployed",
                                f"no stack of that name in account {target.account_id}, region {target.region}",
                                f"deploy it with `{target.cli_name}`")
+    return stack
+
+
+def run(aws: Aws, target: Target, ui: Ui, *, as_json: bool = False) -> int:
+    stack = deployed(aws, target)
     status = stack["StackStatus"]
     ui.step(f"{target.stack_name}: {status}")
     if stack.get("StackStatusReason"):

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from generator.deploy import preflight, stacks, targets
+from generator.deploy import status, targets
 from generator.deploy.cli import EPILOG, _aws, _common, _env_target, _guarded
 from generator.deploy.errors import EXIT_INTERRUPTED, EXIT_OK, PreflightRefused, UsageError
 from generator.deploy.session import poll_seconds
@@ -22,13 +22,7 @@ LOG_COMPONENTS = ("backend", "worker", "database", "waf")
 def _deployed(args: argparse.Namespace, ui: Ui):
     target = _env_target(args, deploying=False)
     aws = _aws(args, target)
-    preflight.identity(aws, target)
-    stack = stacks.describe(aws, target.stack_name)
-    if stack is None:
-        raise PreflightRefused(f"{target.stack_name} is not deployed",
-                               f"no stack of that name in account {target.account_id}, region {target.region}",
-                               f"deploy it with `{target.cli_name}`")
-    return target, aws, stack
+    return target, aws, status.deployed(aws, target)
 
 
 def _logs(args: argparse.Namespace, ui: Ui) -> int:

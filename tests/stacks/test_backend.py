@@ -105,21 +105,24 @@ def injected_secrets(case: str) -> list[tuple[str, object]]:
     return [(s["Name"], s["ValueFrom"]) for s in service(case)["PrimaryContainer"]["Secrets"]]
 
 
+def settings(case: str, app_runner_type: str, express_property: str) -> dict:
+    """Where a backend setting lives: App Runner's own resource of `app_runner_type`, or that property of the
+    ECS Express service."""
+    if platform(case) == APP_RUNNER:
+        return props(one(tmpl(case), app_runner_type)[1])
+    return service(case)[express_property]
+
+
 def network(case: str) -> tuple[object, object]:
     """(subnets, security groups) the backend's traffic leaves from."""
-    if platform(case) == APP_RUNNER:
-        connector = props(one(tmpl(case), "AWS::AppRunner::VpcConnector")[1])
-        return connector["Subnets"], connector["SecurityGroups"]
-    net = service(case)["NetworkConfiguration"]
+    net = settings(case, "AWS::AppRunner::VpcConnector", "NetworkConfiguration")
     return net["Subnets"], net["SecurityGroups"]
 
 
 def scaling_bounds(case: str) -> tuple[int, int]:
-    if platform(case) == APP_RUNNER:
-        p = props(one(tmpl(case), "AWS::AppRunner::AutoScalingConfiguration")[1])
-        return p["MinSize"], p["MaxSize"]
-    target = service(case)["ScalingTarget"]
-    return target["MinTaskCount"], target["MaxTaskCount"]
+    low, high = ("MinSize", "MaxSize") if platform(case) == APP_RUNNER else ("MinTaskCount", "MaxTaskCount")
+    bounds = settings(case, "AWS::AppRunner::AutoScalingConfiguration", "ScalingTarget")
+    return bounds[low], bounds[high]
 
 
 def policy_statements(role: dict) -> list[dict]:
