@@ -14,9 +14,7 @@ from awacs import sns as awacs_sns
 from awacs.aws import (
     Allow,
     ArnLike,
-    Bool,
     Condition,
-    Deny,
     PolicyDocument,
     Principal,
     Statement,
@@ -27,6 +25,7 @@ from troposphere import AWSHelperFn, GetAtt, Ref, Select, Split, Sub, Template, 
 from generator import contract, naming
 from generator.backend_metrics import BackendMetrics, Metric
 from generator.cfn import add_output, add_parameter, describe, new_template
+from generator.components import deny_insecure_transport
 from generator.config import APP_RUNNER, ECS_EXPRESS, ConfigError, EnvironmentConfig
 from generator.stacks.spec import MonitoringInputs, StackSpec
 
@@ -193,9 +192,7 @@ def _topic(template: Template, config: EnvironmentConfig) -> sns.Topic:
             Condition=Condition([StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
                                  ArnLike("aws:SourceArn", GetAtt(WORKER_TASK_RULE, "Arn"))]),
         )] if config.workers.enabled else []),
-        Statement(Sid="DenyInsecureTransport", Effect=Deny, Principal=Principal("*"),
-                  Action=[awacs_sns.Publish, awacs_sns.Subscribe], Resource=[Ref(topic)],
-                  Condition=Condition(Bool("aws:SecureTransport", False))),
+        deny_insecure_transport([awacs_sns.Publish, awacs_sns.Subscribe], [Ref(topic)]),
     ]
     template.add_resource(describe(sns.TopicPolicy(
         "AlertTopicPolicy",
