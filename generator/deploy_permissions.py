@@ -16,9 +16,11 @@ import functools
 import importlib.util
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from troposphere import encode_to_dict
 
 HANDLERS = ("create", "read", "update", "delete")
 CUSTOM_RESOURCE_ACTIONS = ("lambda:InvokeFunction",)  # CloudFormation invokes the ServiceToken function
@@ -43,8 +45,11 @@ IAM_ACCOUNT_LEVEL = frozenset({"iam:ListRoles", "iam:ListPolicies", "iam:ListIns
                                "iam:GetAccountSummary", "iam:ListServerCertificates"})
 
 ACTION_PATTERN = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
-# IAM managed policy limit (characters, whitespace excluded) and per-role attachment quota (default).
+# IAM managed policy limit (characters, whitespace excluded), the aggregate limit of a role's inline policies and
+# the per-role attachment quota (default):
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-entity-length
 MANAGED_POLICY_MAX_CHARS = 6144
+ROLE_INLINE_POLICIES_MAX_CHARS = 10240
 MAX_MANAGED_POLICIES_PER_ROLE = 10
 # Room left in each managed policy for the document skeleton, Sid, Effect and Resource.
 POLICY_OVERHEAD_CHARS = 200
@@ -170,6 +175,32 @@ def by_scope(actions: Iterable[str]) -> dict[str, list[str]]:
 class Chunk:
     index: int
     actions: tuple[str, ...]
+
+
+def policy_chars(document: object) -> int:
+    """Characters IAM counts for a policy document (JSON without whitespace). `Fn::Sub` strings are counted as
+    written: `${AWS::Partition}`, `${AWS::Region}` and `${AWS::AccountId}` are at least as long as any value
+    they resolve to, so this is an upper bound for the deployed document."""
+    return len(json.dumps(encode_to_dict(document), separators=(",", ":")))
+
+
+def chunk_statements(statements: Sequence[object], max_chars: int = MANAGED_POLICY_MAX_CHARS - POLICY_OVERHEAD_CHARS
+                     ) -> list[list[object]]:
+    """Split statements, in order, into consecutive groups whose JSON stays under `max_chars` each
+    (deterministic). Raises PermissionsError when one statement alone is larger."""
+    groups: list[list[object]] = [[]]
+    size = 0
+    for statement in statements:
+        cost = policy_chars(statement) + 1  # plus a comma
+        if cost > max_chars:
+            raise PermissionsError(f"one deployment-role statement needs {cost} characters; a managed policy "
+                                   f"holds {max_chars}")
+        if groups[-1] and size + cost > max_chars:
+            groups.append([])
+            size = 0
+        groups[-1].append(statement)
+        size += cost
+    return [g for g in groups if g]
 
 
 def chunk_actions(actions: Iterable[str], max_chars: int = MANAGED_POLICY_MAX_CHARS - POLICY_OVERHEAD_CHARS,

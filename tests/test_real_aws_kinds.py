@@ -454,9 +454,16 @@ def test_deploy_role_may_create_every_log_group_the_environments_name():
         assert any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns), f"{path}:{lid}: {name}"
 
 
-PREFIX_SCOPED_NAMES = {"AWS::SNS::Topic": "TopicName", "AWS::Lambda::Function": "FunctionName",
-                       "AWS::S3::Bucket": "BucketName", "AWS::CloudWatch::Alarm": "AlarmName",
-                       "AWS::CloudWatch::Dashboard": "DashboardName"}
+# type -> the property path of its name, for every type the deploy role reaches only by `<app>-<env>` prefix.
+PREFIX_SCOPED_NAMES = {"AWS::SNS::Topic": ("TopicName",), "AWS::Lambda::Function": ("FunctionName",),
+                       "AWS::S3::Bucket": ("BucketName",), "AWS::CloudWatch::Alarm": ("AlarmName",),
+                       "AWS::CloudWatch::Dashboard": ("DashboardName",), "AWS::SQS::Queue": ("QueueName",),
+                       "AWS::ECS::Cluster": ("ClusterName",), "AWS::WAFv2::WebACL": ("Name",),
+                       "AWS::Events::Rule": ("Name",), "AWS::Budgets::Budget": ("Budget", "BudgetName"),
+                       "AWS::Backup::BackupVault": ("BackupVaultName",),
+                       "AWS::RDS::DBCluster": ("DBClusterIdentifier",),
+                       "AWS::RDS::DBSubnetGroup": ("DBSubnetGroupName",),
+                       "AWS::RDS::DBClusterParameterGroup": ("DBClusterParameterGroupName",)}
 
 
 def test_resources_the_deploy_role_reaches_by_prefix_are_named_by_the_prefix_or_by_cloudformation():
@@ -468,9 +475,126 @@ def test_resources_the_deploy_role_reaches_by_prefix_are_named_by_the_prefix_or_
         for path, lid, res in every_resource():
             if path.split("/")[0] != env or res["Type"] not in PREFIX_SCOPED_NAMES:
                 continue
-            name = props(res).get(PREFIX_SCOPED_NAMES[res["Type"]])
+            name = props(res)
+            for key in PREFIX_SCOPED_NAMES[res["Type"]]:
+                name = name.get(key) if isinstance(name, dict) else None
             assert name is None or name == prefix or (isinstance(name, str) and name.startswith(f"{prefix}-")), (
                 f"{path}:{lid}: {name}")
+
+
+def test_every_scoped_service_type_is_checked_for_its_names():
+    """A service scoped by prefix in deploy_scopes has its named types in the naming test above (log groups and
+    secrets have tests of their own patterns)."""
+    from generator import deploy_scopes
+    services = {t.split("::")[1].lower() for t in PREFIX_SCOPED_NAMES}
+    assert set(deploy_scopes.SCOPED_RESOURCE_TYPES) - {"logs", "secretsmanager"} <= services
+
+
+def secret_scopes() -> list[str]:
+    """Name patterns (after `secret:`) of every deploy-role statement on Secrets Manager secrets."""
+    found = []
+    for st in deploy_role_statements():
+        actions = [a for a in as_list(st["Action"]) if a.startswith("secretsmanager:")
+                   and a != "secretsmanager:GetRandomPassword"]  # no resource type: generates a string
+        if st["Effect"] == "Allow" and actions:
+            for resource in as_list(st["Resource"]):
+                text = resource if isinstance(resource, str) else resource["Fn::Sub"]
+                found.append("*" if text == "*" else text.split(":secret:", 1)[1])
+    return found
+
+
+def test_deploy_role_reaches_every_secret_the_environments_create_and_no_other_name():
+    """Each secret of the environments, as AWS names it, matches a pattern; no secret action is on "*"
+    (tagging on "*" would let the role tag any secret with this app's Application tag and then read it)."""
+    import fnmatch
+    patterns = secret_scopes()
+    assert patterns and "*" not in patterns and not any(p.startswith("*") for p in patterns), patterns
+    generated = []
+    for path, lid, res in every_resource():
+        if path.split("/")[0] not in ENVIRONMENTS:
+            continue
+        if res["Type"] == "AWS::SecretsManager::Secret":
+            name = props(res).get("Name")
+            generated.append(f"{lid}-AbCdEf123456-Zy9x8W" if name is None else f"{name}-Zy9x8W")
+        if res["Type"] == "AWS::RDS::DBCluster" and props(res).get("ManageMasterUserPassword"):
+            generated.append("rds!cluster-0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-Zy9x8W")
+    assert generated
+    for name in generated:
+        assert any(fnmatch.fnmatchcase(name, p.replace("?", "[!/]")) for p in patterns), name
+    assert not any(fnmatch.fnmatchcase("prod/other-team/api-key-Zy9x8W", p) for p in patterns)
+
+
+def test_no_action_is_on_star_when_every_resource_it_accepts_is_scoped():
+    """The scoping rule, over the rendered role: an action whose every resource type the kit can name is never
+    granted on "*" (deploy_scopes.SCOPED_RESOURCE_TYPES)."""
+    from generator import deploy_scopes
+    on_star = {a for st in deploy_role_statements() if st["Effect"] == "Allow" and as_list(st["Resource"]) == ["*"]
+               for a in as_list(st["Action"])}
+    assert not [a for a in on_star if deploy_scopes.scope_of(a) is not None], sorted(
+        a for a in on_star if deploy_scopes.scope_of(a) is not None)
+    for action in ("sqs:SetQueueAttributes", "ecs:UpdateService", "wafv2:PutLoggingConfiguration",
+                   "events:PutRule", "budgets:ModifyBudget", "backup:DeleteBackupVault", "rds:ModifyDBSubnetGroup",
+                   "secretsmanager:TagResource"):
+        assert deploy_scopes.scope_of(action) is not None, action
+    for action in ("ec2:CreateVpc", "kms:CreateKey", "rds:CreateDBInstance", "ecs:RegisterTaskDefinition",
+                   "wafv2:CreateWebACL"):
+        assert deploy_scopes.scope_of(action) is None, action
+
+
+def test_deploy_role_policies_fit_iam_size_limits():
+    """Inline policies of a role share 10,240 characters, a managed policy holds 6,144, a role takes 10
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html)."""
+    from generator import deploy_permissions as dp
+    pipeline = template("pipeline.yaml")["Resources"]
+    inline = sum(dp.policy_chars(policy["PolicyDocument"]) for policy in props(pipeline["DeployRole"])["Policies"])
+    inline += sum(dp.policy_chars(props(res)["PolicyDocument"]) for res in pipeline.values()
+                  if res["Type"] == "AWS::IAM::Policy" and {"Ref": "DeployRole"} in props(res)["Roles"])
+    managed = [props(res) for res in pipeline.values()
+               if res["Type"] == "AWS::IAM::ManagedPolicy" and {"Ref": "DeployRole"} in props(res)["Roles"]]
+    assert inline <= dp.ROLE_INLINE_POLICIES_MAX_CHARS
+    assert all(dp.policy_chars(m["PolicyDocument"]) <= dp.MANAGED_POLICY_MAX_CHARS for m in managed)
+    assert len(managed) <= dp.MAX_MANAGED_POLICIES_PER_ROLE
+
+
+def test_every_optional_feature_is_listed_by_its_types_and_has_a_source():
+    from generator import deploy_permissions, deploy_scopes
+    for feature in deploy_scopes.OPTIONAL_FEATURES:
+        assert feature.source.strip()
+        for type_ in feature.types:
+            assert feature.actions <= deploy_permissions.handler_permissions(type_), (type_, sorted(
+                feature.actions - deploy_permissions.handler_permissions(type_)))
+
+
+def test_the_deploy_role_lacks_the_actions_of_features_no_environment_uses():
+    from generator import deploy_scopes
+    templates = [tmpl for path, tmpl in all_templates().items() if path.split("/")[0] in ENVIRONMENTS]
+    unused = deploy_scopes.unused_feature_actions(templates)
+    assert {"appsync:AssociateWebACL", "s3tables:CreateTable"} <= unused
+    granted = {a for st in deploy_role_statements() if st["Effect"] == "Allow" for a in as_list(st["Action"])}
+    assert not unused & granted, sorted(unused & granted)
+
+
+@pytest.mark.parametrize("resource_type, properties, kept", [
+    ("AWS::S3::Bucket", {"MetadataTableConfiguration": {}}, "s3tables:CreateTable"),
+    ("AWS::Lambda::Function", {"FileSystemConfigs": []}, "elasticfilesystem:DescribeMountTargets"),
+    ("AWS::Amplify::App", {"Repository": "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/x"},
+     "codecommit:GetRepository"),
+    ("AWS::EC2::VPCEndpoint", {"ServiceNetworkArn": "arn"}, "vpc-lattice:CreateServiceNetworkVpcEndpointAssociation"),
+    ("AWS::WAFv2::WebACLAssociation", {"ResourceArn": {"Ref": "GraphQlApi"}}, "appsync:AssociateWebACL"),
+    ("AWS::WAFv2::WebACLAssociation", {"ResourceArn": "arn:aws:cognito-idp:x"}, "cognito-idp:AssociateWebACL"),
+])
+def test_a_template_that_turns_a_feature_on_keeps_its_actions(resource_type, properties, kept):
+    from generator import deploy_scopes
+    templates = [tmpl for path, tmpl in all_templates().items() if path.split("/")[0] in ENVIRONMENTS]
+    assert kept in deploy_scopes.unused_feature_actions(templates)
+    extra = {"Resources": {"Extra": {"Type": resource_type, "Properties": properties}}}
+    assert kept not in deploy_scopes.unused_feature_actions([*templates, extra])
+
+
+def test_the_kits_web_acl_associations_target_app_runner_services_or_load_balancers():
+    targets = {props(res)["ResourceArn"]["Fn::GetAtt"][1] for path, _, res in every_resource()
+               if res["Type"] == "AWS::WAFv2::WebACLAssociation"}
+    assert targets and targets <= {"ServiceArn", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"}
 
 
 def test_every_supplement_is_a_real_action_with_a_source_and_is_granted():

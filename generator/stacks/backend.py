@@ -20,15 +20,12 @@
 
 from __future__ import annotations
 
-from awacs import kms as awacs_kms
 from awacs import logs as awacs_logs
 from awacs import secretsmanager as awacs_secretsmanager
 from awacs.aws import (
     Allow,
-    Condition,
     PolicyDocument,
     Statement,
-    StringEquals,
 )
 from awacs.helpers.trust import make_simple_assume_policy
 from troposphere import GetAtt, Ref, Select, Split, Sub, Template, apprunner, cloudformation, iam, wafv2
@@ -40,6 +37,8 @@ from generator.config import APP_RUNNER, EnvironmentConfig
 from generator.stacks._backend import (
     add_parameters,
     add_run_queue_parameters,
+    contract_docstring,
+    decrypt_secrets_with_data_key,
     enqueue_runs,
     environment_variables,
     image_identifier,
@@ -100,14 +99,7 @@ def _instance_role(config: EnvironmentConfig) -> iam.Role:
                 Action=[awacs_secretsmanager.GetSecretValue],
                 Resource=[Ref(parameter) for parameter in secret_variables(config).values()],
             ),
-            Statement(
-                Sid="DecryptSecretsWithDataKey",
-                Effect=Allow,
-                Action=[awacs_kms.Decrypt],
-                Resource=[Ref("DataKeyArn")],
-                Condition=Condition(StringEquals("kms:ViaService",
-                                                 Sub("secretsmanager.${AWS::Region}.amazonaws.com"))),
-            ),
+            decrypt_secrets_with_data_key(),
             *enqueue_runs(config),
             never_touch_iam(),
         ]))],
@@ -146,18 +138,9 @@ def _log_retention(template: Template, config: EnvironmentConfig, service: appru
     ), "Retention and KMS key for App Runner's service and application log groups"))
 
 
+@contract_docstring(outputs="ServiceUrl, ServiceArn, ServiceId, ServiceName, Platform (`apprunner`)")
 def build(config: EnvironmentConfig) -> Template:
-    """Backend stack on App Runner: the service, its VPC connector, access and instance roles, WAF, auto scaling.
-
-    Parameters: ImageTag (root), DataKeyArn, OpsKeyArn (from the security stack), AppSubnetIds,
-    ConnectorSecurityGroupId (from the network stack), FrontendOrigins (from the frontend stack), DatabaseEndpoint,
-    DatabasePort, DatabaseName, DatabaseSecretArn, ContentBucketName, DataAccessPolicyArn (from the data stack),
-    one secret ARN per application secret (from the secrets stack, named by `naming.app_secret_output`), RunQueueUrl
-    and RunQueueArn when workers are enabled (from the workers stack); see `_backend.add_parameters` and
-    `_backend.add_run_queue_parameters`.
-    Outputs: ServiceUrl, ServiceArn, ServiceId, ServiceName, Platform (`apprunner`). Raises:
-    naming.NamingError when a generated AWS name breaks its service's limit.
-    """
+    """Backend stack on App Runner: the service, its VPC connector, access and instance roles, WAF, auto scaling."""
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     add_parameters(template, config)

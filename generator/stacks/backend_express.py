@@ -26,10 +26,9 @@ so switching platforms updates the nested stack `Backend` in place and nothing e
 
 from __future__ import annotations
 
-from awacs import kms as awacs_kms
 from awacs import logs as awacs_logs
 from awacs import secretsmanager as awacs_secretsmanager
-from awacs.aws import Allow, Condition, PolicyDocument, Statement, StringEquals
+from awacs.aws import Allow, PolicyDocument, Statement
 from awacs.helpers.trust import make_simple_assume_policy
 from troposphere import GetAtt, Join, Ref, Select, Split, Sub, Template, ecs, iam, wafv2
 
@@ -109,13 +108,7 @@ def _execution_role(config: EnvironmentConfig, group) -> iam.Role:
                 Action=[awacs_secretsmanager.GetSecretValue],
                 Resource=[Ref(parameter) for parameter in shared.secret_variables(config).values()],
             ),
-            Statement(
-                Sid="DecryptSecretsWithDataKey",
-                Effect=Allow,
-                Action=[awacs_kms.Decrypt],
-                Resource=[Ref("DataKeyArn")],
-                Condition=Condition(StringEquals("kms:ViaService", Sub("secretsmanager.${AWS::Region}.amazonaws.com"))),
-            ),
+            shared.decrypt_secrets_with_data_key(),
         ]))],
     ), "Role ECS uses to start backend tasks: image pull, logs, the declared secrets")
 
@@ -128,13 +121,7 @@ def _task_role(config: EnvironmentConfig) -> iam.Role:
             "ecs-tasks.amazonaws.com", "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:*"),
         ManagedPolicyArns=[Ref("DataAccessPolicyArn")],  # DB secret + content bucket objects (data stack)
         Policies=[iam.Policy(PolicyName="backend", PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=[
-            Statement(
-                Sid="DecryptSecretsWithDataKey",
-                Effect=Allow,
-                Action=[awacs_kms.Decrypt],
-                Resource=[Ref("DataKeyArn")],
-                Condition=Condition(StringEquals("kms:ViaService", Sub("secretsmanager.${AWS::Region}.amazonaws.com"))),
-            ),
+            shared.decrypt_secrets_with_data_key(),
             *shared.enqueue_runs(config),
             never_touch_iam(),
         ]))],
@@ -160,18 +147,10 @@ def _infrastructure_role() -> iam.Role:
     ), "Role ECS Express Mode manages the load balancer, certificate, security groups and scaling with")
 
 
+@shared.contract_docstring(
+    outputs="ServiceUrl, ServiceArn, ServiceId, ServiceName, LoadBalancerFullName, Platform (`ecs-express`)")
 def build(config: EnvironmentConfig) -> Template:
-    """Backend stack on ECS Express Mode: cluster, Express Gateway service, roles, log group, WAF on the ALB.
-
-    Parameters: ImageTag (root), DataKeyArn, OpsKeyArn (from the security stack), AppSubnetIds,
-    ConnectorSecurityGroupId (from the network stack), FrontendOrigins (from the frontend stack), DatabaseEndpoint,
-    DatabasePort, DatabaseName, DatabaseSecretArn, ContentBucketName, DataAccessPolicyArn (from the data stack),
-    one secret ARN per application secret (from the secrets stack, named by `naming.app_secret_output`), RunQueueUrl
-    and RunQueueArn when workers are enabled (from the workers stack); see `_backend.add_parameters` and
-    `_backend.add_run_queue_parameters`.
-    Outputs: ServiceUrl, ServiceArn, ServiceId, ServiceName, LoadBalancerFullName, Platform (`ecs-express`). Raises:
-    naming.NamingError when a generated AWS name breaks its service's limit.
-    """
+    """Backend stack on ECS Express Mode: cluster, Express Gateway service, roles, log group, WAF on the ALB."""
     backend = config.backend
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
     shared.add_parameters(template, config)

@@ -37,10 +37,18 @@ from awacs.sts import AssumeRole
 from troposphere import GetAtt, Ref, Sub, Template, applicationautoscaling, cloudwatch, ecs, iam, sqs
 
 from generator import contract, naming
-from generator.cfn import add_image_tag_parameter, add_output, add_parameter, describe, new_template
+from generator.cfn import add_output, describe, new_template
 from generator.components import log_group, never_touch_iam, retention_policies
-from generator.config import EnvironmentConfig, secret_variable
-from generator.stacks._backend import add_data_parameters, image_identifier
+from generator.config import EnvironmentConfig
+from generator.stacks._backend import (
+    ContainerInputs,
+    add_container_parameters,
+    data_variables,
+    decrypt_secrets_with_data_key,
+    image_identifier,
+    secret_variables,
+    via_service,
+)
 from generator.stacks.spec import StackSpec
 
 COMPONENT = "workers"
@@ -75,10 +83,11 @@ QUEUE_CONSUMER_KMS_ACTIONS = (awacs_kms.Decrypt,)
 QUEUE_PRODUCER_KMS_ACTIONS = (awacs_kms.Decrypt, awacs_kms.GenerateDataKey)
 
 
-def declared_secrets(config: EnvironmentConfig) -> dict[str, str]:
-    """Environment variable -> parameter holding the secret's ARN: the app's declared secrets, `backend.secrets`
-    (the same as the backend's: `gemini-api-key` -> GEMINI_API_KEY from `GeminiApiKeySecretArn`)."""
-    return {secret_variable(name): naming.app_secret_output(name) for name in config.backend.secrets}
+WORKER_INPUTS = ContainerInputs(
+    "Data KMS key (queue encryption, secrets)", "Operations KMS key (log group)",
+    "Private app subnets (route to NAT) for the worker tasks",
+    ("WorkerSecurityGroupId", "Security group of the worker tasks (no ingress)"),
+    "ARN of the secret injected as {variable}")
 
 
 def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
@@ -86,14 +95,7 @@ def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
     (`[backend.environment]`, the same as the API's); no secrets."""
     workers = config.workers
     values = {
-        contract.ENVIRONMENT: config.name,
-        contract.REGION: Ref("AWS::Region"),
-        contract.DB_HOST: Ref("DatabaseEndpoint"),
-        contract.DB_PORT: Ref("DatabasePort"),
-        contract.DB_NAME: Ref("DatabaseName"),
-        contract.DB_SECRET_ARN: Ref("DatabaseSecretArn"),
-        contract.DB_SSLMODE: "require",
-        contract.CONTENT_BUCKET: Ref("ContentBucketName"),
+        **data_variables(config),
         contract.RUN_QUEUE_URL: Ref("RunQueue"),
         contract.WORKER_VISIBILITY_TIMEOUT_SECONDS: str(workers.visibility_timeout_seconds),
         contract.WORKER_STOP_TIMEOUT_SECONDS: str(workers.stop_timeout_seconds),
@@ -102,19 +104,6 @@ def environment_variables(config: EnvironmentConfig) -> dict[str, object]:
     assert tuple(values) == contract.WORKER_VARIABLES, "worker env vars drifted from generator.contract"
     values.update(config.backend.environment)
     return values
-
-
-def _parameters(template: Template, config: EnvironmentConfig) -> None:
-    add_image_tag_parameter(template)
-    add_parameter(template, "DataKeyArn", "Data KMS key (queue encryption, secrets)")
-    add_parameter(template, "OpsKeyArn", "Operations KMS key (log group)")
-    add_parameter(template, "AppSubnetIds", "Private app subnets (route to NAT) for the worker tasks",
-                  type_="List<AWS::EC2::Subnet::Id>")
-    add_parameter(template, "WorkerSecurityGroupId", "Security group of the worker tasks (no ingress)",
-                  type_="AWS::EC2::SecurityGroup::Id")
-    add_data_parameters(template)
-    for variable, parameter in declared_secrets(config).items():
-        add_parameter(template, parameter, f"ARN of the secret injected as {variable}")
 
 
 # ---- queues -------------------------------------------------------------------------------------
@@ -163,16 +152,11 @@ def _queues(template: Template, config: EnvironmentConfig) -> tuple[sqs.Queue, s
 
 # ---- roles --------------------------------------------------------------------------------------
 
-def _via(service: str) -> Condition:
-    return Condition(StringEquals("kms:ViaService", Sub(f"{service}.${{AWS::Region}}.amazonaws.com")))
-
-
 def _read_secrets(config: EnvironmentConfig, sid: str) -> list[Statement]:
     return [
         Statement(Sid=sid, Effect=Allow, Action=[awacs_secretsmanager.GetSecretValue],
-                  Resource=[Ref(parameter) for parameter in declared_secrets(config).values()]),
-        Statement(Sid="DecryptSecretsWithDataKey", Effect=Allow, Action=[awacs_kms.Decrypt],
-                  Resource=[Ref("DataKeyArn")], Condition=_via("secretsmanager")),
+                  Resource=[Ref(parameter) for parameter in secret_variables(config).values()]),
+        decrypt_secrets_with_data_key(),
     ]
 
 
@@ -185,7 +169,7 @@ def _task_role(config: EnvironmentConfig, queue: sqs.Queue) -> iam.Role:
             Statement(Sid="ConsumeRunQueue", Effect=Allow, Action=list(QUEUE_CONSUMER_ACTIONS),
                       Resource=[GetAtt(queue, "Arn")]),
             Statement(Sid="DecryptRunMessages", Effect=Allow, Action=list(QUEUE_CONSUMER_KMS_ACTIONS),
-                      Resource=[Ref("DataKeyArn")], Condition=_via("sqs")),
+                      Resource=[Ref("DataKeyArn")], Condition=via_service("sqs")),
             *_read_secrets(config, "ReadDeclaredSecrets"),
             never_touch_iam(),
         ]))],
@@ -259,7 +243,7 @@ def _task_definition(template: Template, config: EnvironmentConfig, task_role, e
         Environment=[ecs.Environment(Name=name, Value=value)
                      for name, value in environment_variables(config).items()],
         Secrets=[ecs.Secret(Name=name, ValueFrom=Ref(parameter))
-                 for name, parameter in declared_secrets(config).items()],
+                 for name, parameter in secret_variables(config).items()],
         # Python and its libraries may write temporary files; /tmp is task storage, the rest stays read-only.
         MountPoints=[ecs.MountPoint(ContainerPath="/tmp", SourceVolume="tmp", ReadOnly=False)],
         LogConfiguration=ecs.LogConfiguration(LogDriver="awslogs", Options={
@@ -430,7 +414,7 @@ def build(config: EnvironmentConfig) -> Template:
     if not config.workers.enabled:
         raise ValueError(f"{config.name}: workers.enabled is false; the workers stack is not part of it")
     template = new_template(f"{config.app_name} {config.name}: {DESCRIPTION}")
-    _parameters(template, config)
+    add_container_parameters(template, config, WORKER_INPUTS)
     queue, dead = _queues(template, config)
     group = log_group(template, "WorkerLogGroup", description="Logs of the worker containers (KMS, retention)",
                       kms_key_arn=Ref("OpsKeyArn"), retention_days=config.logging.retention_days,

@@ -19,6 +19,7 @@ from generator import compose, contract, deploy_permissions
 from generator.cfn import to_data
 from generator.config import FARGATE_SIZES, ConfigError, EnvironmentConfig, load_environment, parse_environment
 from generator.stacks import workers
+from generator.stacks._backend import secret_variables
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOK_ANCHORS = {re.sub(r"[^a-z0-9]+", "-", line.lstrip("#").strip().lower()).strip("-")
@@ -213,8 +214,8 @@ def test_worker_task_runs_the_backend_image_with_the_worker_command_read_only_an
     assert tuple(e["Name"] for e in container["Environment"]) == (contract.WORKER_VARIABLES
                                                                   + tuple(config.backend.environment))
     assert {s["Name"]: s["ValueFrom"] for s in container["Secrets"]} == {
-        name: ref(parameter) for name, parameter in workers.declared_secrets(config).items()}
-    assert not {e["Name"] for e in container["Environment"]} & set(workers.declared_secrets(config))
+        name: ref(parameter) for name, parameter in secret_variables(config).items()}
+    assert not {e["Name"] for e in container["Environment"]} & set(secret_variables(config))
     logging = container["LogConfiguration"]
     assert logging["LogDriver"] == "awslogs" and logging["Options"]["awslogs-group"] == ref("WorkerLogGroup")
 
@@ -269,7 +270,7 @@ def test_worker_task_role_consumes_only_the_run_queue_and_reads_only_declared_se
     assert as_list(found["DecryptRunMessages"]["Action"]) == ["kms:Decrypt"]   # a receiver needs Decrypt only
     assert found["DecryptRunMessages"]["Condition"] == {"StringEquals": {
         "kms:ViaService": {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"}}}
-    assert found["ReadDeclaredSecrets"]["Resource"] == [ref(p) for p in workers.declared_secrets(cfg(key)).values()]
+    assert found["ReadDeclaredSecrets"]["Resource"] == [ref(p) for p in secret_variables(cfg(key)).values()]
     sent = [a for s in found.values() for a in as_list(s["Action"]) if a == "sqs:SendMessage"]
     assert not sent
 
@@ -281,7 +282,7 @@ def test_worker_execution_role_pulls_one_repository_and_writes_one_log_group(key
     (repository,) = found["PullBackendImage"]["Resource"]
     assert repository["Fn::Sub"].endswith(f":repository/{cfg(key).app_name}/backend")
     assert found["WriteWorkerLogs"]["Resource"] == [arn_of("WorkerLogGroup")]
-    assert found["InjectDeclaredSecrets"]["Resource"] == [ref(p) for p in workers.declared_secrets(cfg(key)).values()]
+    assert found["InjectDeclaredSecrets"]["Resource"] == [ref(p) for p in secret_variables(cfg(key)).values()]
 
 
 # ---- autoscaling -------------------------------------------------------------------------------
