@@ -55,18 +55,23 @@ def service_trust(service: str, source_arn: str) -> PolicyDocument:
 
 # ---- S3 -----------------------------------------------------------------------------------------
 
+def deny_insecure_transport(actions: Sequence, resources: Sequence) -> Statement:
+    """Resource-policy statement DenyInsecureTransport: any principal is denied `actions` on `resources` when
+    the request does not use TLS (aws:SecureTransport false)."""
+    return Statement(
+        Sid="DenyInsecureTransport",
+        Effect=Deny,
+        Principal=Principal("*"),
+        Action=list(actions),
+        Resource=list(resources),
+        Condition=Condition(Bool("aws:SecureTransport", False)),
+    )
+
+
 def tls_only_statements(bucket_logical_id: str) -> list[Statement]:
     """Deny any request that does not use TLS (bucket and objects)."""
-    return [
-        Statement(
-            Sid="DenyInsecureTransport",
-            Effect=Deny,
-            Principal=Principal("*"),
-            Action=[awacs_s3.Action("*")],
-            Resource=[GetAtt(bucket_logical_id, "Arn"), Sub(f"${{{bucket_logical_id}.Arn}}/*")],
-            Condition=Condition(Bool("aws:SecureTransport", False)),
-        )
-    ]
+    return [deny_insecure_transport([awacs_s3.Action("*")],
+                                    [GetAtt(bucket_logical_id, "Arn"), Sub(f"${{{bucket_logical_id}.Arn}}/*")])]
 
 
 def secure_bucket(

@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -110,6 +111,14 @@ def _check_variables(value: dict[str, str], kit_names: tuple[str, ...]) -> dict[
         if any(ord(c) < 32 and c not in "\t" for c in text):
             raise ValueError(f"{name}: value holds a control character")
     return dict(sorted(value.items()))
+
+
+def _variables_validator(kit_names: tuple[str, ...]) -> Any:
+    """The field validator of a model's `environment` table (plain application variables, checked by
+    _check_variables against `kit_names`); assign it in the class body."""
+    def check(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_variables(value, kit_names)
+    return field_validator("environment")(classmethod(check))
 
 
 # The only ranges RFC 1918 sets aside for private networks (ipaddress' is_private also admits link-local,
@@ -221,12 +230,37 @@ EnvironmentName = Annotated[str, _matching(r"[a-z][a-z0-9]{1,9}", "2-10 lower-ca
                                            "with a letter (e.g. dev, prod, staging)")]
 
 
-def _not_below(field: str, value: int, lower: str, info: ValidationInfo) -> int:
-    """A maximum checked against its minimum field validated just before it (the error names both)."""
-    minimum = info.data.get(lower)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{field} ({value}) must be >= {lower} ({minimum})")
-    return value
+def _not_below(field: str, lower: str) -> Any:
+    """The field validator of a maximum `field`, checked against its minimum field `lower` validated just before
+    it (the error names both); assign it in the class body."""
+    def check(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get(lower)
+        if minimum is not None and value < minimum:
+            raise ValueError(f"{field} ({value}) must be >= {lower} ({minimum})")
+        return value
+    return field_validator(field)(classmethod(check))
+
+
+def _unreserved(field: str, reserved: Collection[str], by: str, hint: str) -> Any:
+    """The field validator of a name `field` that must not be one of `reserved` (ValueError "'<value>' is
+    reserved <by>; choose another name<hint>"); assign it in the class body."""
+    def check(cls, value: str) -> str:
+        if value in reserved:
+            raise ValueError(f"{value!r} is reserved {by}; choose another name{hint}")
+        return value
+    return field_validator(field)(classmethod(check))
+
+
+def _memory_for_cpu(sizes: Mapping[str, tuple[str, ...]], problem: Callable[[Any, Any], str]) -> Any:
+    """The field validator of `memory`, checked against the `cpu` field validated just before it: memory must be
+    one of sizes[str(cpu)] (compared as text), else ValueError(problem(memory, cpu)); assign it in the class
+    body."""
+    def check(cls, value: str | int, info: ValidationInfo) -> str | int:
+        cpu = info.data.get("cpu")
+        if cpu is not None and str(value) not in sizes[str(cpu)]:
+            raise ValueError(problem(value, cpu))
+        return value
+    return field_validator("memory")(classmethod(check))
 
 
 class Strict(BaseModel):
@@ -294,13 +328,9 @@ class DatabaseConfig(Strict):
                 "(first minor with 0-ACU auto-pause and managed master secrets)")
         return value
 
-    @field_validator("database_name")
-    @classmethod
-    def _not_reserved(cls, value: str) -> str:
-        if value in RESERVED_DATABASE_NAMES:
-            raise ValueError(f"{value!r} is reserved by PostgreSQL or RDS (postgres, template0, template1, rdsadmin "
-                             "and SQL key words such as user, table, select); choose another name, e.g. 'app'")
-        return value
+    _not_reserved = _unreserved("database_name", RESERVED_DATABASE_NAMES, "by PostgreSQL or RDS (postgres, "
+                                "template0, template1, rdsadmin and SQL key words such as user, table, select)",
+                                ", e.g. 'app'")
 
     @field_validator("min_acu", "max_acu")
     @classmethod
@@ -495,15 +525,8 @@ class BackendBase(Strict):
     source_dir: str = Field("apprunner", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$",
                             max_length=200)
 
-    @field_validator("max_instances")
-    @classmethod
-    def _instance_range(cls, value: int, info: ValidationInfo) -> int:
-        return _not_below("max_instances", value, "min_instances", info)
-
-    @field_validator("environment")
-    @classmethod
-    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
-        return _check_variables(value, BACKEND_KIT_VARIABLES)
+    _instance_range = _not_below("max_instances", "min_instances")
+    _environment = _variables_validator(BACKEND_KIT_VARIABLES)
 
     @field_validator("secrets")
     @classmethod
@@ -542,14 +565,15 @@ class AppRunnerBackend(BackendBase):
     sse_max_stream_seconds: int = Field(100, ge=10, le=110)
 
     # Field validators (not a model validator) so the error names the exact field: backend.memory, ...
-    @field_validator("memory")
-    @classmethod
-    def _size_pair(cls, value: str, info: ValidationInfo) -> str:
-        cpu = info.data.get("cpu")
-        if cpu is not None and value not in APP_RUNNER_SIZES[cpu]:
-            pairs = "; ".join(f"{c}: {', '.join(m)}" for c, m in APP_RUNNER_SIZES.items())
-            raise ValueError(f"memory {value!r} is not valid with cpu {cpu!r}; App Runner allows {pairs}")
-        return value
+    _size_pair = _memory_for_cpu(APP_RUNNER_SIZES, lambda memory, cpu: (
+        f"memory {memory!r} is not valid with cpu {cpu!r}; App Runner allows "
+        + "; ".join(f"{c}: {', '.join(m)}" for c, m in APP_RUNNER_SIZES.items())))
+
+
+def _fargate_steps(cpu: str) -> str:
+    """Fargate's memory sizes for `cpu` as "first..last in steps of N" (MiB)."""
+    memory = FARGATE_SIZES[cpu]
+    return f"{memory[0]}..{memory[-1]} in steps of {int(memory[1]) - int(memory[0])}"
 
 
 class ExpressBackend(BackendBase):
@@ -566,16 +590,9 @@ class ExpressBackend(BackendBase):
     # one request per sse_max_stream_seconds, so 400/min with 300 s streams is up to 2000 streams per task.
     requests_per_target: int = Field(400, ge=10, le=100_000)
 
-    @field_validator("memory")
-    @classmethod
-    def _size_pair(cls, value: str, info: ValidationInfo) -> str:
-        cpu = info.data.get("cpu")
-        if cpu is not None and value not in FARGATE_SIZES[cpu]:
-            allowed = f"{FARGATE_SIZES[cpu][0]}..{FARGATE_SIZES[cpu][-1]} in steps of " + (
-                str(int(FARGATE_SIZES[cpu][1]) - int(FARGATE_SIZES[cpu][0])))
-            raise ValueError(f"memory {value!r} (MiB) is not valid with cpu {cpu!r} on Fargate; allowed {allowed} "
-                             "(https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html)")
-        return value
+    _size_pair = _memory_for_cpu(FARGATE_SIZES, lambda memory, cpu: (
+        f"memory {memory!r} (MiB) is not valid with cpu {cpu!r} on Fargate; allowed {_fargate_steps(cpu)} "
+        "(https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html)"))
 
     @field_validator("requests_per_target")
     @classmethod
@@ -621,18 +638,10 @@ class WorkersConfig(Strict):
     spot: bool = False
     container_insights: Literal["enabled", "enhanced", "disabled"] = "enabled"
 
-    @field_validator("memory")
-    @classmethod
-    def _fargate_pair(cls, value: int, info: ValidationInfo) -> int:
-        cpu = info.data.get("cpu")
-        if cpu is not None and str(value) not in FARGATE_SIZES[str(cpu)]:
-            raise ValueError(f"memory {value} MiB is not valid with cpu {cpu}; Fargate allows {_fargate_pairs()}")
-        return value
+    _fargate_pair = _memory_for_cpu(FARGATE_SIZES, lambda memory, cpu: (
+        f"memory {memory} MiB is not valid with cpu {cpu}; Fargate allows {_fargate_pairs()}"))
 
-    @field_validator("max_tasks")
-    @classmethod
-    def _task_range(cls, value: int, info: ValidationInfo) -> int:
-        return _not_below("max_tasks", value, "min_tasks", info)
+    _task_range = _not_below("max_tasks", "min_tasks")
 
     @field_validator("container_insights")
     @classmethod
@@ -672,10 +681,7 @@ class FrontendConfig(Strict):
     # Plain build-time variables of the Amplify branch (the backend URL stays the kit's).
     environment: dict[str, str] = Field(default_factory=dict, max_length=100)
 
-    @field_validator("environment")
-    @classmethod
-    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
-        return _check_variables(value, FRONTEND_KIT_VARIABLES)
+    _environment = _variables_validator(FRONTEND_KIT_VARIABLES)
 
     @field_validator("repository")
     @classmethod
@@ -715,13 +721,8 @@ class EnvironmentConfig(Strict):
             data = {**data, "backend": {**data["backend"], "platform": APP_RUNNER}}
         return data
 
-    @field_validator("name")
-    @classmethod
-    def _not_reserved(cls, value: str) -> str:
-        if value in RESERVED_ENVIRONMENT_NAMES:
-            raise ValueError(f"{value!r} is reserved for the account-level stacks; choose another name "
-                             f"(reserved: {', '.join(RESERVED_ENVIRONMENT_NAMES)})")
-        return value
+    _not_reserved = _unreserved("name", RESERVED_ENVIRONMENT_NAMES, "for the account-level stacks",
+                                f" (reserved: {', '.join(RESERVED_ENVIRONMENT_NAMES)})")
 
     @model_validator(mode="after")
     def _production_rules(self) -> EnvironmentConfig:

@@ -8,6 +8,7 @@ repository). Each is checked against its service's length and character rules at
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from generator.config import AccountConfig, EnvironmentConfig
@@ -73,60 +74,56 @@ def _prefix(config: EnvironmentConfig) -> str:
     return f"{config.app_name}-{config.name}"
 
 
+def _environment_name(kind: str, pattern: str) -> Callable[[EnvironmentConfig], str]:
+    """A name function of one environment: EnvironmentConfig in, `pattern` out with {app} = app_name and
+    {env} = the environment's name, checked against RULES[kind] (NamingError when it breaks the limit)."""
+    def name(config: EnvironmentConfig) -> str:
+        return checked(kind, pattern.format(app=config.app_name, env=config.name))
+    name.__doc__ = (f"{RULES[kind].service} name `{pattern}` of an environment (EnvironmentConfig in); raises "
+                    "NamingError when it breaks the service's limit.")
+    return name
+
+
+def _account_name(kind: str, pattern: str) -> Callable[[str], str]:
+    """A name function of the account-level stacks: app_name in, `pattern` out with {app} = app_name,
+    checked against RULES[kind] (NamingError when it breaks the limit)."""
+    def name(app_name: str) -> str:
+        return checked(kind, pattern.format(app=app_name))
+    name.__doc__ = (f"{RULES[kind].service} name `{pattern}` (app_name in); raises NamingError when it breaks the "
+                    "service's limit.")
+    return name
+
+
 # ---- stacks -------------------------------------------------------------------------------------
+# One row a name: the service rule it is checked against and its pattern ({app} = app_name, {env} = the
+# environment's name). Environment-level names take the EnvironmentConfig, account-level ones the app_name.
 
-def root_stack_name(config: EnvironmentConfig) -> str:
-    return checked("cloudformation_stack", _prefix(config))
-
-
-def bootstrap_stack_name(app_name: str) -> str:
-    return checked("cloudformation_stack", f"{app_name}-bootstrap")
-
-
-def pipeline_stack_name(app_name: str) -> str:
-    return checked("cloudformation_stack", f"{app_name}-pipeline")
+root_stack_name = _environment_name("cloudformation_stack", "{app}-{env}")
+bootstrap_stack_name = _account_name("cloudformation_stack", "{app}-bootstrap")
+pipeline_stack_name = _account_name("cloudformation_stack", "{app}-pipeline")
 
 
-# ---- physical names that AWS requires or that other parts must know in advance ----------------
+# ---- physical names of an environment that AWS requires or that other parts must know in advance -
 
-def ecs_backend_cluster_name(config: EnvironmentConfig) -> str:
-    """Known in advance: ECS and Container Insights metrics are dimensioned by ClusterName."""
-    return checked("ecs_cluster", f"{_prefix(config)}-backend")
-
-
-def ecs_backend_service_name(config: EnvironmentConfig) -> str:
-    """Known in advance: ECS metrics are dimensioned by ServiceName (ECS Express Mode backend)."""
-    return checked("ecs_service", f"{_prefix(config)}-backend")
-
-
-def amplify_app_name(config: EnvironmentConfig) -> str:
-    return checked("amplify_app", _prefix(config))
-
-
-def backup_vault_name(config: EnvironmentConfig) -> str:
-    return checked("backup_vault", f"{_prefix(config)}-vault")
-
-
-def backup_plan_name(config: EnvironmentConfig) -> str:
-    return checked("backup_plan", f"{_prefix(config)}-daily")
-
-
-def db_cluster_identifier(config: EnvironmentConfig) -> str:
-    """Fixed so the RDS log-export group can be created first, with our key and retention, and so a
-    change that would replace the cluster fails loudly instead of creating a new, empty database."""
-    return checked("rds_cluster", _prefix(config))
-
-
-def web_acl_name(config: EnvironmentConfig) -> str:
-    return checked("waf_web_acl", f"{_prefix(config)}-backend")
-
-
-def budget_name(config: EnvironmentConfig) -> str:
-    return checked("budget", f"{_prefix(config)}-monthly")
-
-
-def dashboard_name(config: EnvironmentConfig) -> str:
-    return checked("dashboard", _prefix(config))
+# Known in advance: ECS and Container Insights metrics are dimensioned by ClusterName.
+ecs_backend_cluster_name = _environment_name("ecs_cluster", "{app}-{env}-backend")
+# Known in advance: ECS metrics are dimensioned by ServiceName (ECS Express Mode backend).
+ecs_backend_service_name = _environment_name("ecs_service", "{app}-{env}-backend")
+amplify_app_name = _environment_name("amplify_app", "{app}-{env}")
+backup_vault_name = _environment_name("backup_vault", "{app}-{env}-vault")
+backup_plan_name = _environment_name("backup_plan", "{app}-{env}-daily")
+# Fixed so the RDS log-export group can be created first, with our key and retention, and so a change that
+# would replace the cluster fails loudly instead of creating a new, empty database.
+db_cluster_identifier = _environment_name("rds_cluster", "{app}-{env}")
+web_acl_name = _environment_name("waf_web_acl", "{app}-{env}-backend")
+budget_name = _environment_name("budget", "{app}-{env}-monthly")
+dashboard_name = _environment_name("dashboard", "{app}-{env}")
+anomaly_monitor_name = _environment_name("anomaly_monitor", "{app}-{env}-cost")
+anomaly_subscription_name = _environment_name("anomaly_monitor", "{app}-{env}-cost-alerts")
+# Known in advance: the trail's key and bucket policies name its ARN (aws:SourceArn) before it exists.
+trail_name = _environment_name("cloudtrail_trail", "{app}-{env}-audit")
+# WAF logs only go to log groups whose name starts with `aws-waf-logs-`.
+waf_log_group_name = _environment_name("log_group", "aws-waf-logs-{app}-{env}-backend")
 
 
 def component_budget_name(config: EnvironmentConfig, component: str) -> str:
@@ -134,47 +131,31 @@ def component_budget_name(config: EnvironmentConfig, component: str) -> str:
     return checked("budget", f"{_prefix(config)}-component-{component}")
 
 
-def anomaly_monitor_name(config: EnvironmentConfig) -> str:
-    return checked("anomaly_monitor", f"{_prefix(config)}-cost")
-
-
-def anomaly_subscription_name(config: EnvironmentConfig) -> str:
-    return checked("anomaly_monitor", f"{_prefix(config)}-cost-alerts")
-
-
 def kms_alias(config: EnvironmentConfig, purpose: str) -> str:
     """Alias of an environment's KMS key, e.g. alias/adagency-dev-data (aliases are unique per region)."""
     return checked("kms_alias", f"alias/{_prefix(config)}-{purpose}")
 
 
-def trail_name(config: EnvironmentConfig) -> str:
-    """Known in advance: the trail's key and bucket policies name its ARN (aws:SourceArn) before it exists."""
-    return checked("cloudtrail_trail", f"{_prefix(config)}-audit")
+# ---- account-level physical names (bootstrap and pipeline stacks) -------------------------------
+
+# The account-level trail (bootstrap): its key and bucket policies name its ARN before it exists.
+account_trail_name = _account_name("cloudtrail_trail", "{app}-account-audit")
+account_trail_key_alias = _account_name("kms_alias", "alias/{app}-account-trail")
+# Account-level (bootstrap) repository; environments pull `<repo>:<ImageTag>` from it.
+ecr_repository_name = _account_name("ecr_repository", "{app}/backend")
+# Alias of the account-level bootstrap key. Environment stacks never import bootstrap outputs, so the App
+# Runner access role finds this key by alias (kms:ResourceAliases) to decrypt ECR image layers.
+bootstrap_key_alias = _account_name("kms_alias", "alias/{app}-bootstrap")
+# Account-level secret holding the Git provider token Amplify needs (read by dynamic reference
+# `{{resolve:secretsmanager:<name>:SecretString:token}}`, JSON key GIT_TOKEN_JSON_KEY).
+git_token_secret_name = _account_name("secret", "{app}/amplify/git-token")
+GIT_TOKEN_JSON_KEY = "token"  # the secret's value is JSON: {"token": "<Git provider token>"}
+pipeline_name = _account_name("pipeline", "{app}-delivery")
+connection_name = _account_name("connection", "{app}-git")
 
 
-def account_trail_name(app_name: str) -> str:
-    """The account-level trail (bootstrap): its key and bucket policies name its ARN before it exists."""
-    return checked("cloudtrail_trail", f"{app_name}-account-audit")
-
-
-def account_trail_key_alias(app_name: str) -> str:
-    return checked("kms_alias", f"alias/{app_name}-account-trail")
-
-
-def ecr_repository_name(app_name: str) -> str:
-    """Account-level (bootstrap) repository; environments pull `<repo>:<ImageTag>` from it."""
-    return checked("ecr_repository", f"{app_name}/backend")
-
-
-def bootstrap_key_alias(app_name: str) -> str:
-    """Alias of the account-level bootstrap key. Environment stacks never import bootstrap outputs, so the
-    App Runner access role finds this key by alias (kms:ResourceAliases) to decrypt ECR image layers."""
-    return checked("kms_alias", f"alias/{app_name}-bootstrap")
-
-
-def waf_log_group_name(config: EnvironmentConfig) -> str:
-    """WAF logs only go to log groups whose name starts with `aws-waf-logs-`."""
-    return checked("log_group", f"aws-waf-logs-{_prefix(config)}-backend")
+def codebuild_project_name(app_name: str, purpose: str) -> str:
+    return checked("codebuild_project", f"{app_name}-{purpose}")
 
 
 def app_secret_logical_id(name: str) -> str:
@@ -189,27 +170,6 @@ def app_secret_output(name: str) -> str:
     """Stack output (secrets stack and root) and backend parameter holding the secret's ARN:
     `GeminiApiKeySecretArn` for the default, `AppSecret<Name>Arn` for the others."""
     return f"{app_secret_logical_id(name)}Arn"
-
-
-GIT_TOKEN_JSON_KEY = "token"  # the secret's value is JSON: {"token": "<Git provider token>"}
-
-
-def git_token_secret_name(app_name: str) -> str:
-    """Account-level secret holding the Git provider token Amplify needs (read by dynamic reference
-    `{{resolve:secretsmanager:<name>:SecretString:token}}`, JSON key GIT_TOKEN_JSON_KEY)."""
-    return checked("secret", f"{app_name}/amplify/git-token")
-
-
-def pipeline_name(app_name: str) -> str:
-    return checked("pipeline", f"{app_name}-delivery")
-
-
-def codebuild_project_name(app_name: str, purpose: str) -> str:
-    return checked("codebuild_project", f"{app_name}-{purpose}")
-
-
-def connection_name(app_name: str) -> str:
-    return checked("connection", f"{app_name}-git")
 
 
 # ---- tags ---------------------------------------------------------------------------------------

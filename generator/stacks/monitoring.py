@@ -14,9 +14,7 @@ from awacs import sns as awacs_sns
 from awacs.aws import (
     Allow,
     ArnLike,
-    Bool,
     Condition,
-    Deny,
     PolicyDocument,
     Principal,
     Statement,
@@ -27,6 +25,7 @@ from troposphere import AWSHelperFn, GetAtt, Ref, Select, Split, Sub, Template, 
 from generator import contract, naming
 from generator.backend_metrics import BackendMetrics, Metric
 from generator.cfn import add_output, add_parameter, describe, new_template
+from generator.components import deny_insecure_transport
 from generator.config import APP_RUNNER, ECS_EXPRESS, ConfigError, EnvironmentConfig
 from generator.stacks.spec import MonitoringInputs, StackSpec
 
@@ -57,6 +56,12 @@ def _metric_stat(metric: Metric, statistic: str | None = None) -> cloudwatch.Met
 
 def _dimensions(**values) -> list[cloudwatch.MetricDimension]:
     return [cloudwatch.MetricDimension(Name=name, Value=value) for name, value in values.items()]
+
+
+def _metric_properties(metric: Metric) -> dict:
+    """The alarm properties Namespace, MetricName and Dimensions of a BackendMetrics metric."""
+    return {"Namespace": metric.namespace, "MetricName": metric.name,
+            "Dimensions": [cloudwatch.MetricDimension(Name=n, Value=_value(v)) for n, v in metric.dimensions]}
 
 
 def _alarm(template: Template, logical_id: str, *, summary: str, anchor: str,
@@ -93,6 +98,66 @@ def _alarm(template: Template, logical_id: str, *, summary: str, anchor: str,
     return template.add_resource(alarm)
 
 
+def _ceiling(config: EnvironmentConfig, maximum: float) -> float:
+    """alerts.thresholds.capacity_ratio of a configured maximum (instances, tasks, ACU), to 2 decimals."""
+    return round(config.alerts.thresholds.capacity_ratio * maximum, 2)
+
+
+def _near_max_alarm(template: Template, logical_id: str, *, ceiling: float, summary: str, anchor: str,
+                    **metric) -> cloudwatch.Alarm:
+    """An alarm when the metric's Maximum is at or above `ceiling` in 3 five-minute periods (15 minutes).
+    `metric`: Namespace, MetricName and Dimensions. Returns the alarm, added to `template`."""
+    return _alarm(template, logical_id, summary=summary, anchor=anchor, **metric, Statistic="Maximum",
+                  ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=ceiling)
+
+
+def _count_alarm(template: Template, logical_id: str, *, threshold: float, summary: str, anchor: str,
+                 **metric) -> cloudwatch.Alarm:
+    """An alarm when the metric's Sum over one period (5 minutes unless `metric` sets Period) is at or above
+    `threshold`. `metric`: Namespace, MetricName, Dimensions (and Period). Returns the alarm, added to
+    `template`."""
+    return _alarm(template, logical_id, summary=summary, anchor=anchor, **metric, Statistic="Sum",
+                  EvaluationPeriods=1, ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=threshold)
+
+
+def _backend_5xx_rate(template: Template, config: EnvironmentConfig, *, errors: list[cloudwatch.MetricDataQuery],
+                      errors_sum: str, requests: cloudwatch.MetricStat, origin: str = "") -> None:
+    """Backend5xxRate, on either platform: 100 * `errors_sum` (an expression over the `errors` queries' Ids)
+    / requests, alarmed above backend_5xx_rate_percent in 2 of 3 five-minute periods; periods with fewer than
+    backend_5xx_min_requests requests count as 0 %. `origin` tells in the summary where 5xx responses come from."""
+    thresholds = config.alerts.thresholds
+    minimum = thresholds.backend_5xx_min_requests
+    _alarm(
+        template, "Backend5xxRate",
+        summary=f"Backend 5xx responses{origin} above {thresholds.backend_5xx_rate_percent:g}% of requests "
+                f"(periods with at least {minimum} requests) in 2 of 3 five-minute periods.",
+        anchor="backend-5xx-rate",
+        Metrics=[
+            *errors,
+            cloudwatch.MetricDataQuery(Id="requests", MetricStat=requests, ReturnData=False),
+            cloudwatch.MetricDataQuery(
+                Id="rate", Label="5xx rate (%)", ReturnData=True,
+                Expression=f"IF(requests >= {minimum}, 100 * {errors_sum} / requests, 0)"),
+        ],
+        Threshold=thresholds.backend_5xx_rate_percent,
+        EvaluationPeriods=3, DatapointsToAlarm=2,
+    )
+
+
+def _backend_instances_near_max(template: Template, config: EnvironmentConfig, unit: str, **metric) -> None:
+    """BackendInstancesNearMax, on either platform: `unit` names what runs ("instances" on App Runner, "tasks"
+    on ECS); `metric` is its count metric (Namespace, MetricName, Dimensions)."""
+    ratio = config.alerts.thresholds.capacity_ratio
+    maximum = config.backend.max_instances
+    ceiling = _ceiling(config, maximum)
+    _near_max_alarm(
+        template, "BackendInstancesNearMax", ceiling=ceiling,
+        summary=f"Backend running {ceiling:g} or more {unit} ({ratio:.0%} of max_instances = {maximum}) for 15 "
+                "minutes: autoscaling is near its ceiling.",
+        anchor="backend-instances-near-max", **metric,
+    )
+
+
 def _topic(template: Template, config: EnvironmentConfig) -> sns.Topic:
     topic = template.add_resource(describe(sns.Topic(
         TOPIC,
@@ -127,9 +192,7 @@ def _topic(template: Template, config: EnvironmentConfig) -> sns.Topic:
             Condition=Condition([StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
                                  ArnLike("aws:SourceArn", GetAtt(WORKER_TASK_RULE, "Arn"))]),
         )] if config.workers.enabled else []),
-        Statement(Sid="DenyInsecureTransport", Effect=Deny, Principal=Principal("*"),
-                  Action=[awacs_sns.Publish, awacs_sns.Subscribe], Resource=[Ref(topic)],
-                  Condition=Condition(Bool("aws:SecureTransport", False))),
+        deny_insecure_transport([awacs_sns.Publish, awacs_sns.Subscribe], [Ref(topic)]),
     ]
     template.add_resource(describe(sns.TopicPolicy(
         "AlertTopicPolicy",
@@ -154,22 +217,9 @@ def _app_runner_alarms(template: Template, config: EnvironmentConfig) -> None:
             Metric=cloudwatch.Metric(Namespace="AWS/AppRunner", MetricName=metric, Dimensions=service),
             Period=PERIOD, Stat=statistic)
 
-    minimum = thresholds.backend_5xx_min_requests
-    _alarm(
-        template, "Backend5xxRate",
-        summary=f"Backend 5xx responses above {thresholds.backend_5xx_rate_percent:g}% of requests "
-                f"(periods with at least {minimum} requests) in 2 of 3 five-minute periods.",
-        anchor="backend-5xx-rate",
-        Metrics=[
-            cloudwatch.MetricDataQuery(Id="errors", MetricStat=stat("5xxStatusResponses"), ReturnData=False),
-            cloudwatch.MetricDataQuery(Id="requests", MetricStat=stat("Requests"), ReturnData=False),
-            cloudwatch.MetricDataQuery(
-                Id="rate", Label="5xx rate (%)", ReturnData=True,
-                Expression=f"IF(requests >= {minimum}, 100 * FILL(errors, 0) / requests, 0)"),
-        ],
-        Threshold=thresholds.backend_5xx_rate_percent,
-        EvaluationPeriods=3, DatapointsToAlarm=2,
-    )
+    _backend_5xx_rate(
+        template, config, errors_sum="FILL(errors, 0)", requests=stat("Requests"),
+        errors=[cloudwatch.MetricDataQuery(Id="errors", MetricStat=stat("5xxStatusResponses"), ReturnData=False)])
     # The service's own metric (EMF in its logs), non-streaming requests only: App Runner's RequestLatency
     # includes SSE responses that stay open ~sse_max_stream_seconds by design (dashboard: "stream duration").
     _alarm(
@@ -181,16 +231,8 @@ def _app_runner_alarms(template: Template, config: EnvironmentConfig) -> None:
         Dimensions=_dimensions(**{contract.METRICS_DIMENSION: config.name}),
         ExtendedStatistic="p99", Threshold=thresholds.backend_p99_latency_ms,
     )
-    ceiling = round(thresholds.capacity_ratio * config.backend.max_instances, 2)
-    _alarm(
-        template, "BackendInstancesNearMax",
-        summary=f"Backend running {ceiling:g} or more instances ({thresholds.capacity_ratio:.0%} of "
-                f"max_instances = {config.backend.max_instances}) for 15 minutes: autoscaling is near its ceiling.",
-        anchor="backend-instances-near-max",
-        Namespace="AWS/AppRunner", MetricName="ActiveInstances", Dimensions=service,
-        Statistic="Maximum",
-        ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=ceiling,
-    )
+    _backend_instances_near_max(template, config, "instances",
+                                Namespace="AWS/AppRunner", MetricName="ActiveInstances", Dimensions=service)
 
 
 # Backend alarms per platform: each reads only metrics its platform publishes.
@@ -202,35 +244,18 @@ def _express_alarms(template: Template, config: EnvironmentConfig, source: Backe
     """ECS Express Mode: 5xx rate and p99 latency at the load balancer, tasks running vs desired, tasks near
     max_instances, task CPU and memory near their size. Every metric comes from `source`."""
     thresholds = config.alerts.thresholds
-    minimum = thresholds.backend_5xx_min_requests
     errors = [cloudwatch.MetricDataQuery(Id=f"errors{i}", MetricStat=_metric_stat(m), ReturnData=False)
               for i, m in enumerate(source.errors_5xx)]
     total = " + ".join(f"FILL(errors{i}, 0)" for i in range(len(errors)))
-    _alarm(
-        template, "Backend5xxRate",
-        summary=f"Backend 5xx responses (from the tasks or the load balancer) above "
-                f"{thresholds.backend_5xx_rate_percent:g}% of requests (periods with at least {minimum} "
-                "requests) in 2 of 3 five-minute periods.",
-        anchor="backend-5xx-rate",
-        Metrics=[
-            *errors,
-            cloudwatch.MetricDataQuery(Id="requests", MetricStat=_metric_stat(source.requests), ReturnData=False),
-            cloudwatch.MetricDataQuery(
-                Id="rate", Label="5xx rate (%)", ReturnData=True,
-                Expression=f"IF(requests >= {minimum}, 100 * ({total}) / requests, 0)"),
-        ],
-        Threshold=thresholds.backend_5xx_rate_percent,
-        EvaluationPeriods=3, DatapointsToAlarm=2,
-    )
-    latency = source.latency
+    _backend_5xx_rate(template, config, errors=errors, errors_sum=f"({total})",
+                      requests=_metric_stat(source.requests), origin=" (from the tasks or the load balancer)")
     _alarm(
         template, "BackendLatencyP99",
         summary=f"Backend p99 time to response headers above {thresholds.backend_p99_latency_ms} ms for 15 "
                 "minutes (an SSE stream counts until its headers, so streams do not inflate it).",
         anchor="backend-latency",
-        Namespace=latency.namespace, MetricName=latency.name,
-        Dimensions=[cloudwatch.MetricDimension(Name=n, Value=_value(v)) for n, v in latency.dimensions],
-        ExtendedStatistic=latency.statistic,
+        **_metric_properties(source.latency),
+        ExtendedStatistic=source.latency.statistic,
         Threshold=round(thresholds.backend_p99_latency_ms * source.latency_per_ms, 3),
     )
     if source.desired is not None:
@@ -248,18 +273,7 @@ def _express_alarms(template: Template, config: EnvironmentConfig, source: Backe
             ],
             ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=1,
         )
-    ceiling = round(thresholds.capacity_ratio * config.backend.max_instances, 2)
-    instances = source.instances
-    _alarm(
-        template, "BackendInstancesNearMax",
-        summary=f"Backend running {ceiling:g} or more tasks ({thresholds.capacity_ratio:.0%} of "
-                f"max_instances = {config.backend.max_instances}) for 15 minutes: autoscaling is near its ceiling.",
-        anchor="backend-instances-near-max",
-        Namespace=instances.namespace, MetricName=instances.name,
-        Dimensions=[cloudwatch.MetricDimension(Name=n, Value=_value(v)) for n, v in instances.dimensions],
-        Statistic="Maximum",
-        ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=ceiling,
-    )
+    _backend_instances_near_max(template, config, "tasks", **_metric_properties(source.instances))
     percent = round(thresholds.capacity_ratio * 100, 1)
     for logical_id, metric, what in (("BackendCpuNearMax", source.cpu, "CPU"),
                                      ("BackendMemoryNearMax", source.memory, "memory")):
@@ -267,8 +281,7 @@ def _express_alarms(template: Template, config: EnvironmentConfig, source: Backe
             template, logical_id,
             summary=f"Backend task {what} above {percent:g}% of the task size on average for 15 minutes.",
             anchor="backend-cpu-memory-near-max",
-            Namespace=metric.namespace, MetricName=metric.name,
-            Dimensions=[cloudwatch.MetricDimension(Name=n, Value=_value(v)) for n, v in metric.dimensions],
+            **_metric_properties(metric),
             Statistic="Average", Threshold=percent,
         )
 
@@ -283,15 +296,13 @@ def _database_alarms(template: Template, config: EnvironmentConfig) -> None:
     # Role=WRITER/READER follows the role across a failover; an instance identifier would not.
     writer = _dimensions(DBClusterIdentifier=Ref("ClusterIdentifier"), Role="WRITER")
     paused = " Missing data (auto-paused at 0 ACU) counts as OK." if database.min_acu == 0 else ""
-    ceiling = round(thresholds.capacity_ratio * database.max_acu, 2)
-    _alarm(
-        template, "DatabaseCapacityNearMax",
+    ceiling = _ceiling(config, database.max_acu)
+    _near_max_alarm(
+        template, "DatabaseCapacityNearMax", ceiling=ceiling,
         summary=f"Aurora capacity at or above {ceiling:g} ACU ({thresholds.capacity_ratio:.0%} of max_acu = "
                 f"{database.max_acu:g}) for 15 minutes.{paused}",
         anchor="database-capacity-near-max",
         Namespace="AWS/RDS", MetricName="ServerlessDatabaseCapacity", Dimensions=cluster,
-        Statistic="Maximum",
-        ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=ceiling,
     )
     _alarm(
         template, "DatabaseCpu",
@@ -321,44 +332,36 @@ def _database_alarms(template: Template, config: EnvironmentConfig) -> None:
 def _edge_alarms(template: Template, config: EnvironmentConfig, inputs: MonitoringInputs) -> None:
     """Frontend (Amplify), NAT gateways, WAF and AWS Backup."""
     thresholds = config.alerts.thresholds
-    _alarm(
-        template, "Frontend5xx",
+    _count_alarm(
+        template, "Frontend5xx", threshold=thresholds.frontend_5xx_count,
         summary=f"Amplify frontend returned {thresholds.frontend_5xx_count} or more 5xx responses in 5 minutes.",
         anchor="frontend-5xx",
         Namespace="AWS/AmplifyHosting", MetricName="5xxErrors", Dimensions=_dimensions(App=Ref("AppId")),
-        Statistic="Sum", EvaluationPeriods=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=thresholds.frontend_5xx_count,
     )
     for index in range(inputs.nat_count):
-        _alarm(
-            template, f"NatPortAllocationErrors{index}",
+        _count_alarm(
+            template, f"NatPortAllocationErrors{index}", threshold=thresholds.nat_port_allocation_errors,
             summary=f"NAT gateway {index + 1} of {inputs.nat_count} could not allocate source ports "
                     f"({thresholds.nat_port_allocation_errors} or more errors in 5 minutes): outbound "
                     "connections (Gemini API) are failing.",
             anchor="nat-port-allocation-errors",
             Namespace="AWS/NATGateway", MetricName="ErrorPortAllocation",
             Dimensions=_dimensions(NatGatewayId=Select(index, Split(",", Ref("NatGatewayIds")))),
-            Statistic="Sum", EvaluationPeriods=1,
-            ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=thresholds.nat_port_allocation_errors,
         )
-    _alarm(
-        template, "WafBlockedSpike",
+    _count_alarm(
+        template, "WafBlockedSpike", threshold=thresholds.waf_blocked_requests,
         summary=f"WAF blocked {thresholds.waf_blocked_requests} or more backend requests in 5 minutes "
                 "(attack, scraping, or a false positive locking users out).",
         anchor="waf-blocked-spike",
         Namespace="AWS/WAFV2", MetricName="BlockedRequests",
         Dimensions=_dimensions(WebACL=naming.web_acl_name(config), Region=Ref("AWS::Region"), Rule="ALL"),
-        Statistic="Sum", EvaluationPeriods=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=thresholds.waf_blocked_requests,
     )
-    _alarm(
-        template, "BackupJobsFailed",
+    _count_alarm(
+        template, "BackupJobsFailed", threshold=1,
         summary="An AWS Backup job of this environment's vault failed in the last hour.",
         anchor="backup-job-failed",
         Namespace="AWS/Backup", MetricName="NumberOfBackupJobsFailed",
-        Dimensions=_dimensions(BackupVaultName=Ref("BackupVaultName")),
-        Statistic="Sum", Period=3600, EvaluationPeriods=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold", Threshold=1,
+        Dimensions=_dimensions(BackupVaultName=Ref("BackupVaultName")), Period=3600,
     )
 
 

@@ -219,16 +219,26 @@ def _flow_logs(template: Template, config: EnvironmentConfig, vpc) -> None:
     ), "Flow log of the whole VPC (accepted and rejected traffic)"))
 
 
-def _security_groups(template: Template, vpc) -> tuple[ec2.SecurityGroup, ec2.SecurityGroup]:
-    connector = template.add_resource(describe(ec2.SecurityGroup(
-        "ConnectorSecurityGroup",
-        GroupDescription="App Runner VPC connector: HTTPS out, PostgreSQL to Aurora, nothing in",
+def _https_client_group(template: Template, vpc, logical_id: str, *, group_description: str,
+                        egress_description: str, description: str) -> ec2.SecurityGroup:
+    """A security group that nothing connects to (no SecurityGroupIngress) with HTTPS (443) out to anywhere:
+    the egress rule is declared inline, which removes the default allow-all egress rule. PostgreSQL to Aurora
+    is added by _postgres_path. `description` goes into the resource's metadata."""
+    return template.add_resource(describe(ec2.SecurityGroup(
+        logical_id,
+        GroupDescription=group_description,
         VpcId=Ref(vpc),
-        # Declaring egress inline removes the default allow-all egress rule.
         SecurityGroupEgress=[ec2.SecurityGroupRule(
-            IpProtocol="tcp", FromPort=HTTPS, ToPort=HTTPS, CidrIp=ANYWHERE,
-            Description="HTTPS to the internet via NAT (Gemini API) and to AWS APIs/S3")],
-    ), "Security group of the App Runner VPC connector ENIs"))
+            IpProtocol="tcp", FromPort=HTTPS, ToPort=HTTPS, CidrIp=ANYWHERE, Description=egress_description)],
+    ), description))
+
+
+def _security_groups(template: Template, vpc) -> tuple[ec2.SecurityGroup, ec2.SecurityGroup]:
+    connector = _https_client_group(
+        template, vpc, "ConnectorSecurityGroup",
+        group_description="App Runner VPC connector: HTTPS out, PostgreSQL to Aurora, nothing in",
+        egress_description="HTTPS to the internet via NAT (Gemini API) and to AWS APIs/S3",
+        description="Security group of the App Runner VPC connector ENIs")
     database = template.add_resource(describe(ec2.SecurityGroup(
         "DatabaseSecurityGroup",
         GroupDescription="Aurora PostgreSQL: 5432 only from the App Runner connector, no egress",
@@ -263,15 +273,11 @@ def _postgres_path(template: Template, client: ec2.SecurityGroup, database: ec2.
 
 def _worker_security_group(template: Template, vpc, database: ec2.SecurityGroup) -> ec2.SecurityGroup:
     """The ECS worker tasks' group (workers stack): nothing in; HTTPS out and PostgreSQL to Aurora only."""
-    worker = template.add_resource(describe(ec2.SecurityGroup(
-        "WorkerSecurityGroup",
-        GroupDescription="ECS worker tasks: HTTPS out, PostgreSQL to Aurora, nothing in",
-        VpcId=Ref(vpc),
-        # No SecurityGroupIngress: nothing connects to a worker. Inline egress replaces the allow-all default.
-        SecurityGroupEgress=[ec2.SecurityGroupRule(
-            IpProtocol="tcp", FromPort=HTTPS, ToPort=HTTPS, CidrIp=ANYWHERE,
-            Description="HTTPS to the internet via NAT (Gemini API), AWS APIs, ECR and S3")],
-    ), "Security group of the ECS worker tasks"))
+    worker = _https_client_group(
+        template, vpc, "WorkerSecurityGroup",
+        group_description="ECS worker tasks: HTTPS out, PostgreSQL to Aurora, nothing in",
+        egress_description="HTTPS to the internet via NAT (Gemini API), AWS APIs, ECR and S3",
+        description="Security group of the ECS worker tasks")
     _postgres_path(template, worker, database, "Worker", "workers", "PostgreSQL from the ECS worker tasks")
     return worker
 

@@ -30,11 +30,8 @@ from awacs import sns as awacs_sns
 from awacs.aws import (
     Action,
     Allow,
-    Bool,
     Condition,
-    Deny,
     PolicyDocument,
-    Principal,
     Statement,
     StringEquals,
 )
@@ -44,7 +41,7 @@ from troposphere import codepipeline as cp
 
 from generator import deploy_permissions, deploy_scopes, naming
 from generator.cfn import add_output, describe, new_template, skip_checkov
-from generator.components import log_group
+from generator.components import deny_insecure_transport, log_group
 from generator.config import AccountConfig, ConfigError, EnvironmentConfig, check_pipeline_environments
 
 COMPONENT = "pipeline"
@@ -510,9 +507,7 @@ def _approval_topic(template: Template, account: AccountConfig, boot: Bootstrap)
     template.add_resource(describe(sns.TopicPolicy(
         "ApprovalTopicPolicy",
         Topics=[Ref(topic)],
-        PolicyDocument=_policy(Statement(
-            Sid="DenyInsecureTransport", Effect=Deny, Principal=Principal("*"), Action=[awacs_sns.Publish],
-            Resource=[Ref(topic)], Condition=Condition(Bool("aws:SecureTransport", False)))),
+        PolicyDocument=_policy(deny_insecure_transport([awacs_sns.Publish], [Ref(topic)])),
     ), "Approval topic policy: TLS only"))
     for index, email in enumerate(account.approval_emails, start=1):
         template.add_resource(describe(sns.SubscriptionResource(
