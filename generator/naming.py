@@ -39,7 +39,6 @@ class Rule:
 RULES = {
     "cloudformation_stack": Rule("CloudFormation stack", 128, r"[A-Za-z][A-Za-z0-9-]*"),
     "ecs_cluster": Rule("ECS cluster", 255, r"[A-Za-z0-9_-]+"),
-    "ecs_service": Rule("ECS service", 255, r"[A-Za-z0-9_-]+"),
     "amplify_app": Rule("Amplify app", 255, r"[A-Za-z0-9_.-]+"),
     "backup_vault": Rule("AWS Backup vault", 50, r"[A-Za-z0-9_.-]+", 2),
     "backup_plan": Rule("AWS Backup plan", 50, r"[A-Za-z0-9_.-]+"),
@@ -107,8 +106,6 @@ pipeline_stack_name = _account_name("cloudformation_stack", "{app}-pipeline")
 
 # Known in advance: ECS and Container Insights metrics are dimensioned by ClusterName.
 ecs_backend_cluster_name = _environment_name("ecs_cluster", "{app}-{env}-backend")
-# Known in advance: ECS metrics are dimensioned by ServiceName (ECS Express Mode backend).
-ecs_backend_service_name = _environment_name("ecs_service", "{app}-{env}-backend")
 amplify_app_name = _environment_name("amplify_app", "{app}-{env}")
 backup_vault_name = _environment_name("backup_vault", "{app}-{env}-vault")
 backup_plan_name = _environment_name("backup_plan", "{app}-{env}-daily")
