@@ -291,6 +291,12 @@ PREFIX_SCOPES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+# Creates whose resource the service names during the call (the request carries no name), so the ARN IAM
+# evaluates is not known in advance: they stay on "*" whatever their resource type. ECS generates the Express
+# service's name (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_CreateExpressGatewayService.html).
+NAMED_DURING_THE_CALL = frozenset({"ecs:CreateExpressGatewayService"})
+
+
 @functools.cache
 def _resource_types() -> Mapping[str, Mapping[str, tuple[str, ...]]]:
     """Resource types of every IAM action (lower-case), from cfn-lint's copy of the IAM service reference."""
@@ -305,6 +311,8 @@ def scope_of(action: str) -> str | None:
     resource type names compare case-insensitively (the reference writes `Secret`, `backupVault`)."""
     if action == "secretsmanager:GetSecretValue":
         return SCOPE_SECRET_VALUES
+    if action in NAMED_DURING_THE_CALL:
+        return None
     service, name = action.split(":", 1)
     if service not in SCOPED_RESOURCE_TYPES:
         return None

@@ -537,7 +537,7 @@ def test_no_action_is_on_star_when_every_resource_it_accepts_is_scoped():
                    "secretsmanager:TagResource"):
         assert deploy_scopes.scope_of(action) is not None, action
     for action in ("ec2:CreateVpc", "kms:CreateKey", "rds:CreateDBInstance", "ecs:RegisterTaskDefinition",
-                   "wafv2:CreateWebACL"):
+                   "wafv2:CreateWebACL", "ecs:CreateExpressGatewayService"):
         assert deploy_scopes.scope_of(action) is None, action
 
 
