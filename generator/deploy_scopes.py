@@ -255,39 +255,39 @@ SCOPED_RESOURCE_TYPES = {
     "secretsmanager": (frozenset({"secret"}), SCOPE_SECRETS),
 }
 
-_ARN = "arn:${AWS::Partition}"
-_REGIONAL = "${AWS::Region}:${AWS::AccountId}"
+ARN = "arn:${AWS::Partition}"
+REGIONAL = "${AWS::Region}:${AWS::AccountId}"
 # scope -> (statement Sid, ARN patterns; `{prefix}` is each environment's `<app>-<env>`). Formats from the
 # Service Authorization Reference of each service
 # (https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html).
 PREFIX_SCOPES: dict[str, tuple[str, tuple[str, ...]]] = {
-    SCOPE_FUNCTIONS: ("FunctionsOfTheEnvironments", (f"{_ARN}:lambda:{_REGIONAL}:function:{{prefix}}-*",)),
+    SCOPE_FUNCTIONS: ("FunctionsOfTheEnvironments", (f"{ARN}:lambda:{REGIONAL}:function:{{prefix}}-*",)),
     # Bucket names are generated from the (lower-case) stack names.
-    SCOPE_BUCKETS: ("BucketsOfTheEnvironments", (f"{_ARN}:s3:::{{prefix}}-*",)),
-    SCOPE_TOPICS: ("TopicsOfTheEnvironments", (f"{_ARN}:sns:{_REGIONAL}:{{prefix}}-*",)),
+    SCOPE_BUCKETS: ("BucketsOfTheEnvironments", (f"{ARN}:s3:::{{prefix}}-*",)),
+    SCOPE_TOPICS: ("TopicsOfTheEnvironments", (f"{ARN}:sns:{REGIONAL}:{{prefix}}-*",)),
     SCOPE_ALARMS_AND_DASHBOARDS: ("AlarmsAndDashboardsOfTheEnvironments", (
-        f"{_ARN}:cloudwatch:{_REGIONAL}:alarm:{{prefix}}-*",
-        f"{_ARN}:cloudwatch::${{AWS::AccountId}}:dashboard/{{prefix}}",
-        f"{_ARN}:cloudwatch::${{AWS::AccountId}}:dashboard/{{prefix}}-*")),
-    SCOPE_QUEUES: ("QueuesOfTheEnvironments", (f"{_ARN}:sqs:{_REGIONAL}:{{prefix}}-*",)),
+        f"{ARN}:cloudwatch:{REGIONAL}:alarm:{{prefix}}-*",
+        f"{ARN}:cloudwatch::${{AWS::AccountId}}:dashboard/{{prefix}}",
+        f"{ARN}:cloudwatch::${{AWS::AccountId}}:dashboard/{{prefix}}-*")),
+    SCOPE_QUEUES: ("QueuesOfTheEnvironments", (f"{ARN}:sqs:{REGIONAL}:{{prefix}}-*",)),
     # Services, deployments and revisions live under their cluster (long ARN format: service/<cluster>/<name>,
     # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-account-settings.html#ecs-resource-ids).
     SCOPE_ECS: ("EcsClustersAndServicesOfTheEnvironments", tuple(
-        f"{_ARN}:ecs:{_REGIONAL}:{kind}/{{prefix}}-*"
+        f"{ARN}:ecs:{REGIONAL}:{kind}/{{prefix}}-*"
         for kind in ("cluster", "service", "service-deployment", "service-revision"))),
-    SCOPE_WEB_ACLS: ("WebAclsOfTheEnvironments", (f"{_ARN}:wafv2:{_REGIONAL}:regional/webacl/{{prefix}}-*/*",)),
-    SCOPE_EVENT_RULES: ("EventRulesOfTheEnvironments", (f"{_ARN}:events:{_REGIONAL}:rule/{{prefix}}-*",)),
-    SCOPE_BUDGETS: ("BudgetsOfTheEnvironments", (f"{_ARN}:budgets::${{AWS::AccountId}}:budget/{{prefix}}-*",)),
+    SCOPE_WEB_ACLS: ("WebAclsOfTheEnvironments", (f"{ARN}:wafv2:{REGIONAL}:regional/webacl/{{prefix}}-*/*",)),
+    SCOPE_EVENT_RULES: ("EventRulesOfTheEnvironments", (f"{ARN}:events:{REGIONAL}:rule/{{prefix}}-*",)),
+    SCOPE_BUDGETS: ("BudgetsOfTheEnvironments", (f"{ARN}:budgets::${{AWS::AccountId}}:budget/{{prefix}}-*",)),
     SCOPE_BACKUP_VAULTS: ("BackupVaultsOfTheEnvironments",
-                          (f"{_ARN}:backup:{_REGIONAL}:backup-vault:{{prefix}}-*",)),
+                          (f"{ARN}:backup:{REGIONAL}:backup-vault:{{prefix}}-*",)),
     # The cluster is named `<app>-<env>`; RDS stores the generated subnet and parameter group names in lower
     # case, and `<app>-<env>` is lower case (config). `default.*` parameter groups: RDS may read the family's
     # default group when it compares parameters.
     SCOPE_DATABASE: ("DatabaseClusterOfTheEnvironments", (
-        f"{_ARN}:rds:{_REGIONAL}:cluster:{{prefix}}",
-        f"{_ARN}:rds:{_REGIONAL}:subgrp:{{prefix}}-*",
-        f"{_ARN}:rds:{_REGIONAL}:cluster-pg:{{prefix}}-*",
-        f"{_ARN}:rds:{_REGIONAL}:cluster-pg:default.*")),
+        f"{ARN}:rds:{REGIONAL}:cluster:{{prefix}}",
+        f"{ARN}:rds:{REGIONAL}:subgrp:{{prefix}}-*",
+        f"{ARN}:rds:{REGIONAL}:cluster-pg:{{prefix}}-*",
+        f"{ARN}:rds:{REGIONAL}:cluster-pg:default.*")),
 }
 
 

@@ -85,8 +85,7 @@ QUEUED_TIMEOUT_MINUTES = 60
 # `<root stack>-*`, which only holds while the root stack name fits in that cut.
 GENERATED_NAME_STACK_CHARS = 25
 
-ARN = "arn:${AWS::Partition}"
-REGIONAL = "${AWS::Region}:${AWS::AccountId}"
+ARN, REGIONAL = deploy_scopes.ARN, deploy_scopes.REGIONAL  # `Fn::Sub` ARN heads, one definition
 
 
 class Bootstrap:
