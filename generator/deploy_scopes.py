@@ -75,10 +75,12 @@ def _association_targets_other_than_app_runner_or_alb(resources: Sequence[tuple[
     Express service (`ECSManagedResourceArns.IngressPath.LoadBalancerArn`); anything else counts as another
     target."""
     allowed = {"ServiceArn", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"}
-    return any(t == "AWS::WAFv2::WebACLAssociation"
-               and (p.get("ResourceArn", {}).get("Fn::GetAtt", [None, None])[1] not in allowed
-                    if isinstance(p.get("ResourceArn"), dict) else True)
-               for t, p in resources)
+
+    def attribute(properties: Mapping) -> str | None:
+        arn = properties.get("ResourceArn")
+        return arn["Fn::GetAtt"][1] if isinstance(arn, dict) and "Fn::GetAtt" in arn else None
+
+    return any(t == "AWS::WAFv2::WebACLAssociation" and attribute(p) not in allowed for t, p in resources)
 
 
 OPTIONAL_FEATURES: tuple[OptionalFeature, ...] = (
@@ -131,7 +133,7 @@ def unused_feature_actions(templates: Iterable[Mapping]) -> set[str]:
     resources = [(r["Type"], r.get("Properties", {})) for t in templates for r in t.get("Resources", {}).values()]
     types = {t for t, _ in resources}
     unused = [f for f in OPTIONAL_FEATURES if f.types & types and not f.used(resources)]
-    dropped = set().union(*(f.actions for f in unused)) if unused else set()
+    dropped = set().union(*(f.actions for f in unused))
     needed = set()
     for resource_type in types:
         own = set().union(*(f.actions for f in unused if resource_type in f.types))
