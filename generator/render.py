@@ -29,6 +29,7 @@ from generator.config import (
     load_account,
     load_all,
 )
+from generator.deploy_permissions import PermissionsError
 from generator.stacks import bootstrap, pipeline
 
 TEMPLATES_DIR = REPO_ROOT / "templates"
@@ -94,10 +95,11 @@ def _check_same_app(account: AccountConfig, environments: list[EnvironmentConfig
 
 @contextlib.contextmanager
 def _naming_the_file(path: Path):
-    """Rules the builders check (names too long, unknown budget components) become errors naming `path`."""
+    """Rules the builders check (names too long, unknown budget components, a deployment role IAM cannot hold)
+    become errors naming `path`."""
     try:
         yield
-    except (ConfigError, naming.NamingError) as exc:
+    except (ConfigError, naming.NamingError, PermissionsError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
 

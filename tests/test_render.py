@@ -162,3 +162,26 @@ def test_rendering_is_identical_across_processes_with_different_hash_seeds(tmp_p
         outputs.append({p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()})
     assert outputs[0] == outputs[1]
     assert {k: v.decode() for k, v in outputs[0].items()} == rendered()
+
+
+@pytest.mark.parametrize("count", [13, 15])
+def test_a_pipeline_whose_deploy_role_iam_cannot_hold_is_one_error_naming_the_account_file(tmp_path, capsys, count):
+    """Every pipeline environment adds its own ARNs to the deployment role; past IAM's limits (10,240 characters
+    of inline policy, 10 managed policies per role) the render stops with one line, before anything is written.
+    12 pipeline environments fit (docs/pipeline.md)."""
+    from generator.cli import main
+
+    config = copy_config(tmp_path)
+    dev = (config / "environments" / "dev.toml").read_text()
+    names = [f"e{i}" for i in range(count - 1)]
+    for name in names:
+        (config / "environments" / f"{name}.toml").write_text(dev.replace('name = "dev"', f'name = "{name}"', 1))
+    account = config / "account.toml"
+    account.write_text(account.read_text().replace('pipeline_environments = ["dev", "prod"]',
+                                                   f"pipeline_environments = {json.dumps([*names, 'prod'])}", 1))
+    out = tmp_path / "templates"
+    code = main(["render", "--config-dir", str(config), "--templates-dir", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "account.toml" in err and f"for {count} pipeline environments; IAM allows" in err, err
+    assert "Traceback" not in err and not out.exists()

@@ -138,6 +138,20 @@ def _policy(*statements: Statement) -> PolicyDocument:
     return PolicyDocument(Version="2012-10-17", Statement=list(statements))
 
 
+def _fitting(sid: str, actions: list, resources: list) -> list[Statement]:
+    """One statement, or several with the same actions (Sids numbered) when its resources alone would pass a
+    managed policy's size (many pipeline environments)."""
+    limit = deploy_permissions.MANAGED_POLICY_MAX_CHARS - deploy_permissions.POLICY_OVERHEAD_CHARS
+    parts: list[list] = [[]]
+    for resource in resources:
+        if parts[-1] and deploy_permissions.policy_chars(_statement(sid, actions, [*parts[-1], resource])) > limit:
+            parts.append([])
+        parts[-1].append(resource)
+    if len(parts) == 1:
+        return [_statement(sid, actions, parts[0])]
+    return [_statement(f"{sid}{index}", actions, part) for index, part in enumerate(parts, start=1)]
+
+
 def _statement(sid: str, actions: list, resources: list, condition: Condition | None = None) -> Statement:
     statement = Statement(Sid=sid, Effect=Allow, Action=actions, Resource=resources)
     if condition is not None:
@@ -254,11 +268,11 @@ def _deploy_role(template: Template, account: AccountConfig, chain: list[Environ
                   + [Sub(f"{ARN}:logs:{REGIONAL}:log-group:/aws/apprunner/*")])
     # Resource-scoped handler actions go to managed policies (the inline policies of a role share 10,240
     # characters); each environment adds its own ARN patterns.
-    by_resource = [_statement(sid, _actions(narrowed[scope]), [arn for pattern in patterns for arn in each(pattern)])
-                   for scope, (sid, patterns) in deploy_scopes.PREFIX_SCOPES.items() if narrowed.get(scope)]
+    by_resource = [part for scope, (sid, patterns) in deploy_scopes.PREFIX_SCOPES.items() if narrowed.get(scope)
+                   for part in _fitting(sid, _actions(narrowed[scope]), [a for p in patterns for a in each(p)])]
     if narrowed.get(deploy_scopes.SCOPE_LOG_GROUPS):
-        by_resource.append(_statement("LogGroupsOfTheEnvironments",
-                                      _actions(narrowed[deploy_scopes.SCOPE_LOG_GROUPS]), log_groups))
+        by_resource += _fitting("LogGroupsOfTheEnvironments", _actions(narrowed[deploy_scopes.SCOPE_LOG_GROUPS]),
+                                log_groups)
     secret_names = deploy_scopes.secret_name_patterns(templates)
     if secret_names is None:  # a secret name the kit cannot turn into a pattern: keep secret actions on "*"
         anywhere = sorted([*anywhere, *narrowed.pop(deploy_scopes.SCOPE_SECRETS, [])])
@@ -302,6 +316,13 @@ def _deploy_role(template: Template, account: AccountConfig, chain: list[Environ
             Condition(StringEquals("iam:PassedToService", "cloudformation.amazonaws.com")))),
     ), "Deployment role may pass itself to CloudFormation for the nested stacks"))
 
+    inline = sum(deploy_permissions.policy_chars(policy.PolicyDocument) for policy in
+                 [*role.Policies, template.resources["DeployRolePassesItself"]])
+    if inline > deploy_permissions.ROLE_INLINE_POLICIES_MAX_CHARS:
+        raise deploy_permissions.PermissionsError(
+            f"the deployment role's inline policies would need {inline} characters for {len(chain)} pipeline "
+            f"environments; IAM allows {deploy_permissions.ROLE_INLINE_POLICIES_MAX_CHARS} per role (deploy fewer "
+            "environments through the pipeline)")
     scoped_parts = deploy_permissions.chunk_statements(by_resource)
     for index, statements in enumerate(scoped_parts, start=1):
         template.add_resource(describe(iam.ManagedPolicy(
@@ -312,9 +333,15 @@ def _deploy_role(template: Template, account: AccountConfig, chain: list[Environ
             PolicyDocument=_policy(*statements),
         ), f"Deployment role permissions on the environments' own resources, part {index}"))
 
-    # Both kinds of managed policy share the role's attachment quota.
-    max_parts = deploy_permissions.MAX_MANAGED_POLICIES_PER_ROLE - len(scoped_parts)
-    for chunk in deploy_permissions.chunk_actions(anywhere, max_chunks=max_parts):
+    handler_parts = deploy_permissions.chunk_actions(anywhere)
+    if len(scoped_parts) + len(handler_parts) > deploy_permissions.MAX_MANAGED_POLICIES_PER_ROLE:
+        # Both kinds of managed policy share the role's attachment quota.
+        raise deploy_permissions.PermissionsError(
+            f"the deployment role would need {len(scoped_parts)} scoped and {len(handler_parts)} other managed "
+            f"policies for {len(chain)} pipeline environments; IAM attaches "
+            f"{deploy_permissions.MAX_MANAGED_POLICIES_PER_ROLE} per role by default (deploy fewer environments "
+            "through the pipeline, or raise the quota and MAX_MANAGED_POLICIES_PER_ROLE)")
+    for chunk in handler_parts:
         policy = iam.ManagedPolicy(
             f"DeployPolicy{chunk.index}",
             Description=f"Deploy the environment stacks, part {chunk.index}: resource handler actions from "
