@@ -524,6 +524,19 @@ def test_deploy_role_reaches_every_secret_the_environments_create_and_no_other_n
     assert not any(fnmatch.fnmatchcase("prod/other-team/api-key-Zy9x8W", p) for p in patterns)
 
 
+def test_deploy_role_may_never_retag_a_secret_of_another_app():
+    """The secret name patterns also match another app of this kit and every RDS-managed secret, so tagging a
+    secret that carries another Application tag is denied (else the role could re-tag it and read it)."""
+    denies = [st for st in deploy_role_statements() if st["Effect"] == "Deny"
+              and {"secretsmanager:TagResource", "secretsmanager:UntagResource"} <= set(as_list(st["Action"]))]
+    assert len(denies) == 1
+    condition = denies[0]["Condition"]
+    assert condition["StringNotEquals"] == {"aws:ResourceTag/Application": app_name()}
+    assert condition["Null"] == {"aws:ResourceTag/Application": "false"}
+    (resource,) = as_list(denies[0]["Resource"])
+    assert resource["Fn::Sub"].endswith(":secret:*")
+
+
 def test_no_action_is_on_star_when_every_resource_it_accepts_is_scoped():
     """The scoping rule, over the rendered role: an action whose every resource type the kit can name is never
     granted on "*" (deploy_scopes.SCOPED_RESOURCE_TYPES)."""

@@ -31,9 +31,12 @@ from awacs.aws import (
     Action,
     Allow,
     Condition,
+    Deny,
+    Null,
     PolicyDocument,
     Statement,
     StringEquals,
+    StringNotEquals,
 )
 from awacs.helpers.trust import make_simple_assume_policy
 from troposphere import AWSHelperFn, GetAtt, ImportValue, Ref, Sub, Template, codebuild, codeconnections, iam, sns
@@ -282,6 +285,15 @@ def _deploy_role(template: Template, account: AccountConfig, chain: list[Environ
         # them: the deployment role cannot tag another secret with this app's Application tag.
         scoped.append(_statement("SecretsOfTheEnvironments", _actions(narrowed[deploy_scopes.SCOPE_SECRETS]),
                                  secrets_of_the_app))
+    # The names above also match another app of this kit (same logical ids) and every RDS-managed secret in the
+    # account: the role may not re-tag or untag a secret that carries another app's Application tag, so it
+    # cannot make that secret pass the Application condition below.
+    scoped.append(Statement(
+        Sid="NeverRetagAnotherAppsSecrets", Effect=Deny,
+        Action=[awacs_secrets.TagResource, awacs_secrets.UntagResource],
+        Resource=[Sub(f"{ARN}:secretsmanager:{REGIONAL}:secret:*")],
+        Condition=Condition([StringNotEquals(f"aws:ResourceTag/{naming.TAG_APPLICATION}", account.app_name),
+                             Null(f"aws:ResourceTag/{naming.TAG_APPLICATION}", "false")])))
     if narrowed.get(deploy_scopes.SCOPE_SECRET_VALUES):
         # Secret values only of this app's secrets: the secrets' names above, and the Application tag every
         # stack propagates to its resources (another app of this kit in the account has the same logical ids).
