@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from awacs.aws import Action, Allow, Deny, PolicyDocument, Statement
+from awacs.aws import Action, Allow, Condition, Deny, PolicyDocument, Statement, StringEquals
 from troposphere import Sub
 
 from generator import deploy_permissions
@@ -155,8 +155,8 @@ AWS_MANAGED_POLICY_SERVICES: dict[str, tuple[str, ...]] = {
     "service-role/AWSBackupServiceRolePolicyForBackup": ("backup", "ec2", "kms", "rds", "tag"),
     "service-role/AWSBackupServiceRolePolicyForRestores": ("backup", "ec2", "kms", "rds", "tag"),
     # ECS Express Mode's infrastructure role provisions the load balancer, certificate, security groups,
-    # scaling and alarms of the service (backend.platform = "ecs-express"). Which IAM actions it needs, if any,
-    # is UNCONFIRMED; the boundary grants none.
+    # scaling and alarms of the service (backend.platform = "ecs-express"). Its one IAM action (v6) creates the
+    # load balancing and ECS auto scaling service-linked roles: BOUNDARY_SERVICE_LINKED_ROLES.
     # https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonECSInfrastructureRoleforExpressGatewayServices.html
     "service-role/AmazonECSInfrastructureRoleforExpressGatewayServices": (
         "acm", "application-autoscaling", "cloudwatch", "ec2", "ecs", "elasticloadbalancing", "logs"),
@@ -196,12 +196,24 @@ def _actions(names: Iterable[str]) -> list[Action]:
     return [Action(*name.split(":", 1)) for name in sorted(names)]
 
 
+# Service-linked roles an environment role may create: ECS Express Mode's infrastructure role creates the load
+# balancing and ECS auto scaling ones when the account has none yet (its AWS managed policy grants exactly these,
+# https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonECSInfrastructureRoleforExpressGatewayServices.html).
+# A service-linked role's permissions are AWS's and only that service assumes it, so this is no escalation.
+BOUNDARY_SERVICE_LINKED_ROLES = ("ecs.application-autoscaling.amazonaws.com", "elasticloadbalancing.amazonaws.com")
+
+
 def boundary_document(app_name: str) -> PolicyDocument:
-    """Ceiling for every environment role: the listed services only; no IAM at all (explicitly denied: new
-    roles/users/policies, PassRole); the boundary can neither be changed nor removed."""
+    """Ceiling for every environment role: the listed services only; no IAM but the creation of the service-linked
+    roles in BOUNDARY_SERVICE_LINKED_ROLES (explicitly denied: new roles/users/policies, PassRole); the boundary can
+    neither be changed nor removed."""
     return PolicyDocument(Version="2012-10-17", Statement=[
         Statement(Sid="EnvironmentServicesOnly", Effect=Allow,
                   Action=[Action(service, "*") for service in BOUNDARY_SERVICES], Resource=["*"]),
+        Statement(Sid="ServiceLinkedRolesOfManagedInfrastructure", Effect=Allow,
+                  Action=[Action("iam", "CreateServiceLinkedRole")],
+                  Resource=[Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/*")],
+                  Condition=Condition(StringEquals("iam:AWSServiceName", list(BOUNDARY_SERVICE_LINKED_ROLES)))),
         Statement(Sid="DenyPrivilegeEscalation", Effect=Deny, Action=_actions(ESCALATION_ACTIONS), Resource=["*"]),
         Statement(Sid="DenyRemovingBoundaries", Effect=Deny, Action=_actions(NEVER_GRANTED), Resource=["*"]),
         Statement(Sid="DenyChangingThisBoundary", Effect=Deny, Action=_actions(BOUNDARY_SELF_PROTECTION),

@@ -385,13 +385,21 @@ def test_deploy_role_reads_secret_values_only_of_this_apps_secrets():
 
 
 def test_the_boundary_cannot_be_changed_or_removed_and_grants_no_iam():
+    """No IAM but service-linked roles of ECS Express Mode's managed infrastructure (ELB, ECS auto scaling), only
+    for those service names: its infrastructure role creates them in an account that has none yet."""
     from generator import deploy_scopes
     policies = [props(res) for res in resources_of(template("bootstrap.yaml"), "AWS::IAM::ManagedPolicy").values()
                 if props(res).get("ManagedPolicyName") == deploy_scopes.boundary_name(app_name())]
     assert len(policies) == 1
     found = statements(policies[0]["PolicyDocument"])
     allowed = {a for st in found if st["Effect"] == "Allow" for a in as_list(st["Action"])}
-    assert not any(a.startswith("iam:") or a == "*" for a in allowed)
+    assert not any((a.startswith("iam:") and a != "iam:CreateServiceLinkedRole") or a == "*" for a in allowed)
+    (linked,) = [st for st in found
+                 if st["Effect"] == "Allow" and "iam:CreateServiceLinkedRole" in as_list(st["Action"])]
+    assert as_list(linked["Action"]) == ["iam:CreateServiceLinkedRole"]
+    assert sorted(linked["Condition"]["StringEquals"]["iam:AWSServiceName"]) == [
+        "ecs.application-autoscaling.amazonaws.com", "elasticloadbalancing.amazonaws.com"]
+    assert as_list(linked["Resource"])[0]["Fn::Sub"].endswith(":role/aws-service-role/*")
     denied = {a: st["Resource"] for st in found if st["Effect"] == "Deny" for a in as_list(st["Action"])}
     for action in ("iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion", "iam:DeletePolicy",
                    "iam:DeleteRolePermissionsBoundary", "iam:CreateRole", "iam:PutRolePolicy",
