@@ -25,6 +25,13 @@ from awacs.aws import Action, Allow, Condition, Deny, PolicyDocument, Statement,
 from troposphere import Sub
 
 from generator import deploy_permissions
+from generator.stacks.backend_express import LOAD_BALANCER_ARN
+
+# `Fn::Sub` heads of the ARNs this module and the pipeline write.
+ARN = "arn:${AWS::Partition}"
+REGIONAL = "${AWS::Region}:${AWS::AccountId}"
+# What the kit's web ACL associations protect: App Runner's `ServiceArn`, the ECS Express service's load balancer.
+WAF_ASSOCIATION_TARGETS = frozenset({"ServiceArn", LOAD_BALANCER_ARN})
 
 # ---- (a) supplements ------------------------------------------------------------------------------
 # resource type -> ((action, source), ...). Add an entry when a deploy fails with AccessDenied on an action the
@@ -74,13 +81,12 @@ def _association_targets_other_than_app_runner_or_alb(resources: Sequence[tuple[
     """The kit associates its web ACL with an App Runner service (`ServiceArn`) or the load balancer of an ECS
     Express service (`ECSManagedResourceArns.IngressPath.LoadBalancerArn`); anything else counts as another
     target."""
-    allowed = {"ServiceArn", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"}
-
     def attribute(properties: Mapping) -> str | None:
         arn = properties.get("ResourceArn")
         return arn["Fn::GetAtt"][1] if isinstance(arn, dict) and "Fn::GetAtt" in arn else None
 
-    return any(t == "AWS::WAFv2::WebACLAssociation" and attribute(p) not in allowed for t, p in resources)
+    return any(t == "AWS::WAFv2::WebACLAssociation" and attribute(p) not in WAF_ASSOCIATION_TARGETS
+               for t, p in resources)
 
 
 OPTIONAL_FEATURES: tuple[OptionalFeature, ...] = (
@@ -189,7 +195,7 @@ def boundary_name(app_name: str) -> str:
 
 
 def boundary_arn(app_name: str) -> Sub:
-    return Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{boundary_name(app_name)}")
+    return Sub(f"{ARN}:iam::${{AWS::AccountId}}:policy/{boundary_name(app_name)}")
 
 
 def _actions(names: Iterable[str]) -> list[Action]:
@@ -212,7 +218,7 @@ def boundary_document(app_name: str) -> PolicyDocument:
                   Action=[Action(service, "*") for service in BOUNDARY_SERVICES], Resource=["*"]),
         Statement(Sid="ServiceLinkedRolesOfManagedInfrastructure", Effect=Allow,
                   Action=[Action("iam", "CreateServiceLinkedRole")],
-                  Resource=[Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/*")],
+                  Resource=[Sub(f"{ARN}:iam::${{AWS::AccountId}}:role/aws-service-role/*")],
                   Condition=Condition(StringEquals("iam:AWSServiceName", list(BOUNDARY_SERVICE_LINKED_ROLES)))),
         Statement(Sid="DenyPrivilegeEscalation", Effect=Deny, Action=_actions(ESCALATION_ACTIONS), Resource=["*"]),
         Statement(Sid="DenyRemovingBoundaries", Effect=Deny, Action=_actions(NEVER_GRANTED), Resource=["*"]),
@@ -269,8 +275,6 @@ SCOPED_RESOURCE_TYPES = {
     "secretsmanager": (frozenset({"secret"}), SCOPE_SECRETS),
 }
 
-ARN = "arn:${AWS::Partition}"
-REGIONAL = "${AWS::Region}:${AWS::AccountId}"
 # scope -> (statement Sid, ARN patterns; `{prefix}` is each environment's `<app>-<env>`). Formats from the
 # Service Authorization Reference of each service
 # (https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html).

@@ -613,9 +613,12 @@ def test_a_template_that_turns_a_feature_on_keeps_its_actions(resource_type, pro
 
 
 def test_the_kits_web_acl_associations_target_app_runner_services_or_load_balancers():
+    from generator import deploy_scopes
     targets = {props(res)["ResourceArn"]["Fn::GetAtt"][1] for path, _, res in every_resource()
                if res["Type"] == "AWS::WAFv2::WebACLAssociation"}
-    assert targets and targets <= {"ServiceArn", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"}
+    expected = {"ServiceArn", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"}
+    assert expected == deploy_scopes.WAF_ASSOCIATION_TARGETS
+    assert targets and targets <= deploy_scopes.WAF_ASSOCIATION_TARGETS
 
 
 def test_every_supplement_is_a_real_action_with_a_source_and_is_granted():
